@@ -1,0 +1,71 @@
+//! What a problem is and what a verifier says about an answer to it.
+
+use serde::{Deserialize, Serialize};
+
+/// One generated (or imported) problem: everything needed to prompt a model,
+/// teach it by example, and score what it writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Stable identifier, e.g. `arith/3/train/17`.
+    pub id: String,
+    /// Family name (`arith`, `countdown`, ...) or the name of a user set.
+    pub task: String,
+    /// Difficulty level, 1-based.
+    pub level: u32,
+    /// The text the model is asked.
+    pub prompt: String,
+    /// Reference answer in canonical form.
+    pub answer: String,
+    /// A worked solution in the output format: `<think>…</think><answer>…</answer>`.
+    pub solution: String,
+    /// What the verifier needs beyond the reference answer.
+    #[serde(flatten)]
+    pub check: Check,
+}
+
+/// How a completion's extracted answer is judged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verifier", rename_all = "snake_case")]
+pub enum Check {
+    /// An integer equal to the reference (`-0012` and `-12` agree).
+    Number,
+    /// The same text as the reference after whitespace is normalised.
+    Exact,
+    /// The same list of integers, in order (`[1, 2]`, `1,2` and `1 2` agree).
+    List,
+    /// The same fraction in lowest terms (`3/4`; integers may be written bare).
+    Fraction,
+    /// An expression using each given number at most once that evaluates to the target.
+    Countdown { numbers: Vec<i64>, target: i64 },
+    /// A rhai function `name` that must pass hidden tests.
+    CodeTests {
+        function: String,
+        tests: Vec<CodeTest>,
+        /// Reward the fraction of tests passed instead of all-or-nothing.
+        #[serde(default)]
+        partial_credit: bool,
+    },
+    /// The printed result of running `program` (the reference answer).
+    CodeOutput { program: String },
+}
+
+/// One hidden unit test: call the function with `args` (rhai literals) and
+/// expect `expected` (a rhai literal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeTest {
+    pub args: Vec<String>,
+    pub expected: String,
+}
+
+/// A verifier's judgement of one completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Correctness reward in [0, 1].
+    pub reward: f64,
+    /// Whether the completion followed `<think>…</think><answer>…</answer>`.
+    pub format_ok: bool,
+    /// The answer taken from the last answer block, if there was one.
+    pub extracted: Option<String>,
+    /// A short human-readable reason.
+    pub reason: String,
+}

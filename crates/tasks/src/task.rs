@@ -1,0 +1,60 @@
+//! The task families and how a problem is made from `(task, level, seed)`.
+
+use crate::error::{Error, Result};
+use crate::families;
+use crate::problem::{Check, Problem};
+use crate::rng::Rng;
+
+/// What a family's generator produces; `generate` adds the identity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    pub prompt: String,
+    pub answer: String,
+    pub solution: String,
+    pub check: Check,
+}
+
+/// One problem family. Generation must be a pure function of the RNG stream
+/// and the level: no clocks, no global state, no floating point that could
+/// differ between machines.
+pub trait Task: Sync {
+    /// Short lowercase name used on the command line and in configs.
+    fn name(&self) -> &'static str;
+    /// One line saying what the family asks.
+    fn summary(&self) -> &'static str;
+    /// Highest level; levels are `1..=max_level()`.
+    fn max_level(&self) -> u32;
+    /// What a level means (its knobs), for `verity tasks list`.
+    fn level_doc(&self, level: u32) -> String;
+    /// Make one problem. `level` is already validated.
+    fn generate(&self, rng: &mut Rng, level: u32) -> Generated;
+}
+
+/// Every built-in family, in the order `verity tasks list` shows them.
+pub fn all() -> &'static [&'static dyn Task] {
+    families::ALL
+}
+
+/// The family called `name`.
+pub fn find(name: &str) -> Result<&'static dyn Task> {
+    all()
+        .iter()
+        .copied()
+        .find(|t| t.name() == name)
+        .ok_or_else(|| Error::UnknownTask {
+            name: name.to_string(),
+            known: all().iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+        })
+}
+
+/// Check that `level` exists for `task`.
+pub fn check_level(task: &dyn Task, level: u32) -> Result<()> {
+    if level == 0 || level > task.max_level() {
+        return Err(Error::LevelOutOfRange {
+            task: task.name().to_string(),
+            level,
+            max: task.max_level(),
+        });
+    }
+    Ok(())
+}
