@@ -69,3 +69,13 @@ pub struct Verdict {
     /// A short human-readable reason.
     pub reason: String,
 }
+
+/// A family verifier's judgement of an extracted answer, before the format
+/// part of the verdict is added.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Score {
+    /// Correctness in [0, 1].
+    pub reward: f64,
+    /// Why, in a few words.
+    pub reason: String,
+}
