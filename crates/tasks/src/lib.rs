@@ -8,6 +8,7 @@ mod error;
 mod families;
 mod problem;
 mod rng;
+mod sandbox;
 mod task;
 
 pub use error::{Error, Result};

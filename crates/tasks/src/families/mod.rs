@@ -1,5 +1,8 @@
 //! The built-in problem families, one file each.
 
+pub(crate) mod code_io;
+pub(crate) mod code_trace;
+
 use crate::task::Task;
 
 /// Registered families, in display order.
