@@ -4,6 +4,7 @@
 //! [`Problem::verify`] scores a model's raw completion and returns a
 //! [`Verdict`]. This crate has no ML dependency.
 
+mod arith_expr;
 mod error;
 mod families;
 mod problem;

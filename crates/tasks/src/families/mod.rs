@@ -3,6 +3,8 @@
 pub(crate) mod code_io;
 pub(crate) mod code_trace;
 
+pub(crate) mod countdown;
+
 use crate::task::Task;
 
 /// Registered families, in display order.
