@@ -1,1 +1,78 @@
-//! verity policy.
+//! verity's policy: a trainable decoder-only transformer of the Llama, Qwen2
+//! and Qwen3 families on candle, with batched KV-cached sampling and
+//! differentiable log-probabilities.
+//!
+//! - [`ModelConfig`] reads and writes Hugging Face `config.json` (transformers
+//!   4 and 5 layouts).
+//! - [`Policy`] bundles a config, a [`Transformer`] and the trainable vars
+//!   behind it, named as Hugging Face names them: [`Policy::random`] for
+//!   training from scratch, [`Policy::load`] / [`Policy::save`] for model
+//!   folders that transformers also reads, [`Policy::frozen`] for a
+//!   reference model.
+//! - [`Transformer::forward`] returns logits for every position of a
+//!   (left-padded) batch.
+//! - [`generate`] samples groups of completions per prompt; each token comes
+//!   with its log-probability under the sampling distribution.
+//! - [`completion_logprobs`] recomputes those log-probabilities with
+//!   gradients (the same modules, so rollout and update agree);
+//!   [`token_cross_entropy`] is the supervised loss.
+//!
+//! The crate knows nothing of tasks or rewards.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! use policy::{generate, completion_logprobs, Architecture, ModelConfig, Policy, SamplingConfig};
+//! use rand::{rngs::StdRng, SeedableRng};
+//!
+//! let config = ModelConfig::new(Architecture::Llama, 32, 16, 32, 1, 2, 1);
+//! let policy = Policy::random(&config, 0, &Device::Cpu)?;
+//! let sampling = SamplingConfig { max_new_tokens: 4, ..SamplingConfig::default() };
+//! let samples = generate(&policy.model, &[vec![1, 2, 3]], 2, &sampling, &mut StdRng::seed_from_u64(0))?;
+//! assert_eq!(samples.len(), 2);
+//!
+//! // Score the first sample again, now with gradients.
+//! let row: Vec<u32> = [1, 2, 3].into_iter().chain(samples[0].tokens.iter().copied()).collect();
+//! let n = row.len();
+//! let ids = Tensor::from_vec(row, (1, n), &Device::Cpu)?;
+//! let mask = Tensor::ones((1, n), candle_core::DType::U32, &Device::Cpu)?;
+//! let c = samples[0].tokens.len();
+//! let logprobs = completion_logprobs(&policy.model, &ids, &mask, c, sampling.temperature)?;
+//! let again = logprobs.flatten_all()?.to_vec1::<f32>()?;
+//! for (a, b) in again.iter().zip(&samples[0].logprobs) {
+//!     assert!((a - b).abs() < 1e-4);
+//! }
+//! # Ok::<(), policy::Error>(())
+//! ```
+
+mod attention;
+mod cache;
+mod chat_template;
+mod config;
+mod device;
+mod error;
+mod generate;
+mod hub;
+mod init;
+mod layers;
+mod logprobs;
+mod model;
+mod policy;
+mod rope;
+mod sampling;
+mod tokenizer;
+mod weights;
+
+pub use cache::KvCache;
+pub use chat_template::{ChatMessage, ChatTemplate, SpecialTokens};
+pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use device::parse_device;
+pub use error::{Error, Result};
+pub use generate::{generate, generate_until, FinishReason, Generation, SamplingConfig};
+pub use hub::{hub_model_dir, resolve_model_dir, HubOptions};
+pub use logprobs::{
+    completion_logprobs, completion_logprobs_and_entropy, token_cross_entropy, TokenScores,
+};
+pub use model::{parameter_shapes, Kernels, Transformer};
+pub use policy::{Policy, CONFIG_FILE};
+pub use tokenizer::Tokenizer;
+pub use weights::{load_weights, save_weights, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};

@@ -1,0 +1,118 @@
+//! Grouped-query self-attention with rotary positions and an optional KV cache.
+
+use candle_core::{DType, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::cache::{CacheSlot, KvCache};
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::layers::{Linear, RmsNorm};
+use crate::model::Kernels;
+use crate::rope::RopeAngles;
+
+/// Where this layer's keys and values go during a cached forward pass.
+pub(crate) struct LayerCache<'a> {
+    pub(crate) cache: &'a KvCache,
+    pub(crate) layer: usize,
+    pub(crate) slot: CacheSlot,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    pub(crate) fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let (q_norm, k_norm) = if cfg.qk_norm {
+            (
+                Some(RmsNorm::new(d, cfg.rms_norm_eps, vb.pp("q_norm"))?),
+                Some(RmsNorm::new(d, cfg.rms_norm_eps, vb.pp("k_norm"))?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Attention {
+            q_proj: Linear::new(h, heads * d, cfg.qkv_bias, vb.pp("q_proj"))?,
+            k_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("k_proj"))?,
+            v_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("v_proj"))?,
+            o_proj: Linear::new(heads * d, h, cfg.o_bias, vb.pp("o_proj"))?,
+            q_norm,
+            k_norm,
+            num_heads: heads,
+            num_kv_heads: kv_heads,
+            head_dim: d,
+        })
+    }
+
+    /// `x`: [B, T, hidden]; `mask`: additive, [B, 1, 1, T, S] where S counts
+    /// cached plus new tokens (None: every key is visible).
+    pub(crate) fn forward(
+        &self,
+        x: &Tensor,
+        angles: &RopeAngles,
+        mask: Option<&Tensor>,
+        cache: Option<LayerCache>,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (heads, kv_heads, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let groups = heads / kv_heads;
+
+        let q = self.q_proj.forward(x)?.reshape((b, t, heads, d))?;
+        let k = self.k_proj.forward(x)?.reshape((b, t, kv_heads, d))?;
+        let v = self.v_proj.forward(x)?.reshape((b, t, kv_heads, d))?;
+        let (q, k) = match (&self.q_norm, &self.k_norm) {
+            (Some(qn), Some(kn)) => (qn.forward(&q, kernels)?, kn.forward(&k, kernels)?),
+            _ => (q, k),
+        };
+        let q = angles.apply(&q, kernels)?;
+        let k = angles.apply(&k, kernels)?;
+
+        // Query heads of one KV head side by side: [B, KVH, G*T, D], so keys and
+        // values are shared without copying them per query head.
+        let scale = 1.0 / (d as f64).sqrt();
+        let q = (q.transpose(1, 2)? * scale)?.reshape((b, kv_heads, groups * t, d))?;
+        let k = k.transpose(1, 2)?.contiguous()?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let (k, v) = match cache {
+            Some(c) => c.cache.append(c.layer, c.slot, &k, &v)?,
+            None => (k, v),
+        };
+        let s = k.dim(2)?;
+
+        let scores = q.matmul(&k.t()?)?;
+        let dtype = scores.dtype();
+        let scores = match dtype {
+            DType::F16 | DType::BF16 => scores.to_dtype(DType::F32)?,
+            _ => scores,
+        };
+        let scores = match mask {
+            Some(m) => scores
+                .reshape((b, kv_heads, groups, t, s))?
+                .broadcast_add(m)?
+                .reshape((b, kv_heads, groups * t, s))?,
+            None => scores,
+        };
+        let probs = match kernels {
+            Kernels::Fused => candle_nn::ops::softmax_last_dim(&scores)?,
+            Kernels::Differentiable => candle_nn::ops::softmax(&scores, D::Minus1)?,
+        };
+        let out = probs.to_dtype(v.dtype())?.matmul(&v)?;
+        let out = out
+            .reshape((b, heads, t, d))?
+            .transpose(1, 2)?
+            .reshape((b, t, heads * d))?;
+        self.o_proj.forward(&out)
+    }
+}

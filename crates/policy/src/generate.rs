@@ -1,0 +1,243 @@
+//! Batched sampling with a KV cache.
+//!
+//! All sequences run as one batch. Each prompt is prefilled once, left-padded
+//! beside the others; its cache row is then copied to the group of samples
+//! that share it. Rows finish independently (stop token, stop sequence,
+//! caller's stop test, or the length limit); finished rows are dropped from
+//! the batch once a quarter of it has finished.
+
+use candle_core::Tensor;
+use rand::Rng;
+
+use crate::cache::KvCache;
+use crate::error::{Error, Result};
+use crate::model::{Kernels, Transformer};
+use crate::sampling::Sampler;
+
+/// How to sample completions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingConfig {
+    /// Most tokens generated per sequence (default 256).
+    pub max_new_tokens: usize,
+    /// Logits are divided by this before sampling; 0 means greedy (default 1.0).
+    pub temperature: f64,
+    /// Sample among the k most likely tokens only; 0 = off (default 0).
+    pub top_k: usize,
+    /// Sample among the smallest set of tokens whose probability reaches p; 1.0 = off (default 1.0).
+    pub top_p: f64,
+    /// A sequence stops after producing any of these (kept as its last token). Default none.
+    pub stop_token_ids: Vec<u32>,
+    /// A sequence stops once its completion ends with any of these (kept). Default none.
+    pub stop_sequences: Vec<Vec<u32>>,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            max_new_tokens: 256,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            stop_token_ids: Vec::new(),
+            stop_sequences: Vec::new(),
+        }
+    }
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// A stop token, stop sequence or the caller's stop test ended it.
+    Stop,
+    /// It reached `max_new_tokens`.
+    Length,
+}
+
+/// One sampled completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// Which prompt it continues.
+    pub prompt_index: usize,
+    /// Which of that prompt's samples it is (0..samples_per_prompt).
+    pub sample_index: usize,
+    /// The new tokens, including the stop token or sequence that ended it.
+    pub tokens: Vec<u32>,
+    /// Per token: log-probability under the sampling distribution,
+    /// softmax(logits / temperature) over the whole vocabulary, before top-k /
+    /// top-p (temperature 1 when greedy). This is what TRL computes and what
+    /// [`crate::completion_logprobs`] recomputes at the same temperature.
+    pub logprobs: Vec<f32>,
+    /// Per token: log-probability under the untempered model, softmax(logits).
+    pub raw_logprobs: Vec<f32>,
+    /// Why it ended.
+    pub finish: FinishReason,
+}
+
+/// Samples `samples_per_prompt` completions of every prompt, returned prompt
+/// by prompt, sample by sample. The same `rng` state gives the same samples.
+pub fn generate<R: Rng + ?Sized>(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    samples_per_prompt: usize,
+    config: &SamplingConfig,
+    rng: &mut R,
+) -> Result<Vec<Generation>> {
+    generate_until(model, prompts, samples_per_prompt, config, rng, |_| false)
+}
+
+/// [`generate`] with a stop test: `is_done(completion_so_far)` is asked after
+/// every new token, so a caller can stop on decoded text (a stop string).
+pub fn generate_until<R, F>(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    samples_per_prompt: usize,
+    config: &SamplingConfig,
+    rng: &mut R,
+    mut is_done: F,
+) -> Result<Vec<Generation>>
+where
+    R: Rng + ?Sized,
+    F: FnMut(&[u32]) -> bool,
+{
+    let sampler = validate(prompts, samples_per_prompt, config)?;
+    let group = samples_per_prompt;
+    let mut seqs: Vec<Generation> = (0..prompts.len() * group)
+        .map(|i| Generation {
+            prompt_index: i / group,
+            sample_index: i % group,
+            tokens: Vec::with_capacity(config.max_new_tokens),
+            logprobs: Vec::with_capacity(config.max_new_tokens),
+            raw_logprobs: Vec::with_capacity(config.max_new_tokens),
+            finish: FinishReason::Length,
+        })
+        .collect();
+    if seqs.is_empty() || config.max_new_tokens == 0 {
+        return Ok(seqs);
+    }
+
+    let (mut cache, prompt_logits) = prefill(model, prompts, config.max_new_tokens)?;
+    let vocab = model.config().vocab_size;
+    // The cache row and logits of every sequence, replicated from its prompt.
+    let mut rows: Vec<usize> = (0..seqs.len()).collect();
+    if group > 1 {
+        let prompt_rows: Vec<usize> = rows.iter().map(|&i| i / group).collect();
+        cache = cache.select_rows(&prompt_rows)?;
+    }
+    let mut logits: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| {
+            let p = i / group;
+            prompt_logits[p * vocab..(p + 1) * vocab].iter().copied()
+        })
+        .collect();
+    let mut done = vec![false; seqs.len()];
+
+    for _ in 0..config.max_new_tokens {
+        for (row, &i) in rows.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let choice = sampler.choose(&logits[row * vocab..(row + 1) * vocab], rng);
+            let seq = &mut seqs[i];
+            seq.tokens.push(choice.token);
+            seq.logprobs.push(choice.logprob);
+            seq.raw_logprobs.push(choice.raw_logprob);
+            if stops(&seq.tokens, config) || is_done(&seq.tokens) {
+                seq.finish = FinishReason::Stop;
+                done[i] = true;
+            } else if seq.tokens.len() >= config.max_new_tokens {
+                done[i] = true;
+            }
+        }
+        let finished = rows.iter().filter(|&&i| done[i]).count();
+        if finished == rows.len() {
+            break;
+        }
+        if finished * 4 >= rows.len() {
+            let keep: Vec<usize> = (0..rows.len()).filter(|&r| !done[rows[r]]).collect();
+            cache = cache.select_rows(&keep)?;
+            rows = keep.into_iter().map(|r| rows[r]).collect();
+        }
+        let last: Vec<u32> = rows
+            .iter()
+            .map(|&i| seqs[i].tokens.last().copied().unwrap_or(0))
+            .collect();
+        let input = Tensor::from_vec(last, (rows.len(), 1), model.device())?;
+        let hidden = model.hidden_states(&input, None, Some(&mut cache), Kernels::Fused)?;
+        logits = model.lm_head(&hidden)?.flatten_all()?.to_vec1::<f32>()?;
+    }
+    Ok(seqs)
+}
+
+/// Runs the left-padded prompts through the model once; returns the cache
+/// (room for `max_new_tokens` more) and each prompt's last-position logits,
+/// flattened [prompts * vocab].
+fn prefill(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    max_new_tokens: usize,
+) -> Result<(KvCache, Vec<f32>)> {
+    let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(prompts.len() * width);
+    let mut mask = Vec::with_capacity(prompts.len() * width);
+    for p in prompts {
+        let pad = width - p.len();
+        ids.extend(std::iter::repeat_n(0u32, pad).chain(p.iter().copied()));
+        mask.extend(std::iter::repeat_n(0u32, pad).chain(std::iter::repeat_n(1u32, p.len())));
+    }
+    let device = model.device();
+    let ids = Tensor::from_vec(ids, (prompts.len(), width), device)?;
+    let mask = Tensor::from_vec(mask, (prompts.len(), width), device)?;
+    let mut cache = KvCache::new(
+        model.config(),
+        prompts.len(),
+        width + max_new_tokens,
+        model.dtype(),
+        device,
+    )?;
+    let hidden = model.hidden_states(&ids, Some(&mask), Some(&mut cache), Kernels::Fused)?;
+    let last = hidden.narrow(1, width - 1, 1)?;
+    let logits = model.lm_head(&last)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok((cache, logits))
+}
+
+fn stops(tokens: &[u32], config: &SamplingConfig) -> bool {
+    let Some(last) = tokens.last() else {
+        return false;
+    };
+    config.stop_token_ids.contains(last)
+        || config
+            .stop_sequences
+            .iter()
+            .any(|s| !s.is_empty() && tokens.ends_with(s))
+}
+
+fn validate(
+    prompts: &[Vec<u32>],
+    samples_per_prompt: usize,
+    config: &SamplingConfig,
+) -> Result<Sampler> {
+    if samples_per_prompt == 0 && !prompts.is_empty() {
+        return Err(Error::Input("samples_per_prompt must be at least 1".into()));
+    }
+    if let Some(i) = prompts.iter().position(Vec::is_empty) {
+        return Err(Error::Input(format!("prompt {i} is empty")));
+    }
+    if !(config.temperature >= 0.0) || !config.temperature.is_finite() {
+        return Err(Error::Input(format!(
+            "temperature {} must be a finite number >= 0",
+            config.temperature
+        )));
+    }
+    if !(config.top_p > 0.0 && config.top_p <= 1.0) {
+        return Err(Error::Input(format!(
+            "top_p {} must be in (0, 1]",
+            config.top_p
+        )));
+    }
+    Ok(Sampler {
+        temperature: config.temperature,
+        top_k: config.top_k,
+        top_p: config.top_p,
+    })
+}

@@ -1,0 +1,367 @@
+//! The decoder-only transformer of the Llama / Qwen2 / Qwen3 families.
+//!
+//! Order as in candle's model files: the configuration lives in
+//! `config.rs`, the private layers in `rope.rs`, `layers.rs` and
+//! `attention.rs`; this file holds the decoder layer and the public model.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::attention::{Attention, LayerCache};
+use crate::cache::KvCache;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::layers::{Linear, Mlp, RmsNorm};
+use crate::rope::RotaryEmbedding;
+
+/// Which implementation of RoPE, RMSNorm and softmax a forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// Built from basic tensor operations: gradients flow. Training uses this.
+    #[default]
+    Differentiable,
+    /// candle's fused kernels: faster, but they pass no gradient. Generation
+    /// uses these; tests check they agree with the differentiable forms.
+    Fused,
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        Ok(DecoderLayer {
+            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
+            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
+            input_layernorm: RmsNorm::new(h, eps, vb.pp("input_layernorm"))?,
+            post_attention_layernorm: RmsNorm::new(h, eps, vb.pp("post_attention_layernorm"))?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        ctx: &ForwardContext,
+        cache: Option<LayerCache>,
+    ) -> Result<Tensor> {
+        let attn_in = self.input_layernorm.forward(x, ctx.kernels)?;
+        let attn_out =
+            self.self_attn
+                .forward(&attn_in, &ctx.angles, ctx.mask.as_ref(), cache, ctx.kernels)?;
+        let x = (x + attn_out)?;
+        let mlp_in = self.post_attention_layernorm.forward(&x, ctx.kernels)?;
+        Ok((&x + self.mlp.forward(&mlp_in)?)?)
+    }
+}
+
+/// What every layer of one forward pass shares: rotary angles per (row,
+/// token), the additive attention mask and the kernel choice.
+struct ForwardContext {
+    angles: crate::rope::RopeAngles,
+    mask: Option<Tensor>,
+    kernels: Kernels,
+}
+
+/// The transformer: token embedding, decoder layers, final norm, LM head.
+///
+/// `forward` returns logits for every position. Rows may be left-padded:
+/// the attention mask hides padding, and each row's positions count only its
+/// real tokens (what transformers' `generate` does), so a padded row computes
+/// the same numbers as the row alone.
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rotary: RotaryEmbedding,
+    config: ModelConfig,
+}
+
+impl Transformer {
+    /// Builds the model from weights named as in Hugging Face checkpoints
+    /// (`model.layers.0.self_attn.q_proj.weight`, ...).
+    pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        config.validate()?;
+        let vb_m = vb.pp("model");
+        let embed_tokens = vb_m
+            .pp("embed_tokens")
+            .get((config.vocab_size, config.hidden_size), "weight")?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| DecoderLayer::new(config, vb_m.pp("layers").pp(i)))
+            .collect::<Result<_>>()?;
+        let norm = RmsNorm::new(config.hidden_size, config.rms_norm_eps, vb_m.pp("norm"))?;
+        let lm_head = if config.tie_word_embeddings {
+            Linear::from_weight(embed_tokens.clone())
+        } else {
+            Linear::new(
+                config.hidden_size,
+                config.vocab_size,
+                false,
+                vb.pp("lm_head"),
+            )?
+        };
+        Ok(Transformer {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary: RotaryEmbedding::new(config),
+            config: config.clone(),
+        })
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> &Device {
+        self.embed_tokens.device()
+    }
+
+    /// The dtype of the weights.
+    pub fn dtype(&self) -> DType {
+        self.embed_tokens.dtype()
+    }
+
+    /// Logits [B, T, vocab] for every position of `input_ids` [B, T] (u32),
+    /// with differentiable kernels.
+    ///
+    /// `attention_mask` [B, T] (any numeric dtype, 1 = token, 0 = padding)
+    /// defaults to all ones. With a `cache`, the tokens continue the cached
+    /// rows and their keys and values are appended to it.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        self.forward_with(input_ids, attention_mask, cache, Kernels::Differentiable)
+    }
+
+    /// [`Transformer::forward`] with a choice of kernels.
+    pub fn forward_with(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
+        let hidden = self.hidden_states(input_ids, attention_mask, cache, kernels)?;
+        self.lm_head(&hidden)
+    }
+
+    /// The final-norm hidden states [B, T, hidden] of [`Transformer::forward`],
+    /// so callers can apply the LM head to the positions they need only.
+    pub fn hidden_states(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        if t == 0 {
+            return Err(Error::Input("input_ids has no tokens".into()));
+        }
+        let token_mask = read_mask(attention_mask, b, t)?;
+        check_token_ids(input_ids, self.config.vocab_size)?;
+        let past = cache.as_deref();
+        let plan = AttentionPlan::new(&token_mask, b, t, past);
+        let mask_dtype = match self.dtype() {
+            DType::F16 | DType::BF16 => DType::F32,
+            d => d,
+        };
+        let ctx = ForwardContext {
+            angles: self
+                .rotary
+                .angles(&plan.positions, b, t, self.dtype(), self.device())?,
+            mask: plan.mask_tensor(b, t, mask_dtype, self.device())?,
+            kernels,
+        };
+        let slot = match cache.as_deref() {
+            Some(c) => Some(c.slot(b, t)?),
+            None => None,
+        };
+
+        let mut x = self.embed_tokens.embedding(input_ids)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = match (cache.as_deref(), slot) {
+                (Some(c), Some(slot)) => Some(LayerCache {
+                    cache: c,
+                    layer: i,
+                    slot,
+                }),
+                _ => None,
+            };
+            x = layer.forward(&x, &ctx, layer_cache)?;
+        }
+        if let (Some(c), Some(slot)) = (cache.as_deref_mut(), slot) {
+            c.commit(slot, &token_mask, plan.seen);
+        }
+        self.norm.forward(&x, kernels)
+    }
+
+    /// Applies the LM head to hidden states [..., hidden] -> logits [..., vocab].
+    pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(hidden)
+    }
+}
+
+/// Positions and key visibility for one forward pass.
+struct AttentionPlan {
+    /// [B * T]: each token's position, counting only real tokens of its row.
+    positions: Vec<u32>,
+    /// Real tokens per row after this pass.
+    seen: Vec<u32>,
+    /// [B * S]: whether key column j of row b is a real token, S = past + T.
+    key_valid: Vec<bool>,
+    past: usize,
+}
+
+impl AttentionPlan {
+    fn new(token_mask: &[bool], b: usize, t: usize, past: Option<&KvCache>) -> Self {
+        let past_len = past.map_or(0, KvCache::len);
+        let s = past_len + t;
+        let mut positions = Vec::with_capacity(b * t);
+        let mut seen = Vec::with_capacity(b);
+        let mut key_valid = Vec::with_capacity(b * s);
+        for row in 0..b {
+            let mut count = past.map_or(0, |c| c.seen()[row]);
+            for col in 0..past_len {
+                key_valid.push(past.is_some_and(|c| c.is_valid(row, col)));
+            }
+            for &real in &token_mask[row * t..(row + 1) * t] {
+                positions.push(count);
+                if real {
+                    count += 1;
+                }
+                key_valid.push(real);
+            }
+            seen.push(count);
+        }
+        AttentionPlan {
+            positions,
+            seen,
+            key_valid,
+            past: past_len,
+        }
+    }
+
+    /// The additive mask [B, 1, 1, T, S]: 0 where query t may attend key j
+    /// (causal and a real key), -inf elsewhere. A query always sees itself, so
+    /// padding rows stay finite. None when nothing is hidden.
+    fn mask_tensor(
+        &self,
+        b: usize,
+        t: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Option<Tensor>> {
+        let s = self.past + t;
+        if t == 1 && self.key_valid.iter().all(|&v| v) {
+            return Ok(None);
+        }
+        let mut mask = Vec::with_capacity(b * t * s);
+        for row in 0..b {
+            let valid = &self.key_valid[row * s..(row + 1) * s];
+            for q in 0..t {
+                let q_col = self.past + q;
+                mask.extend(valid.iter().enumerate().map(|(j, &real)| {
+                    if j == q_col || (j < q_col && real) {
+                        0f32
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                }));
+            }
+        }
+        let mask = Tensor::from_vec(mask, (b, 1, 1, t, s), device)?.to_dtype(dtype)?;
+        Ok(Some(mask))
+    }
+}
+
+/// Reads an attention mask [B, T] of any numeric dtype into booleans.
+fn read_mask(mask: Option<&Tensor>, b: usize, t: usize) -> Result<Vec<bool>> {
+    let Some(mask) = mask else {
+        return Ok(vec![true; b * t]);
+    };
+    if mask.dims() != [b, t] {
+        return Err(Error::Input(format!(
+            "attention_mask has shape {:?}, input_ids has [{b}, {t}]",
+            mask.dims()
+        )));
+    }
+    let values = mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(values.into_iter().map(|v| v > 0.5).collect())
+}
+
+/// Rejects ids outside the vocabulary, which would otherwise index out of bounds.
+fn check_token_ids(input_ids: &Tensor, vocab_size: usize) -> Result<()> {
+    if input_ids.dtype() != DType::U32 {
+        return Err(Error::Input(format!(
+            "input_ids must be u32, got {:?}",
+            input_ids.dtype()
+        )));
+    }
+    let max = input_ids.flatten_all()?.max(0)?.to_scalar::<u32>()?;
+    if max as usize >= vocab_size {
+        return Err(Error::Input(format!(
+            "token id {max} is outside the vocabulary of {vocab_size}"
+        )));
+    }
+    Ok(())
+}
+
+/// Every trainable tensor of a config: Hugging Face name and shape, in a fixed order.
+pub fn parameter_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
+    let (q_out, kv_out) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
+    let mut out = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![cfg.vocab_size, h],
+    )];
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        let mut push = |name: &str, shape: Vec<usize>| out.push((format!("{p}.{name}"), shape));
+        push("input_layernorm.weight", vec![h]);
+        for (proj, rows) in [("q_proj", q_out), ("k_proj", kv_out), ("v_proj", kv_out)] {
+            push(&format!("self_attn.{proj}.weight"), vec![rows, h]);
+            if cfg.qkv_bias {
+                push(&format!("self_attn.{proj}.bias"), vec![rows]);
+            }
+        }
+        push("self_attn.o_proj.weight", vec![h, q_out]);
+        if cfg.o_bias {
+            push("self_attn.o_proj.bias", vec![h]);
+        }
+        if cfg.qk_norm {
+            push("self_attn.q_norm.weight", vec![d]);
+            push("self_attn.k_norm.weight", vec![d]);
+        }
+        push("post_attention_layernorm.weight", vec![h]);
+        for (proj, shape) in [
+            ("gate_proj", [i, h]),
+            ("up_proj", [i, h]),
+            ("down_proj", [h, i]),
+        ] {
+            push(&format!("mlp.{proj}.weight"), shape.to_vec());
+            if cfg.mlp_bias {
+                push(&format!("mlp.{proj}.bias"), vec![shape[0]]);
+            }
+        }
+    }
+    out.push(("model.norm.weight".to_string(), vec![h]));
+    if !cfg.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, h]));
+    }
+    out
+}

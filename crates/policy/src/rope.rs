@@ -1,0 +1,144 @@
+//! Rotary position embedding in the rotate-half ("NeoX") form transformers uses:
+//! `x * cos + rotate_half(x) * sin`, with one position per (row, token) so a
+//! left-padded batch gives every row its own positions.
+
+use candle_core::{DType, Device, Tensor, D};
+
+use crate::config::{ModelConfig, RopeScaling};
+use crate::error::Result;
+use crate::model::Kernels;
+
+/// Inverse frequencies of one head; cos/sin are computed per call from positions.
+#[derive(Debug, Clone)]
+pub(crate) struct RotaryEmbedding {
+    inv_freq: Vec<f32>,
+}
+
+/// cos and sin for a batch, each [B, T, head_dim / 2].
+pub(crate) struct RopeAngles {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl RotaryEmbedding {
+    pub(crate) fn new(cfg: &ModelConfig) -> Self {
+        let dim = cfg.head_dim;
+        let base = cfg.rope_theta as f32;
+        // float32 throughout, as transformers computes it.
+        let inv_freq = (0..dim)
+            .step_by(2)
+            .map(|i| 1.0 / base.powf(i as f32 / dim as f32))
+            .map(|f| scale_frequency(f, cfg.rope_scaling))
+            .collect();
+        RotaryEmbedding { inv_freq }
+    }
+
+    /// Angles for `positions` laid out row-major as [batch, seq_len].
+    pub(crate) fn angles(
+        &self,
+        positions: &[u32],
+        batch: usize,
+        seq_len: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<RopeAngles> {
+        let half = self.inv_freq.len();
+        let mut cos = Vec::with_capacity(positions.len() * half);
+        let mut sin = Vec::with_capacity(positions.len() * half);
+        for &p in positions {
+            for &f in &self.inv_freq {
+                let angle = p as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        let shape = (batch, seq_len, half);
+        Ok(RopeAngles {
+            cos: Tensor::from_vec(cos, shape, device)?.to_dtype(dtype)?,
+            sin: Tensor::from_vec(sin, shape, device)?.to_dtype(dtype)?,
+        })
+    }
+}
+
+impl RopeAngles {
+    /// Rotates `x` of shape [B, T, heads, head_dim].
+    pub(crate) fn apply(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        match kernels {
+            Kernels::Fused => Ok(candle_nn::rotary_emb::rope_thd(
+                &x.contiguous()?,
+                &self.cos,
+                &self.sin,
+            )?),
+            Kernels::Differentiable => {
+                let half = x.dim(D::Minus1)? / 2;
+                let cos = self.cos.unsqueeze(2)?;
+                let sin = self.sin.unsqueeze(2)?;
+                let x1 = x.narrow(D::Minus1, 0, half)?;
+                let x2 = x.narrow(D::Minus1, half, half)?;
+                let first = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+                let second = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+                Ok(Tensor::cat(&[first, second], D::Minus1)?)
+            }
+        }
+    }
+}
+
+fn scale_frequency(freq: f32, scaling: RopeScaling) -> f32 {
+    match scaling {
+        RopeScaling::Default => freq,
+        RopeScaling::Linear { factor } => freq / factor as f32,
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
+            // transformers' _compute_llama3_parameters.
+            let old_context = original_max_position_embeddings as f64;
+            let low_freq_wavelen = old_context / low_freq_factor;
+            let high_freq_wavelen = old_context / high_freq_factor;
+            let wavelen = 2.0 * std::f64::consts::PI / freq as f64;
+            if wavelen < high_freq_wavelen {
+                freq
+            } else if wavelen > low_freq_wavelen {
+                (freq as f64 / factor) as f32
+            } else {
+                let smooth = (old_context / wavelen - low_freq_factor)
+                    / (high_freq_factor - low_freq_factor);
+                ((1.0 - smooth) * freq as f64 / factor + smooth * freq as f64) as f32
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Architecture;
+
+    #[test]
+    fn fused_and_differentiable_rotations_agree() -> Result<()> {
+        let cfg = ModelConfig::new(Architecture::Llama, 10, 32, 8, 1, 2, 1);
+        let rope = RotaryEmbedding::new(&cfg);
+        let device = Device::Cpu;
+        let positions = [0u32, 1, 2, 7, 0, 0, 3, 4];
+        let angles = rope.angles(&positions, 2, 4, DType::F32, &device)?;
+        let x = Tensor::randn(0f32, 1.0, (2, 4, 2, 16), &device)?;
+        let a = angles.apply(&x, Kernels::Fused)?;
+        let b = angles.apply(&x, Kernels::Differentiable)?;
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-6, "max diff {diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn position_zero_is_identity() -> Result<()> {
+        let cfg = ModelConfig::new(Architecture::Llama, 10, 32, 8, 1, 2, 1);
+        let angles = RotaryEmbedding::new(&cfg).angles(&[0], 1, 1, DType::F32, &Device::Cpu)?;
+        let x = Tensor::randn(0f32, 1.0, (1, 1, 2, 16), &Device::Cpu)?;
+        let y = angles.apply(&x, Kernels::Differentiable)?;
+        let diff = (x - y)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        Ok(())
+    }
+}
