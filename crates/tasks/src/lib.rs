@@ -1,18 +1,61 @@
 //! Verifiable problem families for training and evaluating reasoning models.
 //!
-//! A [`Task`] turns `(seed, level)` into a [`Problem`] purely and reproducibly;
-//! [`Problem::verify`] scores a model's raw completion and returns a
-//! [`Verdict`]. This crate has no ML dependency.
+//! A [`Task`] (one family: `arith`, `linear`, `countdown`, ...) turns
+//! `(seed, level)` into a [`Problem`] purely and reproducibly: the same
+//! problem on every machine. A problem carries its prompt, a reference
+//! answer, a worked solution in the output format
+//! `<think>…</think><answer>…</answer>` (the supervised cold-start target),
+//! and what its verifier needs. [`Problem::verify`] scores a model's raw
+//! completion and returns a [`Verdict`]: a reward in [0, 1], whether the
+//! format was followed, the extracted answer and a short reason. It never
+//! panics, whatever the text.
+//!
+//! [`problem`] addresses problems by split: training and held-out problems
+//! come from disjoint seed spaces and no held-out prompt is ever drawn for
+//! training ([`audit`] proves it). A [`Mixture`] weighs families, levels and
+//! user problem sets for a trainer; [`read_problems`] and [`write_problems`]
+//! read and write problem sets as JSON Lines.
+//! This crate has no ML dependency.
+//!
+//! ```
+//! use tasks::{problem, Split};
+//!
+//! let p = problem("add", 3, Split::Train, 0)?;
+//! assert!(p.prompt.starts_with("What is "));
+//! // The worked solution is a perfect completion...
+//! let verdict = p.verify(&p.solution);
+//! assert_eq!((verdict.reward, verdict.format_ok), (1.0, true));
+//! // ...and hedging between two answers earns nothing.
+//! let hedge = format!("<think></think><answer>{} or 7</answer>", p.answer);
+//! assert_eq!(p.verify(&hedge).reward, 0.0);
+//! # Ok::<(), tasks::Error>(())
+//! ```
 
+mod answer;
 mod arith_expr;
 mod error;
 mod families;
+mod jsonl;
+mod mixture;
 mod problem;
 mod rng;
 mod sandbox;
+mod split;
 mod task;
+mod verify;
 
+pub use answer::{extract, Extraction, ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN};
 pub use error::{Error, Result};
+pub use jsonl::{
+    parse_completions, parse_problems, read_completions, read_problems, to_jsonl, to_line,
+    write_problems, Completion, ProblemSet,
+};
+pub use mixture::{EntrySpec, Mixture, MixtureEntry, Source};
 pub use problem::{Check, CodeTest, Problem, Verdict};
 pub use rng::Rng;
+pub use split::{
+    audit, heldout, heldout_file_name, load_frozen_heldout, problem, Split, SplitAudit,
+    HELDOUT_DIR, HELDOUT_SIZE,
+};
 pub use task::{all, check_level, find, Generated, Task};
+pub use verify::MAX_EXTRACTED_BYTES;

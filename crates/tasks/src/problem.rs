@@ -53,7 +53,9 @@ pub enum Check {
 /// expect `expected` (a rhai literal).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeTest {
+    /// Arguments, each a rhai literal.
     pub args: Vec<String>,
+    /// The expected return value, a rhai literal.
     pub expected: String,
 }
 
@@ -78,4 +80,37 @@ pub(crate) struct Score {
     pub reward: f64,
     /// Why, in a few words.
     pub reason: String,
+}
+
+impl Score {
+    /// Full reward.
+    pub fn pass(reason: impl Into<String>) -> Self {
+        Self {
+            reward: 1.0,
+            reason: reason.into(),
+        }
+    }
+
+    /// No reward.
+    pub fn fail(reason: impl Into<String>) -> Self {
+        Self {
+            reward: 0.0,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Check {
+    /// The `verifier` tag this check serialises as.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Check::Number => "number",
+            Check::Exact => "exact",
+            Check::List => "list",
+            Check::Fraction => "fraction",
+            Check::Countdown { .. } => "countdown",
+            Check::CodeTests { .. } => "code_tests",
+            Check::CodeOutput { .. } => "code_output",
+        }
+    }
 }

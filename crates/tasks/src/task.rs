@@ -5,13 +5,33 @@ use crate::families;
 use crate::problem::{Check, Problem};
 use crate::rng::Rng;
 
-/// What a family's generator produces; `generate` adds the identity.
+/// What a family's generator produces; the split adds the identity
+/// (id, task, level) to make a [`Problem`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generated {
+    /// The text the model is asked.
     pub prompt: String,
+    /// Reference answer in canonical form.
     pub answer: String,
+    /// Worked solution in the output format.
     pub solution: String,
+    /// What the verifier needs.
     pub check: Check,
+}
+
+impl Generated {
+    /// This problem under an identity.
+    pub(crate) fn into_problem(self, task: &str, level: u32, id: String) -> Problem {
+        Problem {
+            id,
+            task: task.to_string(),
+            level,
+            prompt: self.prompt,
+            answer: self.answer,
+            solution: self.solution,
+            check: self.check,
+        }
+    }
 }
 
 /// One problem family. Generation must be a pure function of the RNG stream
@@ -26,6 +46,12 @@ pub trait Task: Sync {
     fn max_level(&self) -> u32;
     /// What a level means (its knobs), for `verity tasks list`.
     fn level_doc(&self, level: u32) -> String;
+    /// How many distinct problems the level holds out for evaluation.
+    /// Lower it for a level with few distinct problems, so that training
+    /// keeps most of them (a tenth or less of the level is a good share).
+    fn heldout_size(&self, _level: u32) -> usize {
+        crate::split::HELDOUT_SIZE
+    }
     /// Make one problem. `level` is already validated.
     fn generate(&self, rng: &mut Rng, level: u32) -> Generated;
 }
@@ -43,7 +69,11 @@ pub fn find(name: &str) -> Result<&'static dyn Task> {
         .find(|t| t.name() == name)
         .ok_or_else(|| Error::UnknownTask {
             name: name.to_string(),
-            known: all().iter().map(|t| t.name()).collect::<Vec<_>>().join(", "),
+            known: all()
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 

@@ -1,11 +1,24 @@
 //! The built-in problem families, one file each.
 
-pub(crate) mod code_io;
-pub(crate) mod code_trace;
+mod arith;
+mod expr;
+mod fraction;
+mod linear;
 
 pub(crate) mod countdown;
+
+pub(crate) mod code_io;
+pub(crate) mod code_trace;
 
 use crate::task::Task;
 
 /// Registered families, in display order.
-pub(crate) static ALL: &[&dyn Task] = &[];
+pub(crate) static ALL: &[&dyn Task] = &[
+    &arith::ARITH,
+    &arith::ADD,
+    &arith::SUB,
+    &arith::MUL,
+    &expr::Expr,
+    &linear::Linear,
+    &fraction::Fraction,
+];
