@@ -192,7 +192,10 @@ impl Transformer {
             None => None,
         };
 
-        let mut x = self.embed_tokens.embedding(input_ids)?;
+        let mut x = self
+            .embed_tokens
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, t, self.config.hidden_size))?;
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = match (cache.as_deref(), slot) {
                 (Some(c), Some(slot)) => Some(LayerCache {
