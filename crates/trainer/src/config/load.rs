@@ -1,0 +1,438 @@
+//! Reading a config file, applying `--set` overrides, and turning every
+//! mistake into a message that names the file, line and key.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::{validate, Config};
+use crate::error::{Error, Result};
+
+impl Config {
+    /// Reads the TOML file at `path`, applies `overrides` (`section.key=value`,
+    /// in order, later ones winning), validates everything and resolves what
+    /// depends on the machine or the file (run name, thread count, absolute
+    /// paths).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self::from_toml(&text, &path.display().to_string(), &stem, overrides)
+    }
+
+    /// [`Config::load`] on text already read: `file` names it in errors and
+    /// `stem` is the run name used when `run.name` is empty.
+    pub fn from_toml(text: &str, file: &str, stem: &str, overrides: &[String]) -> Result<Config> {
+        let mut config: Config = toml::from_str(text).map_err(|e| syntax_error(text, file, &e))?;
+        if !overrides.is_empty() {
+            config = apply_overrides(text, overrides)?;
+        }
+        if config.run.name.is_empty() {
+            config.run.name = stem.to_string();
+        }
+        validate::validate(&config).map_err(|e| locate_invalid(e, text, file, overrides))?;
+        resolve(&mut config)?;
+        Ok(config)
+    }
+}
+
+/// The file parsed as a table, with each override set in turn; every
+/// override is checked on its own so an error names the one at fault.
+fn apply_overrides(text: &str, overrides: &[String]) -> Result<Config> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| Error::Override {
+        arg: overrides.join(" "),
+        message: e.message().to_string(),
+    })?;
+    let mut config = Config::default();
+    for arg in overrides {
+        let bad = |message: String| Error::Override {
+            arg: arg.clone(),
+            message,
+        };
+        let (key, raw) = arg
+            .split_once('=')
+            .ok_or_else(|| bad("expected section.key=value".into()))?;
+        let (section, field) = key
+            .trim()
+            .split_once('.')
+            .filter(|(s, f)| !s.is_empty() && !f.is_empty() && !f.contains('.'))
+            .ok_or_else(|| bad(format!("`{key}` is not of the form section.key")))?;
+        let raw = raw.trim();
+        let parsed = parse_value(raw);
+        let mut candidates = vec![parsed.clone()];
+        if !parsed.is_str() {
+            // `--set run.name=123` means the text "123".
+            candidates.push(toml::Value::String(raw.to_string()));
+        }
+        let mut last_error = String::new();
+        let mut accepted = None;
+        for value in candidates {
+            let mut attempt = table.clone();
+            let entry = attempt
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(section_table) = entry.as_table_mut() else {
+                return Err(bad(format!("`{section}` is not a section")));
+            };
+            section_table.insert(field.to_string(), value);
+            match attempt.clone().try_into::<Config>() {
+                Ok(c) => {
+                    accepted = Some((attempt, c));
+                    break;
+                }
+                Err(e) => {
+                    if last_error.is_empty() {
+                        last_error = e.message().to_string();
+                    }
+                }
+            }
+        }
+        let (next, parsed_config) = accepted.ok_or_else(|| bad(last_error))?;
+        table = next;
+        config = parsed_config;
+    }
+    Ok(config)
+}
+
+/// A `--set` value as TOML (`3`, `1e-4`, `true`, `"x"`, `[1, 2]`), or the text
+/// itself as a string when it is not valid TOML (`scratch/runs`).
+fn parse_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// A parse or type error as `file:line: key: message`.
+fn syntax_error(text: &str, file: &str, err: &toml::de::Error) -> Error {
+    let span = err.span();
+    let line = span.as_ref().map(|s| line_of(text, s.start)).unwrap_or(1);
+    let key = span.and_then(|s| key_at(text, &s));
+    let message = match key {
+        Some(key) => format!("{key}: {}", err.message().trim()),
+        None => err.message().trim().to_string(),
+    };
+    Error::ConfigSyntax {
+        file: file.to_string(),
+        line,
+        message,
+    }
+}
+
+/// Points a validation error at the line of its key in the file, or at the
+/// `--set` that gave the value.
+fn locate_invalid(err: Error, text: &str, file: &str, overrides: &[String]) -> Error {
+    let Error::Invalid { key, message } = err else {
+        return err;
+    };
+    let from_override = overrides.iter().rev().find(|arg| {
+        arg.split_once('=')
+            .is_some_and(|(k, _)| k.trim() == key || key.starts_with(&format!("{}[", k.trim())))
+    });
+    if let Some(arg) = from_override {
+        return Error::Override {
+            arg: arg.clone(),
+            message: format!("{key}: {message}"),
+        };
+    }
+    match line_of_key(text, &key) {
+        Some(line) => Error::ConfigSyntax {
+            file: file.to_string(),
+            line,
+            message: format!("{key}: {message}"),
+        },
+        None => Error::Invalid {
+            key: format!("{file}: {key}"),
+            message,
+        },
+    }
+}
+
+/// 1-based line of byte `offset`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The dotted key (`grpo.lr`, `tasks.mixture[1].level`) whose key or value
+/// covers `span`.
+fn key_at(text: &str, span: &Range<usize>) -> Option<String> {
+    let table = DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    find_in_table(table.get_ref(), span.start, &mut path).then(|| dotted(&path))
+}
+
+fn find_in_table(table: &DeTable<'_>, at: usize, path: &mut Vec<String>) -> bool {
+    for (key, value) in table.iter() {
+        path.push(key.get_ref().to_string());
+        if key.span().contains(&at) {
+            return true;
+        }
+        // A value span covers the error: descend as far as possible. Tables
+        // from `[section]` headers may not cover their keys, so look inside
+        // every value anyway.
+        if find_in_value(value, at, path) || value.span().contains(&at) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+fn find_in_value(value: &Spanned<DeValue<'_>>, at: usize, path: &mut Vec<String>) -> bool {
+    match value.get_ref() {
+        DeValue::Table(t) => find_in_table(t, at, path),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(format!("[{i}]"));
+                if find_in_value(item, at, path) || item.span().contains(&at) {
+                    return true;
+                }
+                path.pop();
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// `["tasks", "mixture", "[1]", "level"]` as `tasks.mixture[1].level`.
+fn dotted(path: &[String]) -> String {
+    let mut out = String::new();
+    for part in path {
+        if !out.is_empty() && !part.starts_with('[') {
+            out.push('.');
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+/// 1-based line where `key` (`grpo.lr`, or `tasks.mixture[1]`) is written.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let table = DeTable::parse(text).ok()?;
+    let mut current: &DeTable<'_> = table.get_ref();
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (name, index) = match part.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let (k, v) = current.iter().find(|(k, _)| k.get_ref() == name)?;
+        let mut target: &Spanned<DeValue<'_>> = v;
+        let mut span = k.span();
+        if let (Some(i), DeValue::Array(items)) = (index, v.get_ref()) {
+            target = items.get(i)?;
+            span = target.span();
+        }
+        if parts.peek().is_none() {
+            return Some(line_of(text, span.start));
+        }
+        match target.get_ref() {
+            DeValue::Table(t) => current = t,
+            _ => return Some(line_of(text, span.start)),
+        }
+    }
+    None
+}
+
+/// Fills in what depends on the machine: the thread count and absolute paths.
+fn resolve(config: &mut Config) -> Result<()> {
+    if config.run.threads == 0 {
+        config.run.threads = free_cores();
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
+    let absolute = |p: &str| -> String {
+        let path = PathBuf::from(p);
+        if path.is_absolute() {
+            p.to_string()
+        } else {
+            cwd.join(path).display().to_string()
+        }
+    };
+    config.run.out_dir = absolute(&config.run.out_dir);
+    if !config.model.path.is_empty() {
+        config.model.path = absolute(&config.model.path);
+    }
+    for entry in &mut config.tasks.mixture {
+        if let Some(p) = &entry.jsonl {
+            entry.jsonl = Some(PathBuf::from(absolute(&p.display().to_string())));
+        }
+    }
+    Ok(())
+}
+
+/// Cores not busy when the run starts: available cores minus the rounded
+/// 1-minute load average (Linux), at least 1.
+pub(crate) fn free_cores() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let busy = if load.is_finite() && load > 0.0 {
+        load.round() as usize
+    } else {
+        0
+    };
+    cores.saturating_sub(busy).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[run]
+seed = 3
+
+[tasks]
+mixture = [{ task = "add", level = 2 }]
+"#;
+
+    fn load(text: &str, overrides: &[&str]) -> Result<Config> {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        Config::from_toml(text, "test.toml", "test", &overrides)
+    }
+
+    fn message(text: &str, overrides: &[&str]) -> String {
+        load(text, overrides).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_fill_missing_keys_and_the_name_comes_from_the_file() {
+        let c = load(MINIMAL, &[]).unwrap();
+        assert_eq!(c.run.seed, 3);
+        assert_eq!(c.run.name, "test");
+        assert!(c.run.threads >= 1);
+        assert!(Path::new(&c.run.out_dir).is_absolute());
+        assert_eq!(c.grpo.group_size, 8);
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_key() {
+        let text = format!("{MINIMAL}\n[grpo]\ngroup_size = 4\nbogus = 1\n");
+        let m = message(&text, &[]);
+        assert!(
+            m.starts_with("test.toml:10: grpo.bogus: unknown field `bogus`"),
+            "{m}"
+        );
+        let m = message("[nope]\nx = 1\n", &[]);
+        assert!(
+            m.starts_with("test.toml:1: nope: unknown field `nope`"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_file_line_and_key() {
+        let text = format!("{MINIMAL}\n[sft]\nlr = \"fast\"\n");
+        let m = message(&text, &[]);
+        assert!(
+            m.starts_with("test.toml:9: sft.lr: invalid type: string \"fast\""),
+            "{m}"
+        );
+        let m = message("[grpo]\nloss_type = \"ppo\"\n", &[]);
+        assert!(
+            m.contains("test.toml:2: grpo.loss_type: unknown variant `ppo`"),
+            "{m}"
+        );
+        let m = message("[run\nseed = 1\n", &[]);
+        assert!(m.starts_with("test.toml:1: "), "{m}");
+    }
+
+    #[test]
+    fn errors_inside_the_mixture_name_the_entry() {
+        let text = "[tasks]\nmixture = [\n  { task = \"add\", level = 2 },\n  { task = \"add\", lvl = 2 },\n]\n";
+        let m = message(text, &[]);
+        assert!(m.starts_with("test.toml:4: tasks.mixture[1]"), "{m}");
+        assert!(m.contains("unknown field `lvl`"), "{m}");
+        let text = "[tasks]\nmixture = [{ task = \"nope\", level = 2 }]\n";
+        let m = message(text, &[]);
+        assert!(m.starts_with("test.toml:2: tasks.mixture"), "{m}");
+        assert!(m.contains("unknown task 'nope'"), "{m}");
+    }
+
+    #[test]
+    fn overrides_parse_toml_values_or_take_text() {
+        let c = load(
+            MINIMAL,
+            &[
+                "grpo.lr=3e-4",
+                "run.out_dir=scratch/runs",
+                "run.name=123",
+                "grpo.loss_type=dr_grpo",
+                "sft.steps = 7",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.grpo.lr, 3e-4);
+        assert!(c.run.out_dir.ends_with("scratch/runs"), "{}", c.run.out_dir);
+        assert_eq!(c.run.name, "123");
+        assert_eq!(c.grpo.loss_type, crate::loss::LossType::DrGrpo);
+        assert_eq!(c.sft.steps, 7);
+        // Later overrides win; sections missing from the file are created.
+        let c = load(MINIMAL, &["eval.every=5", "eval.every=6"]).unwrap();
+        assert_eq!(c.eval.every, 6);
+    }
+
+    #[test]
+    fn bad_overrides_name_the_argument() {
+        let m = message(MINIMAL, &["grpo.nope=1"]);
+        assert!(
+            m.starts_with("--set grpo.nope=1: unknown field `nope`"),
+            "{m}"
+        );
+        let m = message(MINIMAL, &["grpo.lr=fast"]);
+        assert!(m.starts_with("--set grpo.lr=fast: invalid type"), "{m}");
+        let m = message(MINIMAL, &["grpo"]);
+        assert!(m.contains("expected section.key=value"), "{m}");
+        let m = message(MINIMAL, &["lr=1"]);
+        assert!(m.contains("not of the form section.key"), "{m}");
+        // A default that an override made invalid is named with both values.
+        let m = message(MINIMAL, &["grpo.group_size=3"]);
+        assert!(
+            m.starts_with("test.toml: grpo.batch_size: 128 completions do not split into groups of group_size = 3"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn validation_errors_point_at_the_line_of_the_key() {
+        let text = format!("{MINIMAL}\n[grpo]\ngroup_size = 1\n");
+        let m = message(&text, &[]);
+        assert!(m.starts_with("test.toml:9: grpo.group_size:"), "{m}");
+        assert!(m.contains("group of 1"), "{m}");
+        let text = format!("{MINIMAL}\n[grpo]\nbatch_size = 20\ngroup_size = 8\n");
+        let m = message(&text, &[]);
+        assert!(m.starts_with("test.toml:9: grpo.batch_size:"), "{m}");
+        assert!(m.contains("20") && m.contains("8"), "{m}");
+    }
+
+    #[test]
+    fn a_missing_file_is_a_usage_error() {
+        let err = Config::load(Path::new("/no/such/config.toml"), &[]).unwrap_err();
+        assert!(err.is_usage());
+        assert!(err.to_string().contains("/no/such/config.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_resolved_config_reads_back_the_same() {
+        let c = load(MINIMAL, &["grpo.loss_type=bnpo"]).unwrap();
+        let again = load(&c.to_toml(), &[]).unwrap();
+        assert_eq!(c, again);
+    }
+}
