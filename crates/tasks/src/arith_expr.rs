@@ -215,8 +215,15 @@ impl Parser<'_> {
     /// An error naming the character at the current position. `pos` only
     /// ever advances over ASCII bytes, so it is a char boundary.
     fn unexpected(&self) -> ExprError {
-        match self.text.get(self.pos..).and_then(|rest| rest.chars().next()) {
-            Some(found) => ExprError::Unexpected { at: self.pos, found },
+        match self
+            .text
+            .get(self.pos..)
+            .and_then(|rest| rest.chars().next())
+        {
+            Some(found) => ExprError::Unexpected {
+                at: self.pos,
+                found,
+            },
             None => ExprError::UnexpectedEnd,
         }
     }
@@ -230,6 +237,51 @@ fn divide_exactly(num: i64, den: i64) -> Result<i64, ExprError> {
         return Err(ExprError::InexactDivision { num, den });
     }
     num.checked_div(den).ok_or(ExprError::Overflow)
+}
+
+/// Panic unless every arithmetic claim in a worked-solution line is true;
+/// returns how many claims it checked. After an optional `label: ` prefix,
+/// a line is split into clauses at `, `. A clause `A mod M=R` claims that
+/// `A` leaves remainder `R` (in `0..M`); a clause of numbers, operators and
+/// `=` claims that all its sides are equal, after an optional leading
+/// `name=`. Clauses with words are skipped.
+#[cfg(test)]
+pub(crate) fn assert_true_arithmetic(line: &str) -> usize {
+    const ANY: Syntax = Syntax {
+        max_len: 1_000,
+        max_depth: 64,
+        unary_minus: true,
+    };
+    let eval = |text: &str| match evaluate(text, &ANY) {
+        Ok(e) => e.value,
+        Err(e) => panic!("{text:?} in {line:?}: {e}"),
+    };
+    let body = line.split_once(": ").map_or(line, |(_, rest)| rest);
+    let mut claims = 0;
+    for clause in body.split(", ") {
+        if let Some((a, rest)) = clause.split_once(" mod ") {
+            let (m, r) = rest.split_once('=').expect("mod clause has '='");
+            let m = eval(m);
+            assert_eq!(eval(a).rem_euclid(m), eval(r), "{line:?}");
+            claims += 1;
+            continue;
+        }
+        let clause = match clause.split_once('=') {
+            Some((name, rest)) if name.chars().all(|c| c.is_ascii_alphabetic()) => rest,
+            _ => clause,
+        };
+        if !clause.chars().all(|c| "0123456789+-*/()= ".contains(c)) {
+            continue;
+        }
+        let mut sides = clause.split('=').map(eval);
+        if let Some(first) = sides.next() {
+            for side in sides {
+                assert_eq!(side, first, "{line:?}");
+                claims += 1;
+            }
+        }
+    }
+    claims
 }
 
 #[cfg(test)]
@@ -309,10 +361,7 @@ mod tests {
             Err(ExprError::Overflow)
         );
         let deep = format!("{}1{}", "(".repeat(9), ")".repeat(9));
-        assert_eq!(
-            evaluate(&deep, &STRICT),
-            Err(ExprError::TooDeep { max: 8 })
-        );
+        assert_eq!(evaluate(&deep, &STRICT), Err(ExprError::TooDeep { max: 8 }));
         let shallow = format!("{}1{}", "(".repeat(8), ")".repeat(8));
         assert_eq!(evaluate(&shallow, &STRICT).map(|e| e.value), Ok(1));
         assert!(matches!(
@@ -321,6 +370,20 @@ mod tests {
         ));
         let minus_chain = "-".repeat(5000) + "1";
         assert_eq!(value(&minus_chain), Err(ExprError::TooDeep { max: 64 }));
+    }
+
+    #[test]
+    fn arithmetic_claims_are_checked() {
+        assert_eq!(assert_true_arithmetic("84=2*36+12"), 1);
+        assert_eq!(assert_true_arithmetic("3^4: 9*9=81, 81 mod 50=31"), 2);
+        assert_eq!(assert_true_arithmetic("43=1*30+13, t=0-1*1=-1"), 2);
+        assert_eq!(assert_true_arithmetic("-10 mod 43=33"), 1);
+        assert_eq!(assert_true_arithmetic("gcd=12"), 0);
+        assert_eq!(assert_true_arithmetic("Mia has 3 apples"), 0);
+        for false_claim in ["84=2*36+11", "9*9=81, 81 mod 50=30", "t=1-2*(-1)=1"] {
+            let caught = std::panic::catch_unwind(|| assert_true_arithmetic(false_claim));
+            assert!(caught.is_err(), "{false_claim:?} passed");
+        }
     }
 
     proptest! {

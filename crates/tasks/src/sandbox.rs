@@ -16,23 +16,27 @@
 //! printed form ([`canonical`]), so two values are equal exactly when their
 //! canonical forms are.
 
+use std::cell::Cell;
 use std::fmt::Write;
+use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 
 use rhai::packages::{
-    BasicArrayPackage, BasicMapPackage, BasicMathPackage, CorePackage, LogicPackage,
-    MoreStringPackage, Package,
+    ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
+    BasicMathPackage, BasicStringPackage, LogicPackage, MoreStringPackage, Package,
 };
-use rhai::{Array, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, Scope, AST};
+use rhai::{
+    Array, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Scope, AST,
+};
 
 /// Longest program accepted, in bytes; longer text is refused unread.
 pub(crate) const MAX_SOURCE_BYTES: usize = 16 * 1024;
 /// Operations one run (one program, or one function call) may perform.
 pub(crate) const MAX_OPERATIONS: u64 = 100_000;
 /// Deepest function-call nesting.
-const MAX_CALL_LEVELS: usize = 24;
+const MAX_CALL_LEVELS: usize = 32;
 /// Deepest expression nesting the parser accepts (top level and in functions).
-const MAX_EXPR_DEPTH: usize = 24;
+const MAX_EXPR_DEPTH: usize = 64;
 /// Largest string, in bytes.
 const MAX_STRING_BYTES: usize = 4096;
 /// Largest array, counting nested elements.
@@ -74,9 +78,15 @@ impl Failure {
 fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
+        // The standard packages, less `LanguageCorePackage`: its `sleep`
+        // blocks the thread for any number of seconds, and `exit`,
+        // `parse_json` and reflection are not needed.
         let mut engine = Engine::new_raw();
         engine
-            .register_global_module(CorePackage::new().as_shared_module())
+            .register_global_module(ArithmeticPackage::new().as_shared_module())
+            .register_global_module(BasicStringPackage::new().as_shared_module())
+            .register_global_module(BasicIteratorPackage::new().as_shared_module())
+            .register_global_module(BasicFnPackage::new().as_shared_module())
             .register_global_module(LogicPackage::new().as_shared_module())
             .register_global_module(BasicMathPackage::new().as_shared_module())
             .register_global_module(BasicArrayPackage::new().as_shared_module())
@@ -91,10 +101,32 @@ fn engine() -> &'static Engine {
             .set_max_map_size(MAX_MAP_LEN)
             .set_max_variables(MAX_VARIABLES)
             .set_max_functions(MAX_FUNCTIONS)
+            .on_progress(|_| spend_one())
             .on_print(|_| {})
             .on_debug(|_, _, _| {});
         engine.disable_symbol("eval");
         engine
+    })
+}
+
+thread_local! {
+    /// Operations the current run has performed, across every call frame.
+    static SPENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Count one operation of the current run; past the budget, stop it.
+///
+/// rhai's own operation limit is kept per call context, and a function
+/// pointer called from a native function (`map`, `filter`, `sort`...) starts
+/// a fresh one, so nested callbacks could multiply the budget without end.
+/// This count sees every operation of the run, wherever it happens; and
+/// since every operation past the budget fails at once, even a native
+/// function that swallows its callback's error (`sort`) ends quickly.
+fn spend_one() -> Option<Dynamic> {
+    SPENT.with(|spent| {
+        let n = spent.get() + 1;
+        spent.set(n);
+        (n > MAX_OPERATIONS).then_some(Dynamic::UNIT)
     })
 }
 
@@ -112,10 +144,12 @@ impl Program {
                 source.len()
             )));
         }
-        engine()
-            .compile(source)
-            .map(|ast| Program { ast })
-            .map_err(|e| Failure::Compile(short(&e.to_string())))
+        guard(|| {
+            engine()
+                .compile(source)
+                .map(|ast| Program { ast })
+                .map_err(|e| Failure::Compile(short(&e.to_string())))
+        })
     }
 
     /// Whether the program defines `name` taking `arity` parameters.
@@ -127,19 +161,33 @@ impl Program {
 
     /// Run the top-level statements and return the value of the last one.
     pub(crate) fn run(&self) -> Result<Dynamic, Failure> {
-        engine()
-            .eval_ast_with_scope::<Dynamic>(&mut Scope::new(), &self.ast)
-            .map_err(|e| classify(&e))
+        guard(|| {
+            engine()
+                .eval_ast_with_scope::<Dynamic>(&mut Scope::new(), &self.ast)
+                .map_err(|e| classify(&e))
+        })
     }
 
     /// Call function `name` with `args`, without running the top-level
     /// statements; each call gets the full operation budget.
     pub(crate) fn call(&self, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, Failure> {
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(true);
-        engine()
-            .call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &self.ast, name, args)
-            .map_err(|e| classify(&e))
+        guard(|| {
+            engine()
+                .call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &self.ast, name, args)
+                .map_err(|e| classify(&e))
+        })
     }
+}
+
+/// Run `work`, turning a panic inside the interpreter into a failure. No
+/// input is known to cause one; this keeps an interpreter bug from taking
+/// the caller down with it.
+/// It also starts the run's operation count.
+fn guard<T>(work: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
+    SPENT.with(|spent| spent.set(0));
+    std::panic::catch_unwind(AssertUnwindSafe(work))
+        .unwrap_or_else(|_| Err(Failure::Runtime("the interpreter panicked".to_string())))
 }
 
 /// Compile and run `source`, returning the canonical form of its final value.
@@ -186,7 +234,6 @@ pub(crate) fn canonical(value: &Dynamic) -> String {
 }
 
 fn write_canonical(value: &Dynamic, out: &mut String) {
-    let value = value.flatten_clone();
     if let Ok(i) = value.as_int() {
         let _ = write!(out, "{i}");
     } else if let Ok(b) = value.as_bool() {
@@ -197,21 +244,19 @@ fn write_canonical(value: &Dynamic, out: &mut String) {
         out.push('\'');
         push_escaped(c, '\'', out);
         out.push('\'');
-    } else if value.is_string() {
-        let text = value.into_immutable_string().unwrap_or_default();
+    } else if let Some(text) = value.read_lock::<ImmutableString>() {
         push_quoted(&text, out);
-    } else if value.is_array() {
+    } else if let Some(items) = value.read_lock::<Array>() {
         out.push('[');
-        for (i, item) in value.into_array().unwrap_or_default().iter().enumerate() {
+        for (i, item) in items.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
             }
             write_canonical(item, out);
         }
         out.push(']');
-    } else if value.is_map() {
+    } else if let Some(map) = value.read_lock::<Map>() {
         out.push_str("#{");
-        let map = value.cast::<rhai::Map>();
         for (i, (key, item)) in map.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");
@@ -305,7 +350,11 @@ impl LiteralParser<'_> {
 
     fn integer(&mut self) -> Option<i64> {
         let negative = self.eat("-");
-        let digits = self.rest.len() - self.rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let digits = self.rest.len()
+            - self
+                .rest
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .len();
         if digits == 0 {
             return None;
         }
@@ -399,10 +448,16 @@ mod tests {
     fn runs_a_program_to_its_final_value() {
         assert_eq!(run("let x = 3; x * 4 + 1").as_deref(), Ok("13"));
         assert_eq!(run("[1, 2] + [3]").as_deref(), Ok("[1, 2, 3]"));
-        assert_eq!(run(r#"let s = "a\"b"; s + "\n""#).as_deref(), Ok(r#""a\"b\n""#));
+        assert_eq!(
+            run(r#"let s = "a\"b"; s + "\n""#).as_deref(),
+            Ok(r#""a\"b\n""#)
+        );
         assert_eq!(run("'x'").as_deref(), Ok("'x'"));
         assert_eq!(run("let x = 1;").as_deref(), Ok("()"));
-        assert_eq!(run("#{b: 1, a: [true]}").as_deref(), Ok(r#"#{"a": [true], "b": 1}"#));
+        assert_eq!(
+            run("#{b: 1, a: [true]}").as_deref(),
+            Ok(r#"#{"a": [true], "b": 1}"#)
+        );
     }
 
     #[test]
@@ -414,6 +469,52 @@ mod tests {
         limit("fn f(n) { f(n + 1) } f(0)");
         limit("fn f(n) { f(n) + f(n) } f(0)");
         limit("fn a(n) { b(n) } fn b(n) { a(n) } a(1)");
+        // `sort` swallows its comparator's errors; the shared count still ends it.
+        limit("let xs = []; for i in 0..900 { xs.push(i); } xs.sort(|a, b| { loop {} }); xs.len()");
+        limit("[1, 2].map(|x| { let i = 0; while true { i += 1; } })");
+        // Callbacks from native functions share the one budget.
+        let big = "fn big() { let a = []; for i in 0..300 { a.push(i); } a }";
+        limit(&format!(
+            "{big} big().map(|x| {{ let i = 0; while i < 5000 {{ i += 1; }} x }})"
+        ));
+        limit(&format!(
+            "{big} big().map(|x| big().map(|y| big().map(|z| z)))"
+        ));
+        limit(&format!(
+            "{big} big().filter(|x| big().sort(|a, b| {{ loop {{}} }}) == ())"
+        ));
+    }
+
+    #[test]
+    fn deepest_accepted_nesting_recurses_without_overflowing_the_stack() {
+        // The parser's depth limit bounds each frame; the call limit bounds
+        // the frames; together they must fit a 2 MiB test-thread stack.
+        let mut deepest = 0;
+        for depth in 1..64 {
+            let wrap = |open: &str, close: &str| {
+                format!(
+                    "fn f(n) {{ {}f(n + 1){} }} f(0)",
+                    open.repeat(depth),
+                    close.repeat(depth)
+                )
+            };
+            for source in [
+                wrap("(", ")"),
+                wrap("[", "]"),
+                wrap("1 + (", ")"),
+                wrap("if true { ", "}"),
+            ] {
+                match run(&source) {
+                    Err(Failure::Limit(_)) => deepest = deepest.max(depth),
+                    Err(Failure::Compile(_)) => {}
+                    other => panic!("{source}: {other:?}"),
+                }
+            }
+        }
+        assert!(
+            deepest >= 10,
+            "legitimate nesting must compile, got {deepest}"
+        );
     }
 
     #[test]
@@ -425,6 +526,20 @@ mod tests {
         limit("let a = []; a.pad(100000000, 0); a");
         limit("let a = [[1,2,3,4,5,6,7,8]]; loop { a.push(a); }");
         limit("let m = #{}; let i = 0; loop { m[`k${i}`] = i; i += 1; }");
+        limit("let a = []; loop { a = [a]; }");
+        limit(r#"let a = []; loop { a.push("abcdefghijklmnopqrstuvwxyz"); }"#);
+    }
+
+    #[test]
+    fn deeply_nested_values_print() {
+        let program = Program::compile("fn f(n) { let a = []; for i in 0..n { a = [a]; } a }")
+            .expect("compiles");
+        let value = program
+            .call("f", vec![Dynamic::from(1000_i64)])
+            .expect("within limits");
+        let printed = canonical(&value);
+        assert_eq!(printed.len(), 2002);
+        assert!(printed.starts_with("[[[") && printed.ends_with("]]]"));
     }
 
     #[test]
@@ -441,29 +556,44 @@ mod tests {
         assert!(run(&unary).is_err());
         assert!(matches!(run("fn ("), Err(Failure::Compile(_))));
         assert!(matches!(run("eval(\"1\")"), Err(Failure::Compile(_))));
-        assert!(matches!(run("import \"x\" as y; 1"), Err(Failure::Compile(_))));
+        assert!(matches!(
+            run("import \"x\" as y; 1"),
+            Err(Failure::Compile(_))
+        ));
     }
 
     #[test]
     fn runtime_errors_are_values() {
         assert!(matches!(run("missing(1)"), Err(Failure::Runtime(_))));
         assert!(matches!(run("1 / 0"), Err(Failure::Runtime(_))));
-        assert!(matches!(run("9223372036854775807 + 1"), Err(Failure::Runtime(_))));
+        assert!(matches!(
+            run("9223372036854775807 + 1"),
+            Err(Failure::Runtime(_))
+        ));
         assert!(matches!(run("[1][5]"), Err(Failure::Runtime(_))));
         assert!(matches!(run("throw 3"), Err(Failure::Runtime(_))));
         assert!(run("let f = Fn(\"eval\"); f.call(\"1\")").is_err());
         assert_eq!(run("print(\"hi\"); debug(2); 5").as_deref(), Ok("5"));
+        for blocked in ["sleep(100000)", "exit(1)", "parse_json(\"[1]\")"] {
+            assert!(
+                matches!(run(blocked), Err(Failure::Runtime(_))),
+                "{blocked}"
+            );
+        }
     }
 
     #[test]
     fn calls_a_defined_function() {
-        let program = Program::compile("fn add(a, b) { a + b } fn neg(x) { -x } loop {}")
-            .expect("compiles");
+        let program =
+            Program::compile("fn add(a, b) { a + b } fn neg(x) { -x } loop {}").expect("compiles");
         assert!(program.defines("add", 2));
         assert!(!program.defines("add", 1));
         let sum = program.call("add", vec![Dynamic::from(2_i64), Dynamic::from(5_i64)]);
         assert_eq!(sum.map(|v| canonical(&v)).as_deref(), Ok("7"));
-        assert!(matches!(program.call("nope", vec![]), Err(Failure::Runtime(_))));
+        assert!(matches!(
+            program.call("nope", vec![]),
+            Err(Failure::Runtime(_))
+        ));
     }
 
     #[test]
@@ -484,8 +614,16 @@ mod tests {
             assert_eq!(canonical(&value), text);
             assert_eq!(run(text).as_deref(), Ok(text), "rhai agrees on {text}");
         }
-        assert_eq!(parse_literal(" [ 1 ,2, ] ").map(|v| canonical(&v)).as_deref(), Some("[1, 2]"));
-        assert_eq!(parse_literal("007").map(|v| canonical(&v)).as_deref(), Some("7"));
+        assert_eq!(
+            parse_literal(" [ 1 ,2, ] ")
+                .map(|v| canonical(&v))
+                .as_deref(),
+            Some("[1, 2]")
+        );
+        assert_eq!(
+            parse_literal("007").map(|v| canonical(&v)).as_deref(),
+            Some("7")
+        );
     }
 
     #[test]

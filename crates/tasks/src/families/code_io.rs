@@ -64,7 +64,10 @@ enum TestFailure {
     /// The test itself is not made of literals (a broken problem file).
     BadTest,
     Sandbox(Failure),
-    Wrong { got: String, expected: String },
+    Wrong {
+        got: String,
+        expected: String,
+    },
 }
 
 impl TestFailure {
@@ -87,9 +90,7 @@ fn run_test(program: &Program, function: &str, test: &CodeTest) -> Result<(), Te
         .collect::<Option<Vec<_>>>()
         .ok_or(TestFailure::BadTest)?;
     let expected = sandbox::parse_literal(&test.expected).ok_or(TestFailure::BadTest)?;
-    let got = program
-        .call(function, args)
-        .map_err(TestFailure::Sandbox)?;
+    let got = program.call(function, args).map_err(TestFailure::Sandbox)?;
     let (got, expected) = (sandbox::canonical(&got), sandbox::canonical(&expected));
     if got == expected {
         Ok(())
@@ -111,7 +112,6 @@ fn strip_fence(text: &str) -> &str {
     };
     body.trim_end().strip_suffix("```").unwrap_or(body).trim()
 }
-
 
 fn zero(reason: String) -> Score {
     Score {

@@ -13,7 +13,10 @@ pub(crate) fn judge(reference: &str, extracted: &str) -> Score {
         return score(false, "empty answer".to_string());
     }
     let Some(expected) = sandbox::parse_literal(reference) else {
-        return score(false, format!("reference {reference:?} is not a rhai literal"));
+        return score(
+            false,
+            format!("reference {reference:?} is not a rhai literal"),
+        );
     };
     let expected = sandbox::canonical(&expected);
     match sandbox::parse_literal(answer) {
@@ -25,7 +28,10 @@ pub(crate) fn judge(reference: &str, extracted: &str) -> Score {
                 if ok {
                     format!("returns {expected}")
                 } else {
-                    format!("program returns {expected}, not {}", sandbox::clip(&got, 40))
+                    format!(
+                        "program returns {expected}, not {}",
+                        sandbox::clip(&got, 40)
+                    )
                 },
             )
         }

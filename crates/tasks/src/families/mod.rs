@@ -6,6 +6,7 @@ mod fraction;
 mod linear;
 
 pub(crate) mod countdown;
+mod numtheory;
 
 pub(crate) mod code_io;
 pub(crate) mod code_trace;
@@ -21,4 +22,6 @@ pub(crate) static ALL: &[&dyn Task] = &[
     &expr::Expr,
     &linear::Linear,
     &fraction::Fraction,
+    &countdown::Countdown,
+    &numtheory::NumTheory,
 ];
