@@ -9,7 +9,9 @@
 //!
 //! A group whose rewards all agree (std zero) carries no learning signal: its
 //! advantages are exactly 0, and the groups are counted so the trainer can log
-//! `frac_reward_zero_std` or replace them (dynamic sampling).
+//! `frac_reward_zero_std` or replace them (dynamic sampling). The count is per
+//! group under every scaling; TRL's batch scaling logs instead whether the
+//! whole batch has zero std, which says nothing about single prompts.
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,8 +33,8 @@ pub enum ScaleRewards {
     /// By the std of the completion's own group (GRPO; TRL's default).
     #[default]
     Group,
-    /// By the std of all rewards in the batch (Liu et al.'s recommendation
-    /// against the group-std difficulty bias, with a global scale kept).
+    /// By the std of all rewards in the batch, still centred on the group
+    /// mean (TRL 1.16's `"batch"`, Lite PPO): no per-prompt difficulty bias.
     Batch,
     /// Not at all: advantages are the centred rewards (Dr. GRPO).
     None,
