@@ -143,8 +143,10 @@ fn system(rng: &mut Rng, max_coef: i64, max_xy: i64) -> Generated {
     let (c1, c2) = (a1 * x + b1 * y, a2 * x + b2 * y);
     let eq = |a: i64, b: i64, c: i64| format!("{}{}={c}", term(a, "x", true), term(b, "y", false));
 
+    // Scale so both x coefficients become a1*a2/g; keep the first factor positive.
     let g = gcd(a1.abs(), a2.abs());
-    let (m1, m2) = (a2 / g, a1 / g);
+    let sign = a2.signum();
+    let (m1, m2) = (sign * a2 / g, sign * a1 / g);
     let mut steps = Vec::new();
     if m1 != 1 {
         steps.push(format!("{m1}*(1): {}", eq(m1 * a1, m1 * b1, m1 * c1)));
