@@ -125,6 +125,8 @@ impl ChatTemplate {
     /// Like [`ChatTemplate::render`], with extra template variables from a JSON
     /// object (`{"enable_thinking": false}`, `{"tools": [...]}`); they override
     /// the defaults (`tools` and `documents` are none, as in transformers).
+    /// Object keys reach the template in serde_json's order (sorted), where
+    /// Python would keep the caller's order.
     pub fn render_with(
         &self,
         messages: &[ChatMessage],
@@ -133,7 +135,10 @@ impl ChatTemplate {
     ) -> Result<String> {
         let mut context: Vec<(String, Value)> = vec![
             ("messages".into(), Value::from_serialize(messages)),
-            ("add_generation_prompt".into(), Value::from(add_generation_prompt)),
+            (
+                "add_generation_prompt".into(),
+                Value::from(add_generation_prompt),
+            ),
             ("tools".into(), Value::from(())),
             ("documents".into(), Value::from(())),
         ];
@@ -496,4 +501,109 @@ fn write_json_string(out: &mut String, s: &str, style: &JsonStyle) {
         }
     }
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(source: &str, extra: serde_json::Value) -> Result<String> {
+        ChatTemplate::new(source, SpecialTokens::default())?.render_with(&[], false, &extra)
+    }
+
+    #[test]
+    fn dates_format_like_python_strftime() {
+        assert_eq!(
+            format_utc(0, "%Y-%m-%d %H:%M:%S %a %A %j").unwrap(),
+            "1970-01-01 00:00:00 Thu Thursday 001"
+        );
+        // 2000-02-29 12:34:56, a leap day.
+        assert_eq!(
+            format_utc(951_827_696, "%d %b %Y, %B %e %y %I%p").unwrap(),
+            "29 Feb 2000, February 29 00 12PM"
+        );
+        // 2024-12-31 23:59:59: day 366 of a leap year.
+        assert_eq!(
+            format_utc(1_735_689_599, "%j %H %M %S %% %I %p").unwrap(),
+            "366 23 59 59 % 11 PM"
+        );
+        for days in [-1000, 0, 59, 60, 365, 11_016, 20_000, 100_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert!(format_utc(0, "%Q").is_err());
+        assert!(format_utc(0, "50%").is_err());
+        let today = render("{{ strftime_now('%Y') }}", serde_json::Value::Null).unwrap();
+        assert!(
+            today.parse::<u32>().is_ok_and(|year| year >= 2024),
+            "{today}"
+        );
+    }
+
+    #[test]
+    fn tojson_prints_like_python_json_dumps() {
+        let data = serde_json::json!({"data": {"z": 1, "a": [1, 2.5, null, true], "s": "é\"\n\u{1}", "e": {}, "l": []}});
+        // serde_json objects arrive with their keys sorted.
+        assert_eq!(
+            render("{{ data | tojson }}", data.clone()).unwrap(),
+            r#"{"a": [1, 2.5, null, true], "e": {}, "l": [], "s": "é\"\n\u0001", "z": 1}"#
+        );
+        assert_eq!(
+            render("{{ data.a | tojson(indent=2) }}", data.clone()).unwrap(),
+            "[\n  1,\n  2.5,\n  null,\n  true\n]"
+        );
+        assert_eq!(
+            render(
+                "{{ data | tojson(sort_keys=true, separators=[',', ':']) }}",
+                data.clone()
+            )
+            .unwrap(),
+            r#"{"a":[1,2.5,null,true],"e":{},"l":[],"s":"é\"\n\u0001","z":1}"#
+        );
+        assert_eq!(
+            render("{{ data.s | tojson(ensure_ascii=true) }}", data.clone()).unwrap(),
+            r#""\u00e9\"\n\u0001""#
+        );
+        // Dicts built in the template keep their order, as in Python.
+        assert_eq!(
+            render("{{ {'b': 1, 'a': 2} | tojson }}", serde_json::Value::Null).unwrap(),
+            r#"{"b": 1, "a": 2}"#
+        );
+        assert!(render("{{ data | tojson(bogus=1) }}", data).is_err());
+    }
+
+    #[test]
+    fn python_string_methods_and_special_tokens_are_available() {
+        let tokens = SpecialTokens {
+            bos: Some("<s>".into()),
+            eos: Some("</s>".into()),
+            pad: None,
+            unk: None,
+        };
+        let template = ChatTemplate::new(
+            "{{ bos_token }}{% for m in messages %}{{ m.content.strip().upper() }}|{{ m.content.startswith(' a') }}|{{ m.role.split('s')[0] }}{% endfor %}{{ pad_token is defined }}{{ eos_token }}",
+            tokens,
+        )
+        .unwrap();
+        // Booleans print as Python prints them.
+        assert_eq!(
+            template
+                .render(&[ChatMessage::user(" ab ")], false)
+                .unwrap(),
+            "<s>AB|True|uFalse</s>"
+        );
+    }
+
+    #[test]
+    fn extra_variables_must_be_an_object_without_the_reserved_names() {
+        assert!(render("x", serde_json::json!([1])).is_err());
+        let error = render("x", serde_json::json!({"messages": []}))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("messages"), "{error}");
+        assert_eq!(
+            render("{{ tools is none }}{{ x }}", serde_json::json!({"x": 3})).unwrap(),
+            "True3"
+        );
+    }
 }

@@ -58,22 +58,25 @@ impl HubOptions {
             (Some(rest), Some(home)) => home.join(rest),
             _ => PathBuf::from(path),
         };
-        let cache_dir = if let Some(dir) = set("HF_HUB_CACHE").or_else(|| set("HUGGINGFACE_HUB_CACHE")) {
-            expand(dir)
-        } else if let Some(dir) = set("HF_HOME") {
-            expand(dir).join("hub")
-        } else if let Some(dir) = set("XDG_CACHE_HOME") {
-            expand(dir).join("huggingface").join("hub")
-        } else if let Some(home) = home() {
-            home.join(".cache").join("huggingface").join("hub")
-        } else {
-            return Err(Error::Hub {
-                repo: String::new(),
-                message: "no hub cache folder: set HF_HUB_CACHE, HF_HOME or HOME".into(),
-            });
-        };
+        let cache_dir =
+            if let Some(dir) = set("HF_HUB_CACHE").or_else(|| set("HUGGINGFACE_HUB_CACHE")) {
+                expand(dir)
+            } else if let Some(dir) = set("HF_HOME") {
+                expand(dir).join("hub")
+            } else if let Some(dir) = set("XDG_CACHE_HOME") {
+                expand(dir).join("huggingface").join("hub")
+            } else if let Some(home) = home() {
+                home.join(".cache").join("huggingface").join("hub")
+            } else {
+                return Err(Error::Hub {
+                    repo: String::new(),
+                    message: "no hub cache folder: set HF_HUB_CACHE, HF_HOME or HOME".into(),
+                });
+            };
         let is_true = |name: &str| {
-            set(name).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            set(name).is_some_and(|v| {
+                matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+            })
         };
         Ok(Self {
             revision: "main".into(),
@@ -107,7 +110,11 @@ pub fn hub_model_dir(repo_id: &str, options: &HubOptions) -> Result<PathBuf> {
     };
     check_repo_id(repo_id).map_err(hub_error)?;
     check_revision(&options.revision).map_err(hub_error)?;
-    let repo = Repo::with_revision(repo_id.to_owned(), RepoType::Model, options.revision.clone());
+    let repo = Repo::with_revision(
+        repo_id.to_owned(),
+        RepoType::Model,
+        options.revision.clone(),
+    );
     let cached = cached_snapshot(&options.cache_dir, &repo)?;
     let missing = match &cached {
         Some(snapshot) => {
@@ -121,7 +128,11 @@ pub fn hub_model_dir(repo_id: &str, options: &HubOptions) -> Result<PathBuf> {
     };
     if options.offline {
         let found = match &cached {
-            Some(snapshot) => format!("the cached snapshot {} lacks {}", snapshot.display(), missing.join(", ")),
+            Some(snapshot) => format!(
+                "the cached snapshot {} lacks {}",
+                snapshot.display(),
+                missing.join(", ")
+            ),
             None => format!(
                 "revision '{}' is not in the hub cache {}",
                 options.revision,
@@ -167,16 +178,21 @@ fn missing_model_files(dir: &Path) -> Result<Vec<String>> {
                 .filter(|shard| !dir.join(shard).is_file()),
         );
     } else if !dir.join(WEIGHTS_FILE).is_file() && !has_safetensors(dir) {
-        missing.push(format!("{WEIGHTS_FILE} (or {WEIGHTS_INDEX_FILE} and its shards)"));
+        missing.push(format!(
+            "{WEIGHTS_FILE} (or {WEIGHTS_INDEX_FILE} and its shards)"
+        ));
     }
     Ok(missing)
 }
 
 fn has_safetensors(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|entry| entry.path().extension().is_some_and(|ext| ext == "safetensors"))
+        entries.flatten().any(|entry| {
+            entry
+                .path()
+                .extension()
+                .is_some_and(|ext| ext == "safetensors")
+        })
     })
 }
 
@@ -197,7 +213,9 @@ fn shard_names(index_path: &Path) -> Result<Vec<String>> {
             return Err(bad(format!("weight_map[{tensor:?}] is not a file name")));
         };
         if file.is_empty() || file.contains(['/', '\\']) || file.starts_with('.') {
-            return Err(bad(format!("weight_map[{tensor:?}] = {file:?} is not a file in the folder")));
+            return Err(bad(format!(
+                "weight_map[{tensor:?}] = {file:?} is not a file in the folder"
+            )));
         }
         shards.push(file.to_owned());
     }
@@ -223,7 +241,11 @@ fn download(repo_id: &str, options: &HubOptions) -> Result<PathBuf> {
     let api = builder
         .build()
         .map_err(|e| hub_error(format!("cannot start a hub client: {e}")))?;
-    let repo = Repo::with_revision(repo_id.to_owned(), RepoType::Model, options.revision.clone());
+    let repo = Repo::with_revision(
+        repo_id.to_owned(),
+        RepoType::Model,
+        options.revision.clone(),
+    );
     let api_repo = api.repo(repo.clone());
     let info = api_repo.info().map_err(|e| {
         hub_error(format!(
@@ -254,7 +276,10 @@ fn download(repo_id: &str, options: &HubOptions) -> Result<PathBuf> {
         }
         fetch(name)?;
     }
-    for name in OPTIONAL_FILES.into_iter().filter(|name| listed.contains(name)) {
+    for name in OPTIONAL_FILES
+        .into_iter()
+        .filter(|name| listed.contains(name))
+    {
         fetch(name)?;
     }
     if listed.contains(&WEIGHTS_INDEX_FILE) {
@@ -320,6 +345,80 @@ fn check_revision(revision: &str) -> std::result::Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!("revision {revision:?} is not a branch, tag or commit name"))
+        Err(format!(
+            "revision {revision:?} is not a branch, tag or commit name"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options_from(vars: &[(&str, &str)]) -> Result<HubOptions> {
+        HubOptions::from_vars(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        })
+    }
+
+    #[test]
+    fn cache_folder_follows_huggingface_hub_precedence() {
+        let dir = |vars: &[(&str, &str)]| options_from(vars).unwrap().cache_dir;
+        assert_eq!(
+            dir(&[("HOME", "/h")]),
+            PathBuf::from("/h/.cache/huggingface/hub")
+        );
+        assert_eq!(
+            dir(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]),
+            PathBuf::from("/x/huggingface/hub")
+        );
+        assert_eq!(
+            dir(&[
+                ("HOME", "/h"),
+                ("XDG_CACHE_HOME", "/x"),
+                ("HF_HOME", "~/hf")
+            ]),
+            PathBuf::from("/h/hf/hub")
+        );
+        assert_eq!(
+            dir(&[("HF_HOME", "/hf"), ("HF_HUB_CACHE", "/cache")]),
+            PathBuf::from("/cache")
+        );
+        assert!(options_from(&[]).is_err());
+    }
+
+    #[test]
+    fn offline_mode_reads_the_usual_variables() {
+        let offline = |vars: &[(&str, &str)]| options_from(vars).unwrap().offline;
+        assert!(!offline(&[("HOME", "/h")]));
+        for value in ["1", "true", "YES", "on"] {
+            assert!(
+                offline(&[("HOME", "/h"), ("HF_HUB_OFFLINE", value)]),
+                "{value}"
+            );
+        }
+        assert!(!offline(&[("HOME", "/h"), ("HF_HUB_OFFLINE", "0")]));
+        assert!(offline(&[("HOME", "/h"), ("TRANSFORMERS_OFFLINE", "1")]));
+        let options = options_from(&[("HOME", "/h"), ("HF_ENDPOINT", "http://mirror")]).unwrap();
+        assert_eq!(options.endpoint.as_deref(), Some("http://mirror"));
+        assert_eq!(options.revision, "main");
+    }
+
+    #[test]
+    fn repo_ids_and_revisions_cannot_leave_the_cache() {
+        for good in ["gpt2", "Qwen/Qwen2.5-0.5B-Instruct", "org_1/name.v2"] {
+            assert!(check_repo_id(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/x", "a/b/c", "../x", "a/..", "a b", "a\\b"] {
+            assert!(check_repo_id(bad).is_err(), "{bad}");
+        }
+        for good in ["main", "v1.0", "refs/pr/1", "0123abcd"] {
+            assert!(check_revision(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/main", "a/../b", "..", "a//b", "a\\b"] {
+            assert!(check_revision(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -142,7 +142,10 @@ impl Tokenizer {
             .into_iter()
             .chain(extra_tokens.iter().map(|t| (*t, false)))
         {
-            if content.is_empty() || vocab.contains_key(content) || seen.contains(&single_char(content)) {
+            if content.is_empty()
+                || vocab.contains_key(content)
+                || seen.contains(&single_char(content))
+            {
                 return Err(Error::Input(format!(
                     "character-level extra token {content:?} is empty, repeated, or a control token"
                 )));
@@ -214,7 +217,10 @@ impl Tokenizer {
             &origin,
             &Map::new(),
             Path::new(GENERATION_CONFIG_FILE),
-            Some((CHATML_TEMPLATE.to_owned(), PathBuf::from(CHAT_TEMPLATE_FILE))),
+            Some((
+                CHATML_TEMPLATE.to_owned(),
+                PathBuf::from(CHAT_TEMPLATE_FILE),
+            )),
         )
     }
 
@@ -241,15 +247,20 @@ impl Tokenizer {
                 .map(|token| {
                     inner.token_to_id(token).ok_or_else(|| Error::Tokenizer {
                         path: config_path.to_owned(),
-                        message: format!("{key} {token:?} is not in the vocabulary of tokenizer.json"),
+                        message: format!(
+                            "{key} {token:?} is not in the vocabulary of tokenizer.json"
+                        ),
                     })
                 })
                 .transpose()
         };
         let vocab_size = inner.get_vocab_size(true);
-        let generation_ids = |key: &str| generation_token_ids(generation, key, vocab_size, generation_path);
+        let generation_ids =
+            |key: &str| generation_token_ids(generation, key, vocab_size, generation_path);
 
-        let mut eos_ids: Vec<u32> = id_of("eos_token", &special_tokens.eos)?.into_iter().collect();
+        let mut eos_ids: Vec<u32> = id_of("eos_token", &special_tokens.eos)?
+            .into_iter()
+            .collect();
         for id in generation_ids("eos_token_id")? {
             if !eos_ids.contains(&id) {
                 eos_ids.push(id);
@@ -314,7 +325,8 @@ impl Tokenizer {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
-        self.chat_template()?.render(messages, add_generation_prompt)
+        self.chat_template()?
+            .render(messages, add_generation_prompt)
     }
 
     /// The chat template, or an error saying the tokenizer has none.
@@ -380,8 +392,8 @@ impl Tokenizer {
         })?;
         write_file(&tokenizer_path, &tokenizer_json)?;
         let config_path = dir.join(TOKENIZER_CONFIG_FILE);
-        let config = serde_json::to_string_pretty(&self.config)
-            .map_err(|e| Error::json(&config_path, e))?;
+        let config =
+            serde_json::to_string_pretty(&self.config).map_err(|e| Error::json(&config_path, e))?;
         write_file(&config_path, &config)?;
         if let Some(template) = &self.chat_template {
             write_file(&dir.join(CHAT_TEMPLATE_FILE), template.source())?;
@@ -464,7 +476,9 @@ fn check_bpe_merges(tokenizer: &Value) -> std::result::Result<(), String> {
     let Some(model) = tokenizer.get("model") else {
         return Ok(());
     };
-    let (Some(Value::Object(vocab)), Some(Value::Array(merges))) = (model.get("vocab"), model.get("merges")) else {
+    let (Some(Value::Object(vocab)), Some(Value::Array(merges))) =
+        (model.get("vocab"), model.get("merges"))
+    else {
         return Ok(());
     };
     let prefix = model
@@ -476,17 +490,27 @@ fn check_bpe_merges(tokenizer: &Value) -> std::result::Result<(), String> {
         let (left, right) = match merge {
             Value::String(line) => match line.split(' ').collect::<Vec<_>>()[..] {
                 [left, right] => (left, right),
-                _ => return Err(format!("merge {rank} {line:?} is not two tokens separated by one space")),
+                _ => {
+                    return Err(format!(
+                        "merge {rank} {line:?} is not two tokens separated by one space"
+                    ))
+                }
             },
             Value::Array(pair) => match &pair[..] {
                 [Value::String(left), Value::String(right)] => (left.as_str(), right.as_str()),
                 _ => return Err(format!("merge {rank} {merge} is not a pair of strings")),
             },
-            other => return Err(format!("merge {rank} {other} is neither \"a b\" nor [\"a\", \"b\"]")),
+            other => {
+                return Err(format!(
+                    "merge {rank} {other} is neither \"a b\" nor [\"a\", \"b\"]"
+                ))
+            }
         };
         for token in [left, right] {
             if !vocab.contains_key(token) {
-                return Err(format!("merge {rank} ({left:?}, {right:?}) uses {token:?}, which is not in the vocab"));
+                return Err(format!(
+                    "merge {rank} ({left:?}, {right:?}) uses {token:?}, which is not in the vocab"
+                ));
             }
         }
         let Some(rest) = right.strip_prefix(prefix) else {
@@ -532,7 +556,11 @@ fn json_kind(value: &Value) -> &'static str {
 
 /// A special token in tokenizer_config.json: a string, an AddedToken object
 /// (`{"content": "<s>", ...}`, transformers 4), or null.
-fn config_token_text(config: &Map<String, Value>, key: &str, path: &Path) -> Result<Option<String>> {
+fn config_token_text(
+    config: &Map<String, Value>,
+    key: &str,
+    path: &Path,
+) -> Result<Option<String>> {
     match config.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
@@ -565,11 +593,15 @@ fn config_chat_template(config: &Map<String, Value>, path: &Path) -> Result<Opti
                 if template.get("name").and_then(Value::as_str) == Some("default") {
                     return match template.get("template") {
                         Some(Value::String(source)) => Ok(Some(source.clone())),
-                        _ => Err(bad("chat_template \"default\" has no string \"template\"".into())),
+                        _ => Err(bad(
+                            "chat_template \"default\" has no string \"template\"".into()
+                        )),
                     };
                 }
             }
-            Err(bad("chat_template is a list without a template named \"default\"".into()))
+            Err(bad(
+                "chat_template is a list without a template named \"default\"".into(),
+            ))
         }
         Some(other) => Err(bad(format!(
             "chat_template must be a string or a list, found {}",
@@ -599,8 +631,57 @@ fn generation_token_ids(
                 .map(|id| id as u32)
                 .ok_or_else(|| Error::Tokenizer {
                     path: path.to_owned(),
-                    message: format!("{key}: {value} is not a token id below the vocabulary size {vocab_size}"),
+                    message: format!(
+                        "{key}: {value} is not a token id below the vocabulary size {vocab_size}"
+                    ),
                 })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_level_chars_match_gpt2_table() {
+        assert_eq!(byte_level_char(b' '), 'Ġ');
+        assert_eq!(byte_level_char(b'\n'), 'Ċ');
+        assert_eq!(byte_level_char(b'\t'), 'ĉ');
+        assert_eq!(byte_level_char(0), 'Ā');
+        assert_eq!(byte_level_char(0x7f), 'ġ');
+        assert_eq!(byte_level_char(b'a'), 'a');
+        assert_eq!(byte_level_char(0xAD), 'Ń');
+    }
+
+    #[test]
+    fn merge_check_accepts_consistent_merges_and_names_the_bad_one() {
+        let model = |merges: Value, prefix: Value| {
+            json!({"model": {"type": "BPE", "continuing_subword_prefix": prefix,
+                "vocab": {"a": 0, "b": 1, "ab": 2, "##b": 3}, "merges": merges}})
+        };
+        assert!(check_bpe_merges(&model(json!(["a b", ["a", "b"]]), Value::Null)).is_ok());
+        assert!(check_bpe_merges(&model(json!(["a ##b"]), json!("##"))).is_ok());
+        let error = check_bpe_merges(&model(json!(["a b", "ab b"]), Value::Null)).unwrap_err();
+        assert!(
+            error.contains("merge 1") && error.contains("\"abb\""),
+            "{error}"
+        );
+        let error = check_bpe_merges(&model(json!(["a b c"]), Value::Null)).unwrap_err();
+        assert!(error.contains("merge 0"), "{error}");
+        let error = check_bpe_merges(&model(json!(["a b"]), json!("##"))).unwrap_err();
+        assert!(error.contains("prefix"), "{error}");
+        let error = check_bpe_merges(&model(json!([1]), Value::Null)).unwrap_err();
+        assert!(error.contains("merge 0"), "{error}");
+        // Other models and files without a model are left to the tokenizers crate.
+        assert!(check_bpe_merges(&json!({"model": {"type": "WordLevel", "vocab": {}}})).is_ok());
+        assert!(check_bpe_merges(&json!({})).is_ok());
+    }
+
+    #[test]
+    fn previews_cut_long_text_on_char_boundaries() {
+        assert_eq!(preview("short"), "short");
+        let long = "é".repeat(100);
+        assert_eq!(preview(&long), format!("{}...", "é".repeat(60)));
+    }
 }
