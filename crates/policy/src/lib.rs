@@ -16,6 +16,12 @@
 //! - [`completion_logprobs`] recomputes those log-probabilities with
 //!   gradients (the same modules, so rollout and update agree);
 //!   [`token_cross_entropy`] is the supervised loss.
+//! - [`Tokenizer`] loads a model folder's tokenizer with its special tokens
+//!   and chat template ([`ChatTemplate`], rendered as transformers renders
+//!   it), or builds a character-level one for training from scratch
+//!   ([`Tokenizer::char_level`]).
+//! - [`hub_model_dir`] finds a hub repo in the Hugging Face cache, downloading
+//!   it only when the cache lacks it and [`HubOptions::offline`] is off.
 //!
 //! The crate knows nothing of tasks or rewards.
 //!
