@@ -7,6 +7,7 @@ mod linear;
 
 pub(crate) mod countdown;
 mod numtheory;
+mod wordproblem;
 
 pub(crate) mod code_io;
 pub(crate) mod code_trace;
@@ -24,4 +25,5 @@ pub(crate) static ALL: &[&dyn Task] = &[
     &fraction::Fraction,
     &countdown::Countdown,
     &numtheory::NumTheory,
+    &wordproblem::WordProblem,
 ];
