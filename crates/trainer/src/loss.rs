@@ -335,6 +335,8 @@ pub fn per_token_loss(cfg: &LossConfig, inputs: &LossInputs<'_>) -> Result<PerTo
 /// Averages masked per-token losses `[B, T]` into the scalar loss of one
 /// micro-batch, as `cfg.loss_type` says, divided for gradient accumulation so
 /// that the micro-batches' gradients add up to the step's gradient.
+///
+/// Sums run in at least f32: a bf16 sum of ones stops counting at 256.
 pub fn aggregate(
     cfg: &LossConfig,
     per_token_loss: &Tensor,
@@ -342,6 +344,8 @@ pub fn aggregate(
     accumulation: Accumulation,
 ) -> Result<Tensor> {
     let (b, _) = per_token_loss.dims2()?;
+    let per_token_loss = &at_least_f32(per_token_loss)?;
+    let mask = &at_least_f32(mask)?;
     let ga = accumulation.micro_batches.max(1) as f64;
     let loss = match cfg.loss_type {
         LossType::Grpo => {
@@ -365,9 +369,10 @@ pub fn aggregate(
 
 /// TRL's logged numbers: means over the micro-batch's active tokens.
 fn metrics(per_token: &PerTokenLoss) -> Result<LossMetrics> {
-    let active = scalar(&per_token.mask.sum_all()?)?;
+    let sum = |x: &Tensor| -> Result<f64> { scalar(&at_least_f32(&x.detach())?.sum_all()?) };
+    let active = sum(&per_token.mask)?;
     let denom = active.max(1.0);
-    let masked_mean = |x: &Tensor| -> Result<f64> { Ok(scalar(&x.detach().sum_all()?)? / denom) };
+    let masked_mean = |x: &Tensor| -> Result<f64> { Ok(sum(x)? / denom) };
     let low = masked_mean(&per_token.low_clipped)?;
     let high = masked_mean(&per_token.high_clipped)?;
     Ok(LossMetrics {
@@ -383,6 +388,15 @@ fn metrics(per_token: &PerTokenLoss) -> Result<LossMetrics> {
 
 fn scalar(x: &Tensor) -> Result<f64> {
     Ok(x.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// `x` itself in f32 or f64, half-precision `x` widened to f32 (keeps the
+/// gradient path).
+fn at_least_f32(x: &Tensor) -> Result<Tensor> {
+    Ok(match x.dtype() {
+        DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
+        _ => x.clone(),
+    })
 }
 
 /// Checks that every input has the shape of `new_logps` `[B, T]` (advantages
@@ -577,6 +591,36 @@ mod tests {
         assert!((out.metrics.clip_ratio_region - 0.4).abs() < 1e-7);
         let grads = out.loss.backward().unwrap();
         assert_eq!(grads.get(&new).unwrap().dtype(), DType::F32);
+    }
+
+    /// bf16 cannot count past 256 (256 + 1 rounds back to 256): a long
+    /// bf16 batch must still average over every token.
+    #[test]
+    fn half_precision_sums_count_every_token() {
+        let t = 600;
+        let new_f32 = Tensor::full(-0.5f32, (1, t), &Device::Cpu).unwrap();
+        let mask = Tensor::ones((1, t), DType::U8, &Device::Cpu).unwrap();
+        let adv = Tensor::new(&[1.0f32], &Device::Cpu).unwrap();
+        let mut cfg = config(LossType::Bnpo);
+        cfg.beta = 0.0;
+        let run = |new: &Tensor| {
+            let inputs = LossInputs {
+                new_logps: new,
+                old_logps: None,
+                ref_logps: None,
+                advantages: &adv,
+                completion_mask: &mask,
+            };
+            grpo_loss(&cfg, &inputs, Accumulation::single(t)).unwrap()
+        };
+        let full = run(&new_f32);
+        let half = run(&new_f32.to_dtype(DType::BF16).unwrap());
+        let (a, b) = (scalar(&full.loss).unwrap(), scalar(&half.loss).unwrap());
+        assert!(
+            (a - -1.0).abs() < 1e-6 && (b - -1.0).abs() < 1e-2,
+            "{a} {b}"
+        );
+        assert_eq!(half.metrics.active_tokens, t);
     }
 
     #[test]
