@@ -68,10 +68,13 @@ impl HubOptions {
             } else if let Some(home) = home() {
                 home.join(".cache").join("huggingface").join("hub")
             } else {
-                return Err(Error::Hub {
-                    repo: String::new(),
-                    message: "no hub cache folder: set HF_HUB_CACHE, HF_HOME or HOME".into(),
-                });
+                return Err(Error::io(
+                    "~/.cache/huggingface/hub",
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no home folder for the hub cache: set HF_HUB_CACHE, HF_HOME or HOME",
+                    ),
+                ));
             };
         let is_true = |name: &str| {
             set(name).is_some_and(|v| {

@@ -144,10 +144,10 @@ impl Tokenizer {
         {
             if content.is_empty()
                 || vocab.contains_key(content)
-                || seen.contains(&single_char(content))
+                || single_char(content).is_some_and(|c| seen.contains(&c))
             {
                 return Err(Error::Input(format!(
-                    "character-level extra token {content:?} is empty, repeated, or a control token"
+                    "character-level extra token {content:?} is empty, repeated, a control token or an alphabet character"
                 )));
             }
             let id = vocab.len();
@@ -198,18 +198,18 @@ impl Tokenizer {
         let inner = tokenizers::Tokenizer::from_str(&tokenizer_json.to_string()).map_err(|e| {
             Error::Input(format!("character-level tokenizer could not be built: {e}"))
         })?;
-        let config = json!({
-            "bos_token": ENDOFTEXT,
-            "clean_up_tokenization_spaces": false,
-            "eos_token": IM_END,
-            "pad_token": ENDOFTEXT,
-            "padding_side": "left",
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "unk_token": null,
-        });
-        let Value::Object(config) = config else {
-            unreachable!("json! of an object literal is an object")
-        };
+        let config: Map<String, Value> = [
+            ("bos_token", json!(ENDOFTEXT)),
+            ("clean_up_tokenization_spaces", json!(false)),
+            ("eos_token", json!(IM_END)),
+            ("pad_token", json!(ENDOFTEXT)),
+            ("padding_side", json!("left")),
+            ("tokenizer_class", json!("PreTrainedTokenizerFast")),
+            ("unk_token", Value::Null),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect();
         let origin = PathBuf::from(TOKENIZER_CONFIG_FILE);
         Self::assemble(
             inner,
@@ -271,7 +271,6 @@ impl Tokenizer {
             None => generation_ids("pad_token_id")?.first().copied(),
         };
         let bos_id = id_of("bos_token", &special_tokens.bos)?;
-        id_of("unk_token", &special_tokens.unk)?;
 
         let chat_template = template
             .map(|(source, path)| {
@@ -415,13 +414,12 @@ fn preview(text: &str) -> String {
     }
 }
 
-/// The single character of `text`, or NUL when it has several (NUL never
-/// collides with an alphabet check for a multi-character token).
-fn single_char(text: &str) -> char {
+/// The character `text` consists of, if it is exactly one.
+fn single_char(text: &str) -> Option<char> {
     let mut chars = text.chars();
     match (chars.next(), chars.next()) {
-        (Some(c), None) => c,
-        _ => '\0',
+        (Some(c), None) => Some(c),
+        _ => None,
     }
 }
 

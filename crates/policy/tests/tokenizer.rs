@@ -205,6 +205,9 @@ fn char_level_format_tags_are_single_tokens_and_round_trip_exactly() {
         assert_eq!(tokenizer.decode(&ids, false).unwrap(), padded);
     }
 
+    // Ids past the vocabulary (a model's padded embedding rows) decode to nothing.
+    assert_eq!(tokenizer.decode(&[17, 5000, 18], false).unwrap(), "12");
+
     // Skipping special tokens drops the control tokens and keeps the format tags.
     let ids = tokenizer
         .encode("<think>a b</think><answer>7</answer><|im_end|>", false)
@@ -213,6 +216,13 @@ fn char_level_format_tags_are_single_tokens_and_round_trip_exactly() {
         tokenizer.decode(&ids, true).unwrap(),
         "<think>a b</think><answer>7</answer>"
     );
+}
+
+#[test]
+fn tokenizers_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    assert_send_sync::<policy::ChatTemplate>();
 }
 
 #[test]
