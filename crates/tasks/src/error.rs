@@ -23,7 +23,8 @@ pub enum Error {
         line: usize,
         message: String,
     },
-    #[error("{path}: {source}")]
+    /// A file could not be read; the I/O error is the source.
+    #[error("cannot read {path}")]
     Io {
         path: String,
         source: std::io::Error,
