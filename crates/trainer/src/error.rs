@@ -53,14 +53,14 @@ impl Error {
     /// True when the error is the user's input rather than a failure while
     /// running: the binary exits with code 2 for these.
     pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Error::ConfigFile { .. }
-                | Error::ConfigSyntax { .. }
-                | Error::Override { .. }
-                | Error::Invalid { .. }
-                | Error::Tasks(_)
-        )
+            | Error::ConfigSyntax { .. }
+            | Error::Override { .. }
+            | Error::Invalid { .. } => true,
+            Error::Tasks(e) => e.is_bad_input(),
+            _ => false,
+        }
     }
 
     /// An I/O error on `path`.

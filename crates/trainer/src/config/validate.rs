@@ -348,7 +348,8 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_key() {
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut Config)>)> = vec![
+        type Edit = Box<dyn FnOnce(&mut Config)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("run.name", Box::new(|c| c.run.name = "a/b".into())),
             ("run.device", Box::new(|c| c.run.device = "tpu".into())),
             (

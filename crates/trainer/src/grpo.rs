@@ -1,0 +1,637 @@
+//! One GRPO step (Shao et al. 2024, DeepSeekMath), read top to bottom in
+//! [`grpo_step`]: rollout, score, advantages, loss, backward and optimizer
+//! step, metrics. Each phase is a short free function below it.
+//!
+//! What exists:
+//! - prompts drawn from the task mixture as a pure function of a stored
+//!   index, `group_size` completions per prompt sampled with temperature,
+//!   top-p and top-k, cut at `max_completion_length`;
+//! - rewards: verifier correctness, plus an optional weighted format reward,
+//!   plus DAPO's optional soft overlong punishment ([`crate::RewardShaping`]);
+//! - advantages centred per group and scaled by the group std, the batch std
+//!   or nothing; groups whose rewards all agree are counted
+//!   (`frac_reward_zero_std`) and, with `dynamic_sampling`, replaced by
+//!   groups of fresh prompts for a bounded number of rounds (DAPO);
+//! - the clipped surrogate with separate low and high clip ranges, an
+//!   optional k3 KL penalty to a frozen copy of the starting model, the
+//!   `grpo`, `bnpo`, `dr_grpo` and `dapo` aggregations, all from
+//!   [`crate::grpo_loss`];
+//! - `num_iterations` optimizer updates per sampled batch, whose ratios use
+//!   the log-probs the policy gave before the first update; gradient
+//!   accumulation over micro-batches; optionally no loss on truncated
+//!   completions; log-probs scored at the sampling temperature, as TRL does.
+//!
+//! Deliberately left out: a separate inference engine (vLLM) and the
+//! importance-sampling corrections it needs, sequence-level ratios (GSPO),
+//! entropy masking and bonuses, reward models (rewards come only from
+//! verifiers), a value function (that would be PPO), and multi-process
+//! data parallelism.
+
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use policy::{Generation, Transformer};
+use serde::Serialize;
+use tasks::{Mixture, Problem, Split, Verdict};
+
+use crate::advantages::{compute_advantages, Advantages, ScaleRewards};
+use crate::batch::{pack, Packed, Row};
+use crate::config::GrpoSection;
+use crate::error::Result;
+use crate::loss::{grpo_loss, Accumulation, LossInputs};
+use crate::model::Model;
+use crate::optim::{AdamW, Gradients};
+use crate::progress::Phase;
+use crate::rewards::RewardShaping;
+use crate::seeds::{rng_for, Purpose};
+
+/// Everything a GRPO step reads but does not change.
+pub(crate) struct GrpoContext<'a> {
+    /// The policy being trained.
+    pub model: &'a Model,
+    /// The frozen starting model, when `beta > 0`.
+    pub reference: Option<&'a Transformer>,
+    /// Where prompts come from.
+    pub mixture: &'a Mixture,
+    /// The phase's settings.
+    pub cfg: &'a GrpoSection,
+    /// How verdicts become rewards.
+    pub shaping: RewardShaping,
+    /// The run seed (rollout sampling streams derive from it).
+    pub run_seed: u64,
+    /// Seed of the GRPO prompt stream.
+    pub data_seed: u64,
+    /// Completions per step written to samples.jsonl.
+    pub samples_per_step: usize,
+}
+
+/// Where a step starts: which step, which prompt comes next, and how many
+/// optimizer updates the phase has made (for the learning-rate schedule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StepPosition {
+    /// GRPO steps done before this one.
+    pub step: u64,
+    /// Index of the next prompt in the GRPO prompt stream.
+    pub cursor: u64,
+    /// GRPO optimizer updates done before this step.
+    pub updates: u64,
+}
+
+/// What a step produced.
+pub(crate) struct StepOutput {
+    /// Its line of metrics.jsonl (`global_step` left for the caller).
+    pub metrics: GrpoMetrics,
+    /// A few completions with their verdicts, for samples.jsonl.
+    pub samples: Vec<SampleRecord>,
+    /// Prompts drawn, dynamic-sampling refills included: the next cursor is
+    /// the old one plus this.
+    pub prompts_drawn: u64,
+}
+
+/// One scored completion.
+pub(crate) struct Completion {
+    tokens: Vec<u32>,
+    text: String,
+    truncated: bool,
+    verdict: Verdict,
+    reward: f64,
+}
+
+/// A prompt and its group of scored completions.
+pub(crate) struct Group {
+    problem: Problem,
+    prompt: Vec<u32>,
+    completions: Vec<Completion>,
+}
+
+impl Group {
+    fn rewards(&self) -> Vec<f64> {
+        self.completions.iter().map(|c| c.reward).collect()
+    }
+
+    /// True when every completion got the same reward: no learning signal.
+    fn is_flat(&self) -> Result<bool> {
+        let n = self.completions.len();
+        Ok(compute_advantages(&self.rewards(), n, ScaleRewards::None)?.zero_std[0])
+    }
+}
+
+/// One GRPO step: sample, score, compute advantages, update, report.
+pub(crate) fn grpo_step(
+    ctx: &GrpoContext<'_>,
+    optimizer: &mut AdamW,
+    at: StepPosition,
+) -> Result<StepOutput> {
+    let start = Instant::now();
+    let mut rng = rng_for(ctx.run_seed, Purpose::Rollout, at.step);
+    let mut cursor = at.cursor;
+    let problems = draw_problems(ctx, &mut cursor, ctx.cfg.batch_size / ctx.cfg.group_size)?;
+    let mut groups = score(ctx, rollout(ctx, problems, &mut rng)?)?;
+    let refilled = match ctx.cfg.dynamic_sampling {
+        true => refill_flat_groups(ctx, &mut groups, &mut cursor, &mut rng)?,
+        false => 0,
+    };
+    let rollout_s = start.elapsed().as_secs_f64();
+
+    let update_start = Instant::now();
+    let advantages = advantages(ctx, &groups)?;
+    let mut micro_batches = micro_batches(ctx, &groups, &advantages)?;
+    let mut updates = Vec::with_capacity(ctx.cfg.num_iterations);
+    for iteration in 0..ctx.cfg.num_iterations {
+        let (grads, losses) = loss_and_backward(ctx, optimizer, &mut micro_batches, iteration)?;
+        let (grad_norm, lr) = optimizer_step(ctx, optimizer, grads, at.updates + iteration as u64)?;
+        updates.push(Update {
+            losses,
+            grad_norm,
+            lr,
+        });
+    }
+    let update_s = update_start.elapsed().as_secs_f64();
+
+    let timings = Timings {
+        rollout_s,
+        update_s,
+        step_s: start.elapsed().as_secs_f64(),
+    };
+    Ok(StepOutput {
+        metrics: metrics(
+            at.step + 1,
+            &groups,
+            &advantages,
+            &updates,
+            refilled,
+            timings,
+        ),
+        samples: samples(ctx, at.step + 1, &groups, &advantages),
+        prompts_drawn: cursor - at.cursor,
+    })
+}
+
+/// The next `n` training problems of the GRPO prompt stream.
+fn draw_problems(ctx: &GrpoContext<'_>, cursor: &mut u64, n: usize) -> Result<Vec<Problem>> {
+    let problems = (0..n as u64)
+        .map(|i| ctx.mixture.draw(Split::Train, ctx.data_seed, *cursor + i))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    *cursor += n as u64;
+    Ok(problems)
+}
+
+/// A prompt with its sampled completions, not yet scored.
+struct Rollout {
+    problem: Problem,
+    prompt: Vec<u32>,
+    generations: Vec<Generation>,
+}
+
+/// `group_size` completions of every problem from the current policy, no
+/// gradients.
+fn rollout(
+    ctx: &GrpoContext<'_>,
+    problems: Vec<Problem>,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<Vec<Rollout>> {
+    let cfg = ctx.cfg;
+    let prompts = problems
+        .iter()
+        .map(|p| ctx.model.prompt_ids(&p.prompt))
+        .collect::<Result<Vec<_>>>()?;
+    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    ctx.model.check_fits(
+        longest,
+        cfg.max_completion_length,
+        "grpo.max_completion_length",
+    )?;
+    let sampling = ctx.model.sampling(
+        cfg.temperature,
+        cfg.top_p,
+        cfg.top_k,
+        cfg.max_completion_length,
+    );
+    let generations = policy::generate(
+        &ctx.model.policy.model,
+        &prompts,
+        cfg.group_size,
+        &sampling,
+        rng,
+    )?;
+    let mut rollouts: Vec<Rollout> = problems
+        .into_iter()
+        .zip(prompts)
+        .map(|(problem, prompt)| Rollout {
+            problem,
+            prompt,
+            generations: Vec::with_capacity(cfg.group_size),
+        })
+        .collect();
+    for generation in generations {
+        rollouts[generation.prompt_index]
+            .generations
+            .push(generation);
+    }
+    Ok(rollouts)
+}
+
+/// Verifier verdicts and shaped rewards of every completion.
+fn score(ctx: &GrpoContext<'_>, rollouts: Vec<Rollout>) -> Result<Vec<Group>> {
+    rollouts
+        .into_iter()
+        .map(|r| {
+            let completions = r
+                .generations
+                .into_iter()
+                .map(|g| {
+                    let text = ctx.model.decode(&g.tokens)?;
+                    let verdict = r.problem.verify(&text);
+                    Ok(Completion {
+                        reward: ctx.shaping.reward(&verdict, g.tokens.len()),
+                        truncated: g.finish == policy::FinishReason::Length,
+                        tokens: g.tokens,
+                        text,
+                        verdict,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Group {
+                problem: r.problem,
+                prompt: r.prompt,
+                completions,
+            })
+        })
+        .collect()
+}
+
+/// Dynamic sampling (DAPO): groups whose rewards all agree are replaced by
+/// groups of fresh prompts that do carry signal, for at most
+/// `max_resample_rounds` rounds. Returns how many groups were replaced.
+fn refill_flat_groups(
+    ctx: &GrpoContext<'_>,
+    groups: &mut [Group],
+    cursor: &mut u64,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<usize> {
+    let mut replaced = 0;
+    for _ in 0..ctx.cfg.max_resample_rounds {
+        let mut flat = Vec::new();
+        for (i, group) in groups.iter().enumerate() {
+            if group.is_flat()? {
+                flat.push(i);
+            }
+        }
+        if flat.is_empty() {
+            break;
+        }
+        let fresh = score(
+            ctx,
+            rollout(ctx, draw_problems(ctx, cursor, flat.len())?, rng)?,
+        )?;
+        let mut slots = flat.into_iter();
+        for group in fresh {
+            if group.is_flat()? {
+                continue;
+            }
+            let Some(slot) = slots.next() else { break };
+            groups[slot] = group;
+            replaced += 1;
+        }
+    }
+    Ok(replaced)
+}
+
+/// Group-relative advantages of the batch's rewards.
+fn advantages(ctx: &GrpoContext<'_>, groups: &[Group]) -> Result<Advantages> {
+    let rewards: Vec<f64> = groups.iter().flat_map(Group::rewards).collect();
+    compute_advantages(&rewards, ctx.cfg.group_size, ctx.cfg.scale_rewards)
+}
+
+/// A slice of the batch scored in one forward and backward pass.
+struct MicroBatch {
+    packed: Packed,
+    /// `[b]` advantages of its completions.
+    advantages: Tensor,
+    /// Log-probs under the policy that sampled the batch, kept from the
+    /// first iteration for the later ones.
+    old_logps: Option<Tensor>,
+    /// Log-probs under the frozen reference, when `beta > 0`.
+    ref_logps: Option<Tensor>,
+}
+
+/// Completions in batch order, split into `micro_batches` contiguous slices
+/// and packed; reference log-probs computed once when `beta > 0`.
+fn micro_batches(
+    ctx: &GrpoContext<'_>,
+    groups: &[Group],
+    advantages: &Advantages,
+) -> Result<Vec<MicroBatch>> {
+    let model = ctx.model;
+    let device = model.policy.device();
+    let rows: Vec<Row<'_>> = groups
+        .iter()
+        .flat_map(|g| {
+            g.completions.iter().map(|c| Row {
+                prompt: &g.prompt,
+                completion: &c.tokens,
+                counts: !(ctx.cfg.mask_truncated_completions && c.truncated),
+            })
+        })
+        .collect();
+    let size = rows.len().div_ceil(ctx.cfg.micro_batches);
+    let mut out = Vec::with_capacity(ctx.cfg.micro_batches);
+    for (rows, adv) in rows.chunks(size).zip(advantages.values.chunks(size)) {
+        let packed = pack(rows, model.pad_id(), device)?;
+        let adv: Vec<f32> = adv.iter().map(|&a| a as f32).collect();
+        let advantages = Tensor::from_vec(adv, rows.len(), device)?;
+        let ref_logps = match ctx.reference {
+            Some(reference) if ctx.cfg.beta != 0.0 => Some(
+                policy::completion_logprobs(
+                    reference,
+                    &packed.input_ids,
+                    &packed.attention_mask,
+                    packed.completion_len,
+                    ctx.cfg.temperature,
+                )?
+                .detach(),
+            ),
+            _ => None,
+        };
+        out.push(MicroBatch {
+            packed,
+            advantages,
+            old_logps: None,
+            ref_logps,
+        });
+    }
+    Ok(out)
+}
+
+/// Loss numbers of one iteration over the micro-batches.
+#[derive(Default)]
+struct IterationLosses {
+    /// Sum of the micro-batch losses: the batch loss.
+    loss: f64,
+    /// Token-weighted sums, divided by `tokens` for the means.
+    kl: Option<f64>,
+    clip_low: f64,
+    clip_high: f64,
+    clip_region: f64,
+    /// Entropy summed over active tokens (first iteration only).
+    entropy: Option<f64>,
+    tokens: usize,
+}
+
+/// The policy loss of every micro-batch, backpropagated and accumulated.
+/// The first iteration keeps its log-probs as the "old" ones of the later
+/// iterations (the policy has not moved yet, so they are exact).
+fn loss_and_backward(
+    ctx: &GrpoContext<'_>,
+    optimizer: &AdamW,
+    micro_batches: &mut [MicroBatch],
+    iteration: usize,
+) -> Result<(Gradients, IterationLosses)> {
+    let loss_cfg = ctx.cfg.loss();
+    let accumulation = Accumulation {
+        micro_batches: micro_batches.len(),
+        active_tokens: micro_batches.iter().map(|m| m.packed.active_tokens).sum(),
+    };
+    let mut grads = optimizer.zero_grads();
+    let mut out = IterationLosses::default();
+    for mb in micro_batches.iter_mut() {
+        let p = &mb.packed;
+        let scores = policy::completion_logprobs_and_entropy(
+            &ctx.model.policy.model,
+            &p.input_ids,
+            &p.attention_mask,
+            p.completion_len,
+            ctx.cfg.temperature,
+        )?;
+        let inputs = LossInputs {
+            new_logps: &scores.logprobs,
+            old_logps: mb.old_logps.as_ref(),
+            ref_logps: mb.ref_logps.as_ref(),
+            advantages: &mb.advantages,
+            completion_mask: &p.completion_mask,
+        };
+        let loss = grpo_loss(&loss_cfg, &inputs, accumulation)?;
+        optimizer.accumulate(&mut grads, &loss.loss.backward()?)?;
+
+        let m = loss.metrics;
+        let tokens = m.active_tokens as f64;
+        out.loss += scalar(&loss.loss)?;
+        out.kl = m.kl.map(|kl| out.kl.unwrap_or(0.0) + kl * tokens);
+        out.clip_low += m.clip_ratio_low * tokens;
+        out.clip_high += m.clip_ratio_high * tokens;
+        out.clip_region += m.clip_ratio_region * tokens;
+        out.tokens += m.active_tokens;
+        if iteration == 0 {
+            let mask = p.completion_mask.to_dtype(scores.entropy.dtype())?;
+            let entropy = scalar(&(scores.entropy.detach() * mask)?.sum_all()?)?;
+            out.entropy = Some(out.entropy.unwrap_or(0.0) + entropy);
+            if ctx.cfg.num_iterations > 1 {
+                mb.old_logps = Some(scores.logprobs.detach());
+            }
+        }
+    }
+    Ok((grads, out))
+}
+
+/// Clip the accumulated gradients and apply AdamW at the scheduled rate for
+/// GRPO update `update` (0-based). Returns the norm before clipping and the
+/// learning rate.
+fn optimizer_step(
+    ctx: &GrpoContext<'_>,
+    optimizer: &mut AdamW,
+    mut grads: Gradients,
+    update: u64,
+) -> Result<(f64, f64)> {
+    let grad_norm = grads.clip_norm(ctx.cfg.max_grad_norm)?;
+    let lr = ctx.cfg.schedule().lr(update);
+    optimizer.step(&grads, lr)?;
+    Ok((grad_norm, lr))
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// One optimizer update's numbers.
+struct Update {
+    losses: IterationLosses,
+    grad_norm: f64,
+    lr: f64,
+}
+
+/// Wall-clock seconds of a step's parts.
+struct Timings {
+    rollout_s: f64,
+    update_s: f64,
+    step_s: f64,
+}
+
+/// One line of metrics.jsonl for a GRPO step; names follow TRL's logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrpoMetrics {
+    /// Always `grpo`.
+    pub phase: Phase,
+    /// GRPO steps done, this one included.
+    pub step: u64,
+    /// Optimizer steps over both phases, this one's included.
+    pub global_step: u64,
+    /// Policy loss, averaged over the step's updates.
+    pub loss: f64,
+    /// Mean shaped reward.
+    pub reward: f64,
+    /// Mean over groups of the reward std (TRL's `reward_std`).
+    pub reward_std: f64,
+    /// Mean verifier correctness reward.
+    pub accuracy: f64,
+    /// Fraction of completions in the output format.
+    pub format_rate: f64,
+    /// Mean completion length in tokens.
+    #[serde(rename = "completions/mean_length")]
+    pub mean_length: f64,
+    /// Shortest completion.
+    #[serde(rename = "completions/min_length")]
+    pub min_length: usize,
+    /// Longest completion.
+    #[serde(rename = "completions/max_length")]
+    pub max_length: usize,
+    /// Fraction of completions cut at `max_completion_length`.
+    #[serde(rename = "completions/clipped_ratio")]
+    pub clipped_ratio: f64,
+    /// Mean KL term over active tokens; `null` when `beta == 0`.
+    pub kl: Option<f64>,
+    /// Mean entropy of the sampling distribution over completion tokens.
+    pub entropy: f64,
+    /// Fraction of tokens whose ratio was clipped below.
+    #[serde(rename = "clip_ratio/low_mean")]
+    pub clip_ratio_low: f64,
+    /// Fraction clipped above.
+    #[serde(rename = "clip_ratio/high_mean")]
+    pub clip_ratio_high: f64,
+    /// Fraction clipped at either end.
+    #[serde(rename = "clip_ratio/region_mean")]
+    pub clip_ratio_region: f64,
+    /// Fraction of groups whose rewards all agree, in the batch trained on.
+    pub frac_reward_zero_std: f64,
+    /// Groups replaced by dynamic sampling.
+    pub groups_resampled: usize,
+    /// Learning rate of the last update.
+    pub learning_rate: f64,
+    /// Gradient norm before clipping, averaged over the updates.
+    pub grad_norm: f64,
+    /// Completion tokens sampled.
+    pub num_tokens: usize,
+    /// Completion tokens sampled per second of rollout.
+    pub tokens_per_s: f64,
+    /// Seconds sampling and scoring (dynamic-sampling rounds included).
+    pub rollout_s: f64,
+    /// Seconds in loss, backward and optimizer.
+    pub update_s: f64,
+    /// Seconds the whole step took.
+    pub step_s: f64,
+}
+
+fn metrics(
+    step: u64,
+    groups: &[Group],
+    advantages: &Advantages,
+    updates: &[Update],
+    groups_resampled: usize,
+    t: Timings,
+) -> GrpoMetrics {
+    let all: Vec<&Completion> = groups.iter().flat_map(|g| &g.completions).collect();
+    let n = all.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&Completion) -> f64| all.iter().map(|c| f(c)).sum::<f64>() / n;
+    let lengths = all.iter().map(|c| c.tokens.len());
+    let num_tokens: usize = lengths.clone().sum();
+    let first = &updates[0].losses;
+    let per_token = |sum: f64, l: &IterationLosses| sum / l.tokens.max(1) as f64;
+    let over_updates =
+        |f: &dyn Fn(&Update) -> f64| updates.iter().map(f).sum::<f64>() / updates.len() as f64;
+    let group_std_mean =
+        advantages.group_std.iter().sum::<f64>() / advantages.group_std.len().max(1) as f64;
+    GrpoMetrics {
+        phase: Phase::Grpo,
+        step,
+        global_step: 0,
+        loss: over_updates(&|u| u.losses.loss),
+        reward: mean(&|c| c.reward),
+        reward_std: group_std_mean,
+        accuracy: mean(&|c| c.verdict.reward),
+        format_rate: mean(&|c| f64::from(u8::from(c.verdict.format_ok))),
+        mean_length: num_tokens as f64 / n,
+        min_length: lengths.clone().min().unwrap_or(0),
+        max_length: lengths.max().unwrap_or(0),
+        clipped_ratio: mean(&|c| f64::from(u8::from(c.truncated))),
+        kl: first
+            .kl
+            .map(|_| over_updates(&|u| per_token(u.losses.kl.unwrap_or(0.0), &u.losses))),
+        entropy: per_token(first.entropy.unwrap_or(0.0), first),
+        clip_ratio_low: over_updates(&|u| per_token(u.losses.clip_low, &u.losses)),
+        clip_ratio_high: over_updates(&|u| per_token(u.losses.clip_high, &u.losses)),
+        clip_ratio_region: over_updates(&|u| per_token(u.losses.clip_region, &u.losses)),
+        frac_reward_zero_std: advantages.frac_reward_zero_std(),
+        groups_resampled,
+        learning_rate: updates.last().map_or(0.0, |u| u.lr),
+        grad_norm: over_updates(&|u| u.grad_norm),
+        num_tokens,
+        tokens_per_s: num_tokens as f64 / t.rollout_s.max(1e-9),
+        rollout_s: t.rollout_s,
+        update_s: t.update_s,
+        step_s: t.step_s,
+    }
+}
+
+/// One line of samples.jsonl: a completion and what the verifier said.
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleRecord {
+    /// Always `grpo`.
+    pub phase: Phase,
+    /// GRPO steps done, this one included.
+    pub step: u64,
+    /// The problem's id (`add/3/train/17`).
+    pub problem_id: String,
+    /// The prompt text.
+    pub prompt: String,
+    /// The completion text (control tokens left out).
+    pub completion: String,
+    /// Shaped reward.
+    pub reward: f64,
+    /// Its advantage.
+    pub advantage: f64,
+    /// Completion length in tokens.
+    pub length: usize,
+    /// Cut at the length limit.
+    pub truncated: bool,
+    /// The verifier's verdict.
+    pub verdict: Verdict,
+}
+
+/// A few completions spread over the batch's groups: the first completion
+/// of each group, then the second, and so on.
+fn samples(
+    ctx: &GrpoContext<'_>,
+    step: u64,
+    groups: &[Group],
+    advantages: &Advantages,
+) -> Vec<SampleRecord> {
+    let g = ctx.cfg.group_size;
+    let total = groups.len() * g;
+    (0..ctx.samples_per_step.min(total))
+        .map(|i| {
+            let (group, member) = (i % groups.len(), i / groups.len());
+            let c = &groups[group].completions[member];
+            SampleRecord {
+                phase: Phase::Grpo,
+                step,
+                problem_id: groups[group].problem.id.clone(),
+                prompt: groups[group].problem.prompt.clone(),
+                completion: c.text.clone(),
+                reward: c.reward,
+                advantage: advantages.values[group * g + member],
+                length: c.tokens.len(),
+                truncated: c.truncated,
+                verdict: c.verdict.clone(),
+            }
+        })
+        .collect()
+}
