@@ -1,8 +1,73 @@
-//! `code_trace`: predict the value a short rhai program returns; the
-//! reference is what the sandbox computed by running it.
+//! `code_trace`: predict the value a short rhai program returns.
+//!
+//! Each template writes a one-line program together with the steps a careful
+//! reader takes through it (the worked solution). The reference answer is
+//! what the sandbox returns when it runs the program; the tests check that
+//! the traced value agrees with it for every template and level. An answer
+//! is a rhai literal, parsed and compared, never run: running it would let a
+//! copy of the program score.
 
-use crate::problem::Score;
+mod programs;
+
+use crate::answer;
+use crate::problem::{Check, Score};
+use crate::rng::Rng;
 use crate::sandbox;
+use crate::task::{Generated, Task};
+use programs::program;
+
+/// The `code_trace` family.
+pub(crate) struct CodeTrace;
+
+/// What each level asks, in order.
+const LEVELS: [&str; 5] = [
+    "let-bindings and updates with + - * and precedence",
+    "if/else and if-expressions over comparisons, integer / and %",
+    "for loops over ranges and while loops with accumulators",
+    "arrays: literals, indexing, push and loops with conditions",
+    "functions (one recursive), strings and arrays of strings",
+];
+
+impl Task for CodeTrace {
+    fn name(&self) -> &'static str {
+        "code_trace"
+    }
+
+    fn summary(&self) -> &'static str {
+        "predict the value a short rhai program returns"
+    }
+
+    fn max_level(&self) -> u32 {
+        LEVELS.len() as u32
+    }
+
+    fn level_doc(&self, level: u32) -> String {
+        LEVELS[level as usize - 1].to_string()
+    }
+
+    fn generate(&self, rng: &mut Rng, level: u32) -> Generated {
+        let traced = program(rng, level);
+        // The templates keep every program small and inside the sandbox
+        // limits (tested for every template); the traced value is the same
+        // value worked out in Rust, so it stands in if that ever failed.
+        let answer = sandbox::run(&traced.source).unwrap_or(traced.value);
+        let mut steps = traced.steps;
+        steps.push(format!("The program returns {answer}."));
+        Generated {
+            prompt: format!(
+                "What does this rhai program return (the value of its last expression; / is \
+                 integer division)? {} Answer with a rhai literal: an integer, true or false, \
+                 a \"string\" or an array like [1, 2].",
+                traced.source
+            ),
+            solution: answer::render(&steps, &answer),
+            answer,
+            check: Check::CodeOutput {
+                program: traced.source,
+            },
+        }
+    }
+}
 
 /// Judge `extracted` against `reference`, the canonical value the program
 /// returned when it was run at generation. The answer must be a rhai literal
@@ -10,50 +75,110 @@ use crate::sandbox;
 pub(crate) fn judge(reference: &str, extracted: &str) -> Score {
     let answer = extracted.trim();
     if answer.is_empty() {
-        return score(false, "empty answer".to_string());
+        return Score::fail("empty answer");
     }
     let Some(expected) = sandbox::parse_literal(reference) else {
-        return score(
-            false,
-            format!("reference {reference:?} is not a rhai literal"),
-        );
+        return Score::fail(format!(
+            "reference {} is not a rhai literal",
+            sandbox::clip(reference, 40)
+        ));
     };
-    let expected = sandbox::canonical(&expected);
+    let want = sandbox::canonical(&expected);
     match sandbox::parse_literal(answer) {
         Some(value) => {
             let got = sandbox::canonical(&value);
-            let ok = got == expected;
-            score(
-                ok,
-                if ok {
-                    format!("returns {expected}")
-                } else {
-                    format!(
-                        "program returns {expected}, not {}",
-                        sandbox::clip(&got, 40)
-                    )
-                },
-            )
+            if got == want {
+                Score::pass(format!("returns {}", sandbox::clip(&want, 40)))
+            } else {
+                Score::fail(format!(
+                    "program returns {}, not {}",
+                    sandbox::clip(&want, 40),
+                    sandbox::clip(&got, 40)
+                ))
+            }
         }
-        None => {
-            let bare_string = sandbox::parse_literal(reference)
-                .and_then(|v| v.into_immutable_string().ok())
-                .is_some_and(|s| s.as_str() == answer);
-            score(
-                bare_string,
-                if bare_string {
-                    format!("returns {expected}")
-                } else {
-                    "answer is not a rhai literal".to_string()
-                },
-            )
+        None if expected
+            .read_lock::<rhai::ImmutableString>()
+            .is_some_and(|s| s.as_str() == answer) =>
+        {
+            Score::pass("returns this string")
         }
+        None => Score::fail("answer is not a rhai literal"),
     }
 }
 
-fn score(ok: bool, reason: String) -> Score {
-    Score {
-        reward: if ok { 1.0 } else { 0.0 },
-        reason,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use proptest::prelude::*;
+
+    const SEEDS: u64 = 300;
+
+    #[test]
+    fn problems_are_deterministic_and_well_formed() {
+        for level in 1..=CodeTrace.max_level() {
+            for seed in 0..SEEDS {
+                let g = CodeTrace.generate(&mut Rng::new(seed), level);
+                assert_eq!(g, CodeTrace.generate(&mut Rng::new(seed), level));
+                assert!(
+                    g.prompt.is_ascii() && !g.prompt.contains('\n'),
+                    "{}",
+                    g.prompt
+                );
+                let Check::CodeOutput { program } = &g.check else {
+                    panic!("wrong check {:?}", g.check);
+                };
+                assert!(g.prompt.contains(program.as_str()));
+                assert!(g
+                    .solution
+                    .ends_with(&format!("<answer>{}</answer>", g.answer)));
+                assert_eq!(judge(&g.answer, &g.answer).reward, 1.0, "{}", g.answer);
+                // The program itself is not an answer: answers are never run.
+                assert_eq!(judge(&g.answer, program).reward, 0.0, "{program}");
+            }
+        }
+    }
+
+    #[test]
+    fn judge_compares_values_not_text() {
+        assert_eq!(judge("[1, -2]", " [1,-2] ").reward, 1.0);
+        assert_eq!(judge("[1, -2]", "[1, 2]").reward, 0.0);
+        assert_eq!(judge("12", "012").reward, 0.0);
+        assert_eq!(judge("0", "00").reward, 0.0);
+        assert_eq!(judge("-3", "-3").reward, 1.0);
+        assert_eq!(judge("12", "6 + 6").reward, 0.0);
+        assert_eq!(judge("12", "12 or 13").reward, 0.0);
+        assert_eq!(judge("true", "true").reward, 1.0);
+        assert_eq!(judge("true", "1").reward, 0.0);
+        assert_eq!(judge("\"lemon\"", "\"lemon\"").reward, 1.0);
+        assert_eq!(judge("\"lemon\"", "lemon").reward, 1.0);
+        assert_eq!(judge("\"lemon\"", "\"nomel\"").reward, 0.0);
+        assert_eq!(judge("\"5\"", "5").reward, 0.0);
+        assert_eq!(judge("5", "\"5\"").reward, 0.0);
+        assert_eq!(judge("5", "").reward, 0.0);
+        assert_eq!(
+            judge("5", "[[[[[[[[[[[[[[[[[[[[[[[[[5]]]]]]]]]]]]]]]]]]]]]]]]]").reward,
+            0.0
+        );
+        assert_eq!(judge("not a literal", "5").reward, 0.0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn judge_survives_any_text(text in "\\PC{0,300}", reference in "\\PC{0,40}") {
+            for r in ["[1, 2]", "\"ab\"", "7", reference.as_str()] {
+                let score = judge(r, &text);
+                prop_assert!(score.reward == 0.0 || score.reward == 1.0);
+            }
+        }
+
+        #[test]
+        fn judge_survives_literal_soup(text in "[\\[\\]\"'(), 0-9a-z\\\\-]{0,200}") {
+            let score = judge("[1, \"a\", 'b', true, ()]", &text);
+            prop_assert!(score.reward == 0.0 || score.reward == 1.0);
+        }
     }
 }

@@ -26,4 +26,6 @@ pub(crate) static ALL: &[&dyn Task] = &[
     &countdown::Countdown,
     &numtheory::NumTheory,
     &wordproblem::WordProblem,
+    &code_io::CodeIo,
+    &code_trace::CodeTrace,
 ];
