@@ -318,27 +318,24 @@ pub(crate) fn judge(numbers: &[i64], target: i64, extracted: &str) -> Score {
         None => text,
         Some((lhs, rhs)) => match rhs.trim().parse::<i64>() {
             Ok(claimed) if claimed == target => lhs,
-            Ok(claimed) => return wrong(format!("claims {claimed}, target is {target}")),
-            Err(_) => return wrong("after '=' expected the target number".to_string()),
+            Ok(claimed) => return Score::fail(format!("claims {claimed}, target is {target}")),
+            Err(_) => return Score::fail("after '=' expected the target number"),
         },
     };
     let evaluation = match evaluate(expression, &ANSWER_SYNTAX) {
         Ok(e) => e,
-        Err(e) => return wrong(format!("not a valid expression: {e}")),
+        Err(e) => return Score::fail(format!("not a valid expression: {e}")),
     };
     if let Some(reason) = misused_number(numbers, &evaluation.literals) {
-        return wrong(reason);
+        return Score::fail(reason);
     }
     if evaluation.value != target {
-        return wrong(format!(
+        return Score::fail(format!(
             "evaluates to {}, target is {target}",
             evaluation.value
         ));
     }
-    Score {
-        reward: 1.0,
-        reason: format!("reaches {target}"),
-    }
+    Score::pass(format!("reaches {target}"))
 }
 
 /// Why `used` is not a sub-multiset of `given`, if it is not.
@@ -356,13 +353,6 @@ fn misused_number(given: &[i64], used: &[i64]) -> Option<String> {
         }
     }
     None
-}
-
-fn wrong(reason: String) -> Score {
-    Score {
-        reward: 0.0,
-        reason,
-    }
 }
 
 #[cfg(test)]
@@ -496,6 +486,29 @@ mod tests {
             let score = judge(numbers, target, &reused);
             assert_eq!(score.reward, 0.0, "{reused}");
             assert!(score.reason.contains("more often"), "{}", score.reason);
+        }
+    }
+
+    #[test]
+    fn verifies_through_the_problem() {
+        for (_, g) in generated().step_by(7) {
+            let (numbers, target) = puzzle(&g);
+            let (numbers, answer) = (numbers.to_vec(), g.answer.clone());
+            let p = g.into_problem("countdown", 1, "countdown/test".to_string());
+            let good = p.verify(&p.solution);
+            assert!(good.reward == 1.0 && good.format_ok, "{good:?}");
+            // Adds and takes away a given number more often than it is given.
+            let padding = format!("+{n}-{n}", n = numbers[0]).repeat(numbers.len());
+            for wrong in [
+                format!("{answer}+1"),
+                format!("{answer} or {answer}"),
+                format!("{answer}{padding}"),
+                target.to_string(),
+                p.prompt.clone(),
+            ] {
+                let v = p.verify(&format!("<think></think><answer>{wrong}</answer>"));
+                assert_eq!(v.reward, 0.0, "{wrong}: {v:?}");
+            }
         }
     }
 

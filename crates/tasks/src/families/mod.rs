@@ -8,6 +8,7 @@ mod linear;
 pub(crate) mod countdown;
 mod numtheory;
 mod wordproblem;
+mod lists;
 
 pub(crate) mod code_io;
 pub(crate) mod code_trace;
@@ -26,6 +27,7 @@ pub(crate) static ALL: &[&dyn Task] = &[
     &countdown::Countdown,
     &numtheory::NumTheory,
     &wordproblem::WordProblem,
+    &lists::Lists,
     &code_io::CodeIo,
     &code_trace::CodeTrace,
 ];

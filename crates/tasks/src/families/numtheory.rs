@@ -441,6 +441,20 @@ mod tests {
     }
 
     #[test]
+    fn verifies_through_the_problem() {
+        each_problem(|level, _, g| {
+            let p = g.into_problem("numtheory", level, "numtheory/test".to_string());
+            let good = p.verify(&p.solution);
+            assert!(good.reward == 1.0 && good.format_ok, "{good:?}");
+            let n: i64 = p.answer.parse().unwrap();
+            for wrong in [n + 1, n - 1, -n] {
+                let v = p.verify(&format!("<think></think><answer>{wrong}</answer>"));
+                assert!(wrong == n || v.reward == 0.0, "{wrong}: {v:?}");
+            }
+        });
+    }
+
+    #[test]
     fn level_one_has_many_distinct_problems() {
         let prompts: HashSet<String> = (0..10_000)
             .map(|seed| NumTheory.generate(&mut Rng::new(seed), 1).prompt)

@@ -324,6 +324,11 @@ impl Event {
     }
 }
 
+/// One of several wordings or names, by value.
+fn choose<T: Copy>(rng: &mut Rng, options: &[T]) -> T {
+    options[rng.below(options.len())]
+}
+
 /// Ways to share `value` equally into 2..=12 parts, each part at least 2.
 fn share_sizes(value: i64) -> Vec<i64> {
     (2..=12)
@@ -341,8 +346,8 @@ fn tell(rng: &mut Rng, level: &Level) -> Story {
         .collect();
     let cast = Cast {
         owner,
-        other: *rng.pick(&others),
-        item: *rng.pick(theme.items),
+        other: choose(rng, &others),
+        item: choose(rng, theme.items),
     };
     let mut story = Story {
         text: Vec::new(),
@@ -355,7 +360,7 @@ fn tell(rng: &mut Rng, level: &Level) -> Story {
         story.value = k * m;
         story
             .text
-            .push(cast.fill(*rng.pick(theme.produce), 0, k, m));
+            .push(cast.fill(choose(rng, theme.produce), 0, k, m));
         story.lines.push(format!("{k}*{m}={}", k * m));
         remaining -= 1;
     } else {
@@ -374,29 +379,29 @@ fn tell(rng: &mut Rng, level: &Level) -> Story {
         match event {
             Event::Gain => {
                 let n = rng.range(2, level.amount_max);
-                story.push(cast.fill(*rng.pick(theme.gain), n, 0, 0), v, '+', n);
+                story.push(cast.fill(choose(rng, theme.gain), n, 0, 0), v, '+', n);
             }
             Event::Lose => {
                 let n = rng.range(2, (v - 1).min(level.amount_max));
-                story.push(cast.fill(*rng.pick(theme.lose), n, 0, 0), v, '-', n);
+                story.push(cast.fill(choose(rng, theme.lose), n, 0, 0), v, '-', n);
             }
             Event::GainGroups => {
                 let (k, m) = (rng.range(2, level.count_max), rng.range(2, level.size_max));
-                let text = cast.fill(*rng.pick(theme.gain_groups), 0, k, m);
+                let text = cast.fill(choose(rng, theme.gain_groups), 0, k, m);
                 story.lines.push(format!("{k}*{m}={}", k * m));
                 story.push(text, v, '+', k * m);
             }
             Event::LoseGroups => {
                 let k = rng.range(2, level.count_max.min((v - 1) / 2));
                 let m = rng.range(2, level.size_max.min((v - 1) / k));
-                let text = cast.fill(*rng.pick(theme.lose_groups), 0, k, m);
+                let text = cast.fill(choose(rng, theme.lose_groups), 0, k, m);
                 story.lines.push(format!("{k}*{m}={}", k * m));
                 story.push(text, v, '-', k * m);
             }
             Event::Halve => story.push(cast.fill(theme.halve, 0, 0, 0), v, '/', 2),
             Event::Share => {
                 let k = *rng.pick(&share_sizes(v));
-                let (sentence, asked) = *rng.pick(theme.share);
+                let (sentence, asked) = choose(rng, theme.share);
                 story.push(cast.fill(sentence, 0, k, 0), v, '/', k);
                 question = asked;
             }
@@ -525,6 +530,20 @@ mod tests {
             assert!(starts.len() >= 6, "level {level}: {starts:?}");
             assert_eq!(shapes.len(), 4, "level {level}: {shapes:?}");
         }
+    }
+
+    #[test]
+    fn verifies_through_the_problem() {
+        each_problem(|_, g| {
+            let p = g.into_problem("wordproblem", 1, "wordproblem/test".to_string());
+            let good = p.verify(&p.solution);
+            assert!(good.reward == 1.0 && good.format_ok, "{good:?}");
+            let n: i64 = p.answer.parse().unwrap();
+            for wrong in [format!("{}", n + 1), format!("{n} or {}", n + 1)] {
+                let v = p.verify(&format!("<think></think><answer>{wrong}</answer>"));
+                assert_eq!(v.reward, 0.0, "{wrong}: {v:?}");
+            }
+        });
     }
 
     #[test]
