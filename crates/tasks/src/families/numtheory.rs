@@ -49,8 +49,8 @@ struct Level {
 const LEVELS: [Level; 5] = [
     Level {
         kinds: &[Kind::Gcd, Kind::Mod],
-        gcd_max: 60,
-        dividend_max: 200,
+        gcd_max: 80,
+        dividend_max: 500,
         modulus_max: 12,
         exponent_max: 0,
     },
@@ -459,6 +459,6 @@ mod tests {
         let prompts: HashSet<String> = (0..10_000)
             .map(|seed| NumTheory.generate(&mut Rng::new(seed), 1).prompt)
             .collect();
-        assert!(prompts.len() >= 3_000, "{} distinct", prompts.len());
+        assert!(prompts.len() >= 5_000, "{} distinct", prompts.len());
     }
 }

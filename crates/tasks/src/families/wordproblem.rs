@@ -176,7 +176,7 @@ const THEMES: [Theme; 4] = [
                 "How many {X} does each class get?",
             ),
         ],
-        question: "How many {X} does {P} have left?",
+        question: "How many {X} does {P} have now?",
     },
     Theme {
         items: &["apples", "pears", "plums", "peaches", "lemons"],
