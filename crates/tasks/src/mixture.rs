@@ -189,6 +189,11 @@ impl Mixture {
             }
             (Source::Family { task, level }, Split::Heldout) => {
                 let set = heldout(task, *level)?;
+                if set.is_empty() {
+                    return Err(Error::Mixture(format!(
+                        "{task} level {level} holds out no problems"
+                    )));
+                }
                 Ok(set[rng.below(set.len())].clone())
             }
             (Source::Set(set), split) => {

@@ -64,7 +64,8 @@ pub struct CodeTest {
 pub struct Verdict {
     /// Correctness reward in [0, 1].
     pub reward: f64,
-    /// Whether the completion followed `<think>…</think><answer>…</answer>`.
+    /// Whether the whole completion is exactly `<think>…</think>` then
+    /// `<answer>…</answer>` (surrounding whitespace aside; see [`crate::extract`]).
     pub format_ok: bool,
     /// The answer taken from the last answer block, if there was one.
     pub extracted: Option<String>,

@@ -54,6 +54,10 @@ fn check_problem(p: &Problem) -> Vec<String> {
     if !p.prompt.is_ascii() || p.prompt.contains('\n') {
         failures.push(format!("{}: prompt is not one line of ASCII", p.id));
     }
+    // A character-level tokenizer is built over the task alphabet.
+    if !p.solution.is_ascii() {
+        failures.push(format!("{}: solution is not ASCII", p.id));
+    }
     failures
 }
 

@@ -66,6 +66,22 @@ proptest! {
     fn tag_soup_never_panics(text in fragments()) {
         check_all(&problems(), &text);
     }
+
+    #[test]
+    fn format_ok_implies_a_non_blank_answer(text in fragments()) {
+        let found = extract(&text);
+        if found.format_ok {
+            prop_assert!(found.answer.is_some_and(|a| !a.trim().is_empty()), "{:?}", text);
+        }
+    }
+
+    #[test]
+    fn any_tag_free_answer_is_extracted_intact(answer in "[^<]{1,40}", think in "[^<]{0,40}") {
+        let completion = format!("<think>{think}</think><answer>{answer}</answer>");
+        let found = extract(&completion);
+        prop_assert_eq!(found.answer, Some(answer.as_str()));
+        prop_assert_eq!(found.format_ok, !answer.trim().is_empty());
+    }
 }
 
 #[test]
