@@ -512,10 +512,13 @@ fn index_updates(rng: &mut Rng) -> Traced {
 
 // ---- level 5: functions and strings ----
 
-/// `fn f(x) { if x % 2 == 0 { x / 2 } else { 3 * x + 1 } } let a = f(7); let b = f(a); [a, b]`
+/// One call `f(x)` with the constant `k`: the worked step and the value.
+type Rule = fn(i64, i64) -> (String, i64);
+
+/// `fn f(x) { if x % 2 == 0 { x / 2 } else { 3 * x + 1 } } let a = f(7); let b = f(a); let c = f(b); [a, b, c]`
 fn function_calls(rng: &mut Rng) -> Traced {
     let k = rng.range(1, 9);
-    let (definition, rule): (String, fn(i64, i64) -> (String, i64)) = match rng.below(3) {
+    let (definition, rule): (String, Rule) = match rng.below(3) {
         0 => (
             "fn f(x) { if x % 2 == 0 { x / 2 } else { 3 * x + 1 } }".to_string(),
             |x, _| {
