@@ -294,7 +294,11 @@ impl ModelConfig {
                 self.head_dim
             )));
         }
-        if !(self.rope_theta > 0.0) || !(self.rms_norm_eps >= 0.0) {
+        if self.rope_theta.is_nan()
+            || self.rope_theta <= 0.0
+            || self.rms_norm_eps.is_nan()
+            || self.rms_norm_eps < 0.0
+        {
             return Err(Error::Config(format!(
                 "rope_theta {} must be positive and rms_norm_eps {} non-negative",
                 self.rope_theta, self.rms_norm_eps

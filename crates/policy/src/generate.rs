@@ -223,13 +223,13 @@ fn validate(
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
         return Err(Error::Input(format!("prompt {i} is empty")));
     }
-    if !(config.temperature >= 0.0) || !config.temperature.is_finite() {
+    if !config.temperature.is_finite() || config.temperature < 0.0 {
         return Err(Error::Input(format!(
             "temperature {} must be a finite number >= 0",
             config.temperature
         )));
     }
-    if !(config.top_p > 0.0 && config.top_p <= 1.0) {
+    if config.top_p.is_nan() || config.top_p <= 0.0 || config.top_p > 1.0 {
         return Err(Error::Input(format!(
             "top_p {} must be in (0, 1]",
             config.top_p

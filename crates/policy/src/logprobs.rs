@@ -115,7 +115,7 @@ fn completion_logits(
             t.saturating_sub(1)
         )));
     }
-    if !(temperature >= 0.0) || !temperature.is_finite() {
+    if !temperature.is_finite() || temperature < 0.0 {
         return Err(Error::Input(format!(
             "temperature {temperature} must be >= 0"
         )));

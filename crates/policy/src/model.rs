@@ -165,7 +165,7 @@ impl Transformer {
         &self,
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
         kernels: Kernels,
     ) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
@@ -207,7 +207,7 @@ impl Transformer {
             };
             x = layer.forward(&x, &ctx, layer_cache)?;
         }
-        if let (Some(c), Some(slot)) = (cache.as_deref_mut(), slot) {
+        if let (Some(c), Some(slot)) = (cache, slot) {
             c.commit(slot, &token_mask, plan.seen);
         }
         self.norm.forward(&x, kernels)

@@ -174,7 +174,10 @@ fn token_cross_entropy_is_the_masked_mean_nll() {
     let policy = Policy::random(&tiny(Architecture::Llama, true), 3, &Device::Cpu).unwrap();
     let (ids, mask, _) = batch(&Device::Cpu);
     let loss_mask = Tensor::new(
-        &[[0f32, 0., 0., 0., 1., 1., 1., 0.], [0., 0., 0., 0., 1., 1., 1., 1.]],
+        &[
+            [0f32, 0., 0., 0., 1., 1., 1., 0.],
+            [0., 0., 0., 0., 1., 1., 1., 1.],
+        ],
         &Device::Cpu,
     )
     .unwrap();

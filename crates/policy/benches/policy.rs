@@ -1,0 +1,240 @@
+//! Throughput of generation and of a training pass at the "bench-tiny" shape
+//! (Llama, vocab 99, hidden 256, intermediate 704, 4 layers, 8 heads, 4 KV
+//! heads, tied embeddings, rope_theta 10000), the shape the Python peer
+//! benchmark (../shared/bench) measures.
+//!
+//! `cargo bench -p verity-policy` prints medians with min/max so noise shows.
+//! `VERITY_BENCH_REPS` sets the repetitions (default 7); `VERITY_BENCH_ONLY`
+//! a comma list of `generate,grouped,train,matmul`.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use policy::{completion_logprobs, generate, Architecture, ModelConfig, Policy, SamplingConfig};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+fn bench_tiny() -> ModelConfig {
+    let mut cfg = ModelConfig::new(Architecture::Llama, 99, 256, 704, 4, 8, 4);
+    cfg.rope_theta = 10_000.0;
+    cfg.tie_word_embeddings = true;
+    cfg
+}
+
+/// Runs `f` once to warm up, then `reps` times; returns the sorted seconds.
+fn time<F: FnMut()>(reps: usize, mut f: F) -> Vec<f64> {
+    f();
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+fn report(label: &str, times: &[f64], units: f64, unit: &str) {
+    let median = times[times.len() / 2];
+    let (min, max) = (times[0], times[times.len() - 1]);
+    println!(
+        "{label:<44} {:>10.0} {unit}/s  median {:>8.2} ms  (min {:.2}, max {:.2}; spread {:.0}%)",
+        units / median,
+        median * 1e3,
+        min * 1e3,
+        max * 1e3,
+        100.0 * (max - min) / median
+    );
+}
+
+fn random_prompts(n: usize, len: usize, seed: u64) -> Vec<Vec<u32>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| (0..len).map(|_| rng.random_range(0..95)).collect())
+        .collect()
+}
+
+fn bench_generate(policy: &Policy, reps: usize, prompts: usize, group: usize) {
+    let sampling = SamplingConfig {
+        max_new_tokens: 64,
+        temperature: 1.0,
+        ..SamplingConfig::default()
+    };
+    let prompt_ids = random_prompts(prompts, 16, 1);
+    let mut seed = 0;
+    let mut generated = 0;
+    let times = time(reps, || {
+        seed += 1;
+        let out = generate(
+            &policy.model,
+            &prompt_ids,
+            group,
+            &sampling,
+            &mut StdRng::seed_from_u64(seed),
+        )
+        .expect("generation runs");
+        generated = out.iter().map(|g| g.tokens.len()).sum::<usize>();
+    });
+    assert_eq!(generated, prompts * group * 64);
+    let label = format!("generate {prompts}x{group} seqs, 16 + 64 tokens (T=1)");
+    report(&label, &times, generated as f64, "tok");
+
+    let one = SamplingConfig {
+        max_new_tokens: 1,
+        ..sampling
+    };
+    let prefill = time(reps, || {
+        generate(
+            &policy.model,
+            &prompt_ids,
+            group,
+            &one,
+            &mut StdRng::seed_from_u64(0),
+        )
+        .expect("prefill runs");
+    });
+    let (full, pre) = (times[times.len() / 2], prefill[prefill.len() / 2]);
+    println!(
+        "{:<44} prefill + 1 token {:.2} ms, decode {:.3} ms/step",
+        "",
+        pre * 1e3,
+        (full - pre) * 1e3 / 63.0
+    );
+}
+
+/// One update over 64 rows of 16 prompt + 64 completion tokens: completion
+/// log-probs, a policy-gradient loss, backward, global-norm clipping and an
+/// AdamW step, as the peer's train pass does.
+fn bench_train(policy: &Policy, reps: usize) {
+    let (b, p, c) = (64, 16, 64);
+    let device = policy.device().clone();
+    let mut rng = StdRng::seed_from_u64(0);
+    let ids: Vec<u32> = (0..b * (p + c)).map(|_| rng.random_range(0..95)).collect();
+    let ids = Tensor::from_vec(ids, (b, p + c), &device).expect("ids");
+    let mask = Tensor::ones((b, p + c), DType::U32, &device).expect("mask");
+    let advantages: Vec<f32> = (0..b).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let advantages = Tensor::from_vec(advantages, (b, 1), &device).expect("advantages");
+    let vars: Vec<Var> = policy.named_vars().into_iter().map(|(_, v)| v).collect();
+    let mut adam = Adam::new(&vars);
+    let times = time(reps, || {
+        let logprobs = completion_logprobs(&policy.model, &ids, &mask, c, 1.0).expect("log-probs");
+        // On-policy surrogate: ratio exp(lp - lp.detach()) times the advantage.
+        let ratio = (&logprobs - logprobs.detach())
+            .and_then(|d| d.exp())
+            .expect("ratio");
+        let loss = ratio
+            .broadcast_mul(&advantages)
+            .and_then(|x| x.mean_all())
+            .and_then(|x| x.neg())
+            .expect("loss");
+        let grads = loss.backward().expect("backward");
+        adam.step(&vars, &grads).expect("update");
+    });
+    report(
+        "train pass 64 x 80 tokens (fwd+bwd+clip+AdamW)",
+        &times,
+        (b * (p + c)) as f64,
+        "tok",
+    );
+    let flops = 6.0 * policy.config.num_parameters() as f64 * (b * (p + c)) as f64;
+    println!(
+        "{:<44} {:.0} GFLOP/s as 6 x params x tokens",
+        "",
+        flops / times[times.len() / 2] / 1e9
+    );
+}
+
+/// AdamW (lr 1e-5, no decay) with global-norm clipping at 1.0.
+struct Adam {
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    step: i32,
+}
+
+impl Adam {
+    fn new(vars: &[Var]) -> Self {
+        let zeros = |v: &Var| v.zeros_like().expect("zeros");
+        Adam {
+            m: vars.iter().map(zeros).collect(),
+            v: vars.iter().map(zeros).collect(),
+            step: 0,
+        }
+    }
+
+    fn step(
+        &mut self,
+        vars: &[Var],
+        grads: &candle_core::backprop::GradStore,
+    ) -> candle_core::Result<()> {
+        let (lr, b1, b2, eps) = (1e-5, 0.9f64, 0.999f64, 1e-8);
+        self.step += 1;
+        let grads: Vec<Tensor> = vars
+            .iter()
+            .map(|v| grads.get(v).expect("gradient").clone())
+            .collect();
+        let mut sq = 0.0;
+        for g in &grads {
+            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+        let clip = (1.0 / (sq.sqrt() + 1e-6)).min(1.0);
+        let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
+        for (i, (var, g)) in vars.iter().zip(&grads).enumerate() {
+            let g = (g * clip)?;
+            self.m[i] = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
+            self.v[i] = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+            let update = ((&self.m[i] / c1)? / ((&self.v[i] / c2)?.sqrt()? + eps)?)?;
+            var.set(&(var.as_tensor() - (update * lr)?)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Raw matrix products at the model's shapes, x W^T as a linear layer computes them.
+fn bench_matmul(reps: usize) {
+    let device = Device::Cpu;
+    for (m, k, n) in [
+        (5120, 256, 704),
+        (5120, 704, 256),
+        (64, 256, 704),
+        (64, 704, 256),
+        (64, 256, 512),
+    ] {
+        let x = Tensor::randn(0f32, 1.0, (m, k), &device).expect("x");
+        let w = Tensor::randn(0f32, 1.0, (n, k), &device).expect("w");
+        let times = time(reps * 4, || {
+            x.matmul(&w.t().expect("t")).expect("matmul");
+        });
+        let label = format!("matmul [{m}x{k}] x [{n}x{k}]^T");
+        report(&label, &times, 2.0 * (m * k * n) as f64 / 1e9, "GFLOP");
+    }
+}
+
+fn main() {
+    let reps: usize = std::env::var("VERITY_BENCH_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(7);
+    let only = std::env::var("VERITY_BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|s| s.trim() == name);
+    // Cargo passes --bench; a plain `cargo test` run passes nothing and should stay quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let policy = Policy::random(&bench_tiny(), 0, &Device::Cpu).expect("bench-tiny builds");
+    println!(
+        "bench-tiny: {} parameters, {reps} reps",
+        policy.config.num_parameters()
+    );
+    if wanted("generate") {
+        bench_generate(&policy, reps, 64, 1);
+    }
+    if wanted("grouped") {
+        bench_generate(&policy, reps, 8, 8);
+    }
+    if wanted("train") {
+        bench_train(&policy, reps);
+    }
+    if wanted("matmul") {
+        bench_matmul(reps);
+    }
+}
