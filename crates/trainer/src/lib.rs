@@ -75,6 +75,7 @@ mod config;
 mod error;
 mod eval;
 mod grpo;
+mod inspect;
 mod logs;
 mod loss;
 mod model;
@@ -99,6 +100,7 @@ pub use config::{
 pub use error::{Error, Result};
 pub use eval::{evaluate, render_table, EvalRecord, EvalSettings, Score, TaskScore};
 pub use grpo::{GrpoMetrics, SampleRecord};
+pub use inspect::{Checkpoint, Sample, SamplePrompt};
 pub use logs::{EVAL_FILE, METRICS_FILE, SAMPLES_FILE};
 pub use loss::{
     aggregate, grpo_loss, per_token_loss, Accumulation, GrpoLoss, LossConfig, LossInputs,
