@@ -13,6 +13,8 @@
 //! Errors print as `error: <message>`, then one `caused by: <cause>` line per
 //! underlying cause, on stderr, without a backtrace.
 
+mod eval_cmd;
+mod sample_cmd;
 mod tasks_cmd;
 mod train;
 
@@ -39,6 +41,12 @@ enum Command {
     /// Train a model as a config file says: SFT, then GRPO, with held-out
     /// evaluations and checkpoints.
     Train(train::TrainArgs),
+    /// Measure greedy pass@1 and sampled pass@k per task and level on
+    /// held-out problems, for a run checkpoint or a Hugging Face model folder.
+    Eval(eval_cmd::EvalArgs),
+    /// Print what a model writes for held-out problems (with verdicts) or a
+    /// prompt of your own.
+    Sample(sample_cmd::SampleArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +54,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Tasks(args) => tasks_cmd::run(args),
         Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval_cmd::run(args),
+        Command::Sample(args) => sample_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
