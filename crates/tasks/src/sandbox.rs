@@ -8,7 +8,11 @@
 //! `eval`, and `print`/`debug` go nowhere. Source longer than
 //! [`MAX_SOURCE_BYTES`] is refused before it is tokenised. Every failure is a
 //! value, never a panic, and the operation budget keeps every run short
-//! without a wall clock.
+//! without a wall clock. The call and depth limits together fit a 2 MiB
+//! thread stack (the tests recurse at the deepest nesting the parser
+//! allows), with rhai optimised as the workspace profiles build it.
+//!
+//! `cargo bench -p verity-tasks --bench sandbox` times the worst cases.
 //!
 //! Values cross the boundary as rhai literals (integers, `true`/`false`,
 //! `"strings"`, `'c'` chars, `()` and `[arrays]`), parsed by

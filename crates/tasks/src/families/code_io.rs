@@ -6,6 +6,9 @@
 //! hidden tests on other inputs decide the reward. The worked solution is a
 //! line or two of reasoning and a reference function that passes them all.
 
+mod algorithms;
+mod arithmetic;
+mod loops;
 mod specs;
 
 use crate::answer;

@@ -7,7 +7,9 @@
 //! is a rhai literal, parsed and compared, never run: running it would let a
 //! copy of the program score.
 
+mod collections;
 mod programs;
+mod scalar;
 
 use crate::answer;
 use crate::problem::{Check, Score};
