@@ -6,9 +6,9 @@ mod fraction;
 mod linear;
 
 pub(crate) mod countdown;
+mod lists;
 mod numtheory;
 mod wordproblem;
-mod lists;
 
 pub(crate) mod code_io;
 pub(crate) mod code_trace;
