@@ -84,17 +84,15 @@ pub(crate) fn judge(
     partial_credit: bool,
     extracted: &str,
 ) -> Score {
-    let source = strip_fence(extracted);
-    let arity = tests.first().map_or(0, |t| t.args.len());
-    let program = match Program::compile(source) {
+    let Some(arity) = tests.first().map(|t| t.args.len()) else {
+        return zero("no tests to run".to_string());
+    };
+    let program = match Program::compile(strip_fence(extracted)) {
         Ok(program) => program,
         Err(failure) => return zero(failure.reason()),
     };
     if !program.defines(function, arity) {
         return zero(format!("no function {function} with {arity} parameters"));
-    }
-    if tests.is_empty() {
-        return zero("no tests to run".to_string());
     }
     let mut passed = 0;
     let mut first_failure = None;
