@@ -19,15 +19,25 @@ pub(crate) struct LayerCache<'a> {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    qkv: Projections,
     o_proj: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
+}
+
+/// The query, key and value projections: separate (trainable) or packed
+/// into one product (the generation layout).
+#[derive(Debug, Clone)]
+enum Projections {
+    Separate {
+        q_proj: Linear,
+        k_proj: Linear,
+        v_proj: Linear,
+    },
+    Packed(Linear),
 }
 
 impl Attention {
@@ -43,15 +53,34 @@ impl Attention {
             (None, None)
         };
         Ok(Attention {
-            q_proj: Linear::new(h, heads * d, cfg.qkv_bias, vb.pp("q_proj"))?,
-            k_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("k_proj"))?,
-            v_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("v_proj"))?,
+            qkv: Projections::Separate {
+                q_proj: Linear::new(h, heads * d, cfg.qkv_bias, vb.pp("q_proj"))?,
+                k_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("k_proj"))?,
+                v_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("v_proj"))?,
+            },
             o_proj: Linear::new(heads * d, h, cfg.o_bias, vb.pp("o_proj"))?,
             q_norm,
             k_norm,
             num_heads: heads,
             num_kv_heads: kv_heads,
             head_dim: d,
+        })
+    }
+
+    /// The generation layout: q/k/v packed into one product, weights transposed.
+    pub(crate) fn for_generation(&self) -> Result<Self> {
+        let qkv = match &self.qkv {
+            Projections::Separate {
+                q_proj,
+                k_proj,
+                v_proj,
+            } => Projections::Packed(Linear::packed_transposed(&[q_proj, k_proj, v_proj])?),
+            packed => packed.clone(),
+        };
+        Ok(Attention {
+            qkv,
+            o_proj: Linear::packed_transposed(&[&self.o_proj])?,
+            ..self.clone()
         })
     }
 
@@ -69,9 +98,24 @@ impl Attention {
         let (heads, kv_heads, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let groups = heads / kv_heads;
 
-        let q = self.q_proj.forward(x)?.reshape((b, t, heads, d))?;
-        let k = self.k_proj.forward(x)?.reshape((b, t, kv_heads, d))?;
-        let v = self.v_proj.forward(x)?.reshape((b, t, kv_heads, d))?;
+        let (q, k, v) = match &self.qkv {
+            Projections::Separate {
+                q_proj,
+                k_proj,
+                v_proj,
+            } => (q_proj.forward(x)?, k_proj.forward(x)?, v_proj.forward(x)?),
+            Projections::Packed(qkv) => {
+                let all = qkv.forward(x)?;
+                (
+                    all.narrow(D::Minus1, 0, heads * d)?,
+                    all.narrow(D::Minus1, heads * d, kv_heads * d)?,
+                    all.narrow(D::Minus1, (heads + kv_heads) * d, kv_heads * d)?,
+                )
+            }
+        };
+        let q = q.reshape((b, t, heads, d))?;
+        let k = k.reshape((b, t, kv_heads, d))?;
+        let v = v.reshape((b, t, kv_heads, d))?;
         let (q, k) = match (&self.q_norm, &self.k_norm) {
             (Some(qn), Some(kn)) => (qn.forward(&q, kernels)?, kn.forward(&k, kernels)?),
             _ => (q, k),
@@ -106,7 +150,7 @@ impl Attention {
         };
         let probs = match kernels {
             Kernels::Fused => candle_nn::ops::softmax_last_dim(&scores)?,
-            Kernels::Differentiable => candle_nn::ops::softmax(&scores, D::Minus1)?,
+            Kernels::Differentiable => crate::ops::softmax_last_dim(&scores)?,
         };
         let out = probs.to_dtype(v.dtype())?.matmul(&v)?;
         let out = out

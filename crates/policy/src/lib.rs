@@ -62,6 +62,7 @@ mod init;
 mod layers;
 mod logprobs;
 mod model;
+mod ops;
 mod policy;
 mod rope;
 mod sampling;

@@ -34,6 +34,14 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
+    fn for_generation(&self) -> Result<Self> {
+        Ok(DecoderLayer {
+            self_attn: self.self_attn.for_generation()?,
+            mlp: self.mlp.for_generation()?,
+            ..self.clone()
+        })
+    }
+
     fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         Ok(DecoderLayer {
@@ -114,6 +122,25 @@ impl Transformer {
             lm_head,
             rotary: RotaryEmbedding::new(config),
             config: config.clone(),
+        })
+    }
+
+    /// A copy laid out for decoding on the CPU: q/k/v and gate/up packed into
+    /// single products and projection weights stored transposed, which small
+    /// row counts multiply markedly faster. It computes the same function but
+    /// is detached from the vars: use it within one generation call, not
+    /// across weight updates. On other devices it is a plain clone.
+    pub(crate) fn for_generation(&self) -> Result<Self> {
+        if !self.device().is_cpu() {
+            return Ok(self.clone());
+        }
+        Ok(Transformer {
+            layers: self
+                .layers
+                .iter()
+                .map(DecoderLayer::for_generation)
+                .collect::<Result<_>>()?,
+            ..self.clone()
         })
     }
 
