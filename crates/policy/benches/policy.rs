@@ -21,30 +21,56 @@ fn bench_tiny() -> ModelConfig {
     cfg
 }
 
-/// Runs `f` once to warm up, then `reps` times; returns the sorted seconds.
-fn time<F: FnMut()>(reps: usize, mut f: F) -> Vec<f64> {
-    f();
-    let mut times: Vec<f64> = (0..reps)
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times
+/// Seconds of CPU time (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct it is given.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        secs(usage.ru_utime) + secs(usage.ru_stime)
+    }
 }
 
-fn report(label: &str, times: &[f64], units: f64, unit: &str) {
-    let median = times[times.len() / 2];
-    let (min, max) = (times[0], times[times.len() - 1]);
+/// Wall-clock and CPU seconds of each repetition, each list sorted.
+struct Timings {
+    wall: Vec<f64>,
+    cpu: Vec<f64>,
+}
+
+/// Runs `f` once to warm up, then `reps` times.
+fn time<F: FnMut()>(reps: usize, mut f: F) -> Timings {
+    f();
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let (start, start_cpu) = (Instant::now(), cpu_seconds());
+        f();
+        wall.push(start.elapsed().as_secs_f64());
+        cpu.push(cpu_seconds() - start_cpu);
+    }
+    wall.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
+    Timings { wall, cpu }
+}
+
+fn median(v: &[f64]) -> f64 {
+    v[v.len() / 2]
+}
+
+/// Throughput from the median wall time, with the spread of wall times and
+/// the CPU time (CPU time over wall time well below the thread count means
+/// the machine was busy with other work).
+fn report(label: &str, t: &Timings, units: f64, unit: &str) {
+    let m = median(&t.wall);
+    let (min, max) = (t.wall[0], t.wall[t.wall.len() - 1]);
     println!(
-        "{label:<44} {:>10.0} {unit}/s  median {:>8.2} ms  (min {:.2}, max {:.2}; spread {:.0}%)",
-        units / median,
-        median * 1e3,
+        "{label:<44} {:>10.0} {unit}/s  median {:>8.2} ms  (min {:.2}, max {:.2}; spread {:.0}%; cpu {:.2} ms)",
+        units / m,
+        m * 1e3,
         min * 1e3,
         max * 1e3,
-        100.0 * (max - min) / median
+        100.0 * (max - min) / m,
+        median(&t.cpu) * 1e3,
     );
 }
 
@@ -94,7 +120,7 @@ fn bench_generate(policy: &Policy, reps: usize, prompts: usize, group: usize) {
         )
         .expect("prefill runs");
     });
-    let (full, pre) = (times[times.len() / 2], prefill[prefill.len() / 2]);
+    let (full, pre) = (median(&times.wall), median(&prefill.wall));
     println!(
         "{:<44} prefill + 1 token {:.2} ms, decode {:.3} ms/step",
         "",
@@ -141,7 +167,7 @@ fn bench_train(policy: &Policy, reps: usize) {
     println!(
         "{:<44} {:.0} GFLOP/s as 6 x params x tokens",
         "",
-        flops / times[times.len() / 2] / 1e9
+        flops / median(&times.wall) / 1e9
     );
 }
 

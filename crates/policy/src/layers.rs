@@ -125,19 +125,25 @@ impl RmsNorm {
                 &self.weight,
                 self.eps as f32,
             )?),
-            Kernels::Differentiable => {
-                let dtype = x.dtype();
-                // Half precision accumulates the mean in float32, as transformers does.
-                let xf = match dtype {
-                    DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
-                    _ => x.clone(),
-                };
-                let mean_square = xf.sqr()?.mean_keepdim(D::Minus1)?;
-                let inv_rms = (mean_square + self.eps)?.sqrt()?.recip()?;
-                let normed = xf.broadcast_mul(&inv_rms)?.to_dtype(dtype)?;
-                Ok(normed.broadcast_mul(&self.weight)?)
+            Kernels::Differentiable if crate::ops::fused_cpu(x) => {
+                crate::ops::rms_norm(x, &self.weight, self.eps)
             }
+            Kernels::Differentiable => self.forward_composed(x),
         }
+    }
+
+    /// RMSNorm from basic operations, differentiable on every device.
+    fn forward_composed(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        // Half precision accumulates the mean in float32, as transformers does.
+        let xf = match dtype {
+            DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
+            _ => x.clone(),
+        };
+        let mean_square = xf.sqr()?.mean_keepdim(D::Minus1)?;
+        let inv_rms = (mean_square + self.eps)?.sqrt()?.recip()?;
+        let normed = xf.broadcast_mul(&inv_rms)?.to_dtype(dtype)?;
+        Ok(normed.broadcast_mul(&self.weight)?)
     }
 }
 
@@ -195,5 +201,30 @@ impl Mlp {
             }
         };
         self.down_proj.forward(&(gate.silu()? * up)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn rms_norm_forms_agree() -> Result<()> {
+        let dev = Device::Cpu;
+        let norm = RmsNorm {
+            weight: Tensor::randn(1f32, 0.2, 32, &dev)?,
+            eps: 1e-6,
+        };
+        let x = Tensor::randn(0f32, 3.0, (2, 5, 32), &dev)?;
+        let fused = norm.forward(&x, Kernels::Fused)?;
+        for other in [
+            norm.forward(&x, Kernels::Differentiable)?,
+            norm.forward_composed(&x)?,
+        ] {
+            let diff = (&fused - other)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "max diff {diff}");
+        }
+        Ok(())
     }
 }

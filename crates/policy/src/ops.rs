@@ -1,16 +1,17 @@
-//! Fused CPU kernels that, unlike candle's, pass gradients: the training path
-//! spends most of its non-matmul time in softmax, and the decomposed form
-//! (max, subtract, exp, sum, divide, each with its own backward) is several
-//! passes over the largest activation.
+//! Fused CPU kernels that, unlike candle's, pass gradients: softmax, RoPE and
+//! RMSNorm. Built from basic tensor operations, each is several passes over
+//! an activation forward and more backward; on the CPU that, not the matrix
+//! products, dominated a training step. Other devices (and dtypes other than
+//! f32 / f64) use the compositions.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
 
 use crate::error::Result;
 
 /// Softmax over the last dimension with an analytic backward pass. On other
 /// devices it falls back to candle's differentiable composition.
 pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if fused_cpu(x) {
         Ok(x.contiguous()?.apply_op1(SoftmaxLastDim)?)
     } else {
         Ok(candle_nn::ops::softmax(x, D::Minus1)?)
@@ -70,6 +71,279 @@ impl CustomOp1 for SoftmaxLastDim {
     }
 }
 
+/// Whether the fused CPU kernels handle `x` (f32 or f64 on the CPU).
+pub(crate) fn fused_cpu(x: &Tensor) -> bool {
+    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
+}
+
+/// Rotary embedding of `x` [B, T, heads, D] with per-token `cos`, `sin`
+/// [B, T, D/2] (rotate-half form), with a backward pass: the rotation's
+/// transpose, i.e. the same rotation with `-sin`.
+pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    Ok(x.contiguous()?
+        .apply_op3(&cos.contiguous()?, &sin.contiguous()?, Rope)?)
+}
+
+struct Rope;
+
+fn rope_rows<T: num_like::Float>(x: &[T], cos: &[T], sin: &[T], heads: usize, d: usize) -> Vec<T> {
+    let half = d / 2;
+    let mut out = vec![T::ZERO; x.len()];
+    let tokens = x.len() / (heads * d);
+    for tok in 0..tokens {
+        let (c, s) = (
+            &cos[tok * half..(tok + 1) * half],
+            &sin[tok * half..(tok + 1) * half],
+        );
+        for h in 0..heads {
+            let base = (tok * heads + h) * d;
+            let (src, dst) = (&x[base..base + d], &mut out[base..base + d]);
+            for i in 0..half {
+                let (x1, x2) = (src[i], src[i + half]);
+                dst[i] = x1 * c[i] - x2 * s[i];
+                dst[i + half] = x2 * c[i] + x1 * s[i];
+            }
+        }
+    }
+    out
+}
+
+impl CustomOp3 for Rope {
+    fn name(&self) -> &'static str {
+        "verity-rope"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        cos: &CpuStorage,
+        lc: &Layout,
+        sin: &CpuStorage,
+        ls: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (Some(ox), Some(oc), Some(os)) = (
+            lx.contiguous_offsets(),
+            lc.contiguous_offsets(),
+            ls.contiguous_offsets(),
+        ) else {
+            candle_core::bail!("rope inputs must be contiguous")
+        };
+        let dims = lx.dims();
+        let (heads, d) = (dims[dims.len() - 2], dims[dims.len() - 1]);
+        if lc.shape().elem_count() * 2 * heads != lx.shape().elem_count() {
+            candle_core::bail!("rope: cos {:?} does not fit x {:?}", lc.dims(), dims)
+        }
+        let out = match (x, cos, sin) {
+            (CpuStorage::F32(x), CpuStorage::F32(c), CpuStorage::F32(s)) => CpuStorage::F32(
+                rope_rows(&x[ox.0..ox.1], &c[oc.0..oc.1], &s[os.0..os.1], heads, d),
+            ),
+            (CpuStorage::F64(x), CpuStorage::F64(c), CpuStorage::F64(s)) => CpuStorage::F64(
+                rope_rows(&x[ox.0..ox.1], &c[oc.0..oc.1], &s[os.0..os.1], heads, d),
+            ),
+            _ => candle_core::bail!("rope: only f32 and f64 on the CPU, all three alike"),
+        };
+        Ok((out, lx.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad_x = grad
+            .contiguous()?
+            .apply_op3_no_bwd(cos, &sin.neg()?, &Rope)?;
+        Ok((Some(grad_x), None, None))
+    }
+}
+
+/// RMSNorm `x / sqrt(mean(x^2) + eps) * weight` over the last dimension, with
+/// a backward pass for `x` and `weight`.
+pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op2(weight, RmsNorm { eps })?)
+}
+
+#[derive(Clone, Copy)]
+struct RmsNorm {
+    eps: f64,
+}
+
+/// What one pass over the rows computes.
+#[derive(Clone, Copy)]
+enum RmsPass {
+    /// `x * r * w`.
+    Forward,
+    /// `x * r` (the normalised input, for the weight's gradient).
+    Normalise,
+    /// `r * (dy*w - x * r^2 * mean(dy*w*x))`, the input's gradient; `other` is dy.
+    GradInput,
+}
+
+fn rms_rows<T: num_like::Float>(x: &[T], w: &[T], other: &[T], eps: f64, pass: RmsPass) -> Vec<T> {
+    let d = w.len();
+    let mut out = vec![T::ZERO; x.len()];
+    let inv_d = T::from_f64(1.0 / d as f64);
+    let eps = T::from_f64(eps);
+    for (row, (xs, dst)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
+        let mean_sq = xs.iter().fold(T::ZERO, |acc, &v| acc + v * v) * inv_d;
+        let r = T::ONE / (mean_sq + eps).sqrt();
+        match pass {
+            RmsPass::Forward => {
+                for ((o, &v), &wi) in dst.iter_mut().zip(xs).zip(w) {
+                    *o = v * r * wi;
+                }
+            }
+            RmsPass::Normalise => {
+                for (o, &v) in dst.iter_mut().zip(xs) {
+                    *o = v * r;
+                }
+            }
+            RmsPass::GradInput => {
+                let dy = &other[row * d..(row + 1) * d];
+                let dot = xs
+                    .iter()
+                    .zip(dy)
+                    .zip(w)
+                    .fold(T::ZERO, |acc, ((&v, &g), &wi)| acc + g * wi * v)
+                    * inv_d;
+                let k = r * r * dot;
+                for (((o, &v), &g), &wi) in dst.iter_mut().zip(xs).zip(dy).zip(w) {
+                    *o = r * (g * wi - v * k);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn rms_apply(
+    x: (&CpuStorage, &Layout),
+    w: (&CpuStorage, &Layout),
+    other: Option<(&CpuStorage, &Layout)>,
+    eps: f64,
+    pass: RmsPass,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let offsets = |l: &Layout| match l.contiguous_offsets() {
+        Some(o) => Ok(o),
+        None => candle_core::bail!("rms-norm inputs must be contiguous"),
+    };
+    let (ox, ow) = (offsets(x.1)?, offsets(w.1)?);
+    let oo = match other {
+        Some((_, l)) => offsets(l)?,
+        None => (0, 0),
+    };
+    if x.1.dims().last() != Some(&w.1.shape().elem_count()) {
+        candle_core::bail!(
+            "rms-norm: weight {:?} does not fit x {:?}",
+            w.1.dims(),
+            x.1.dims()
+        )
+    }
+    let out = match (x.0, w.0, other.map(|o| o.0)) {
+        (CpuStorage::F32(xv), CpuStorage::F32(wv), o) => {
+            let o = match o {
+                Some(CpuStorage::F32(v)) => &v[oo.0..oo.1],
+                Some(_) => candle_core::bail!("rms-norm: mixed dtypes"),
+                None => &[][..],
+            };
+            CpuStorage::F32(rms_rows(&xv[ox.0..ox.1], &wv[ow.0..ow.1], o, eps, pass))
+        }
+        (CpuStorage::F64(xv), CpuStorage::F64(wv), o) => {
+            let o = match o {
+                Some(CpuStorage::F64(v)) => &v[oo.0..oo.1],
+                Some(_) => candle_core::bail!("rms-norm: mixed dtypes"),
+                None => &[][..],
+            };
+            CpuStorage::F64(rms_rows(&xv[ox.0..ox.1], &wv[ow.0..ow.1], o, eps, pass))
+        }
+        _ => candle_core::bail!("rms-norm: only f32 and f64 on the CPU"),
+    };
+    Ok((out, x.1.shape().clone()))
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "verity-rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        rms_apply((x, lx), (w, lw), None, self.eps, RmsPass::Forward)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let grad_x = x.apply_op3_no_bwd(w, &grad, &RmsGrad { eps: self.eps })?;
+        let normalised = x.apply_op2_no_bwd(w, &RmsNormalise { eps: self.eps })?;
+        let d = w.elem_count();
+        let grad_w = (grad * normalised)?.reshape(((), d))?.sum(0)?;
+        Ok((Some(grad_x), Some(grad_w)))
+    }
+}
+
+struct RmsNormalise {
+    eps: f64,
+}
+
+impl CustomOp2 for RmsNormalise {
+    fn name(&self) -> &'static str {
+        "verity-rms-normalise"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        rms_apply((x, lx), (w, lw), None, self.eps, RmsPass::Normalise)
+    }
+}
+
+struct RmsGrad {
+    eps: f64,
+}
+
+impl CustomOp3 for RmsGrad {
+    fn name(&self) -> &'static str {
+        "verity-rms-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+        dy: &CpuStorage,
+        ldy: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        rms_apply(
+            (x, lx),
+            (w, lw),
+            Some((dy, ldy)),
+            self.eps,
+            RmsPass::GradInput,
+        )
+    }
+}
+
 /// The few float operations the kernels need, for f32 and f64.
 mod num_like {
     pub(crate) trait Float:
@@ -83,7 +357,9 @@ mod num_like {
         const ONE: Self;
         const NEG_INFINITY: Self;
         fn exp(self) -> Self;
+        fn sqrt(self) -> Self;
         fn max(self, other: Self) -> Self;
+        fn from_f64(v: f64) -> Self;
     }
 
     macro_rules! float {
@@ -95,8 +371,14 @@ mod num_like {
                 fn exp(self) -> Self {
                     <$t>::exp(self)
                 }
+                fn sqrt(self) -> Self {
+                    <$t>::sqrt(self)
+                }
                 fn max(self, other: Self) -> Self {
                     <$t>::max(self, other)
+                }
+                fn from_f64(v: f64) -> Self {
+                    v as $t
                 }
             }
         };
@@ -129,6 +411,55 @@ mod tests {
         let diff = (g1 - g2)?.abs()?.max_all()?.to_scalar::<f64>()?;
         assert!(diff < 1e-14, "backward diff {diff}");
         assert_eq!(g1.dtype(), DType::F64);
+        Ok(())
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    }
+
+    #[test]
+    fn rope_matches_the_composition_forward_and_backward() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, 3, 4, 8), &dev)?)?;
+        let angles = Tensor::randn(0f64, 3.0, (2, 3, 4), &dev)?;
+        let (cos, sin) = (angles.cos()?, angles.sin()?);
+        let w = Tensor::randn(0f64, 1.0, (2, 3, 4, 8), &dev)?;
+        let ours = rope(&x, &cos, &sin)?;
+        // Reference: x * cos + rotate_half(x) * sin with cos, sin repeated.
+        let (c, s) = (
+            Tensor::cat(&[&cos, &cos], 2)?.unsqueeze(2)?,
+            Tensor::cat(&[&sin, &sin], 2)?.unsqueeze(2)?,
+        );
+        let rotated = Tensor::cat(&[&x.narrow(3, 4, 4)?.neg()?, &x.narrow(3, 0, 4)?], 3)?;
+        let theirs = (x.broadcast_mul(&c)? + rotated.broadcast_mul(&s)?)?;
+        assert!(max_diff(&ours, &theirs) < 1e-14);
+        let g1 = (ours * &w)?.sum_all()?.backward()?;
+        let g2 = (theirs * &w)?.sum_all()?.backward()?;
+        assert!(max_diff(g1.get(&x).expect("grad"), g2.get(&x).expect("grad")) < 1e-14);
+        Ok(())
+    }
+
+    #[test]
+    fn rms_norm_matches_the_composition_forward_and_backward() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (3, 5, 16), &dev)?)?;
+        let w = Var::from_tensor(&Tensor::randn(1f64, 0.3, 16, &dev)?)?;
+        let g = Tensor::randn(0f64, 1.0, (3, 5, 16), &dev)?;
+        let ours = rms_norm(&x, &w, 1e-6)?;
+        let theirs = candle_nn::ops::rms_norm_slow(&x, &w, 1e-6)?;
+        assert!(max_diff(&ours, &theirs) < 1e-12);
+        let g1 = (ours * &g)?.sum_all()?.backward()?;
+        let g2 = (theirs * &g)?.sum_all()?.backward()?;
+        assert!(max_diff(g1.get(&x).expect("grad"), g2.get(&x).expect("grad")) < 1e-12);
+        assert!(max_diff(g1.get(&w).expect("grad"), g2.get(&w).expect("grad")) < 1e-12);
         Ok(())
     }
 }

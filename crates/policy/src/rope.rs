@@ -69,17 +69,23 @@ impl RopeAngles {
                 &self.cos,
                 &self.sin,
             )?),
-            Kernels::Differentiable => {
-                let half = x.dim(D::Minus1)? / 2;
-                let cos = self.cos.unsqueeze(2)?;
-                let sin = self.sin.unsqueeze(2)?;
-                let x1 = x.narrow(D::Minus1, 0, half)?;
-                let x2 = x.narrow(D::Minus1, half, half)?;
-                let first = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
-                let second = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
-                Ok(Tensor::cat(&[first, second], D::Minus1)?)
+            Kernels::Differentiable if crate::ops::fused_cpu(x) => {
+                crate::ops::rope(x, &self.cos, &self.sin)
             }
+            Kernels::Differentiable => self.apply_composed(x),
         }
+    }
+
+    /// The rotation from narrow / cat, differentiable on every device.
+    fn apply_composed(&self, x: &Tensor) -> Result<Tensor> {
+        let half = x.dim(D::Minus1)? / 2;
+        let cos = self.cos.unsqueeze(2)?;
+        let sin = self.sin.unsqueeze(2)?;
+        let x1 = x.narrow(D::Minus1, 0, half)?;
+        let x2 = x.narrow(D::Minus1, half, half)?;
+        let first = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+        let second = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+        Ok(Tensor::cat(&[first, second], D::Minus1)?)
     }
 }
 
@@ -125,9 +131,13 @@ mod tests {
         let angles = rope.angles(&positions, 2, 4, DType::F32, &device)?;
         let x = Tensor::randn(0f32, 1.0, (2, 4, 2, 16), &device)?;
         let a = angles.apply(&x, Kernels::Fused)?;
-        let b = angles.apply(&x, Kernels::Differentiable)?;
-        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(diff < 1e-6, "max diff {diff}");
+        for b in [
+            angles.apply(&x, Kernels::Differentiable)?,
+            angles.apply_composed(&x)?,
+        ] {
+            let diff = (&a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-6, "max diff {diff}");
+        }
         Ok(())
     }
 
