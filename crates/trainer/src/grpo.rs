@@ -35,7 +35,7 @@ use serde::Serialize;
 use tasks::{Mixture, Problem, Split, Verdict};
 
 use crate::advantages::{compute_advantages, Advantages, ScaleRewards};
-use crate::batch::{pack, Packed, Row};
+use crate::batch::{completion_mask, masked_sum, score_rows, Row};
 use crate::config::GrpoSection;
 use crate::error::Result;
 use crate::loss::{grpo_loss, Accumulation, LossInputs};
@@ -303,9 +303,12 @@ fn advantages(ctx: &GrpoContext<'_>, groups: &[Group]) -> Result<Advantages> {
     compute_advantages(&rewards, ctx.cfg.group_size, ctx.cfg.scale_rewards)
 }
 
-/// A slice of the batch scored in one forward and backward pass.
-struct MicroBatch {
-    packed: Packed,
+/// A slice of the batch whose gradients are computed in one backward pass.
+struct MicroBatch<'a> {
+    rows: Vec<Row<'a>>,
+    /// `[b, C]` completion mask and its ones.
+    mask: Tensor,
+    active_tokens: usize,
     /// `[b]` advantages of its completions.
     advantages: Tensor,
     /// Log-probs under the policy that sampled the batch, kept from the
@@ -315,46 +318,56 @@ struct MicroBatch {
     ref_logps: Option<Tensor>,
 }
 
-/// Completions in batch order, split into `micro_batches` contiguous slices
-/// and packed; reference log-probs computed once when `beta > 0`.
-fn micro_batches(
+/// Completions in batch order, split into `micro_batches` contiguous slices;
+/// reference log-probs computed once when `beta > 0`.
+fn micro_batches<'a>(
     ctx: &GrpoContext<'_>,
-    groups: &[Group],
+    groups: &'a [Group],
     advantages: &Advantages,
-) -> Result<Vec<MicroBatch>> {
-    let model = ctx.model;
-    let device = model.policy.device();
-    let rows: Vec<Row<'_>> = groups
-        .iter()
-        .flat_map(|g| {
-            g.completions.iter().map(|c| Row {
+) -> Result<Vec<MicroBatch<'a>>> {
+    let device = ctx.model.policy.device();
+    let mut rows: Vec<Row<'a>> = Vec::with_capacity(advantages.values.len());
+    for g in groups {
+        for c in &g.completions {
+            rows.push(Row {
                 prompt: &g.prompt,
                 completion: &c.tokens,
                 counts: !(ctx.cfg.mask_truncated_completions && c.truncated),
-            })
-        })
-        .collect();
+            });
+        }
+    }
     let size = rows.len().div_ceil(ctx.cfg.micro_batches);
     let mut out = Vec::with_capacity(ctx.cfg.micro_batches);
-    for (rows, adv) in rows.chunks(size).zip(advantages.values.chunks(size)) {
-        let packed = pack(rows, model.pad_id(), device)?;
-        let adv: Vec<f32> = adv.iter().map(|&a| a as f32).collect();
-        let advantages = Tensor::from_vec(adv, rows.len(), device)?;
+    let mut adv = advantages.values.chunks(size);
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Row<'a>> = rows.by_ref().take(size).collect();
+        let values: Vec<f32> = adv
+            .next()
+            .unwrap_or(&[])
+            .iter()
+            .map(|&a| a as f32)
+            .collect();
+        let advantages = Tensor::from_vec(values, chunk.len(), device)?;
+        let (mask, active_tokens) = completion_mask(&chunk, device)?;
         let ref_logps = match ctx.reference {
             Some(reference) if ctx.cfg.beta != 0.0 => Some(
-                policy::completion_logprobs(
+                score_rows(
                     reference,
-                    &packed.input_ids,
-                    &packed.attention_mask,
-                    packed.completion_len,
+                    &chunk,
+                    ctx.model.pad_id(),
                     ctx.cfg.temperature,
+                    false,
                 )?
+                .logprobs
                 .detach(),
             ),
             _ => None,
         };
         out.push(MicroBatch {
-            packed,
+            rows: chunk,
+            mask,
+            active_tokens,
             advantages,
             old_logps: None,
             ref_logps,
@@ -384,31 +397,31 @@ struct IterationLosses {
 fn loss_and_backward(
     ctx: &GrpoContext<'_>,
     optimizer: &AdamW,
-    micro_batches: &mut [MicroBatch],
+    micro_batches: &mut [MicroBatch<'_>],
     iteration: usize,
 ) -> Result<(Gradients, IterationLosses)> {
     let loss_cfg = ctx.cfg.loss();
     let accumulation = Accumulation {
         micro_batches: micro_batches.len(),
-        active_tokens: micro_batches.iter().map(|m| m.packed.active_tokens).sum(),
+        active_tokens: micro_batches.iter().map(|m| m.active_tokens).sum(),
     };
     let mut grads = optimizer.zero_grads();
     let mut out = IterationLosses::default();
     for mb in micro_batches.iter_mut() {
-        let p = &mb.packed;
-        let scores = policy::completion_logprobs_and_entropy(
+        let first = iteration == 0;
+        let scores = score_rows(
             &ctx.model.policy.model,
-            &p.input_ids,
-            &p.attention_mask,
-            p.completion_len,
+            &mb.rows,
+            ctx.model.pad_id(),
             ctx.cfg.temperature,
+            first,
         )?;
         let inputs = LossInputs {
             new_logps: &scores.logprobs,
             old_logps: mb.old_logps.as_ref(),
             ref_logps: mb.ref_logps.as_ref(),
             advantages: &mb.advantages,
-            completion_mask: &p.completion_mask,
+            completion_mask: &mb.mask,
         };
         let loss = grpo_loss(&loss_cfg, &inputs, accumulation)?;
         optimizer.accumulate(&mut grads, &loss.loss.backward()?)?;
@@ -421,13 +434,11 @@ fn loss_and_backward(
         out.clip_high += m.clip_ratio_high * tokens;
         out.clip_region += m.clip_ratio_region * tokens;
         out.tokens += m.active_tokens;
-        if iteration == 0 {
-            let mask = p.completion_mask.to_dtype(scores.entropy.dtype())?;
-            let entropy = scalar(&(scores.entropy.detach() * mask)?.sum_all()?)?;
-            out.entropy = Some(out.entropy.unwrap_or(0.0) + entropy);
-            if ctx.cfg.num_iterations > 1 {
-                mb.old_logps = Some(scores.logprobs.detach());
-            }
+        if let Some(entropy) = &scores.entropy {
+            out.entropy = Some(out.entropy.unwrap_or(0.0) + masked_sum(entropy, &mb.mask)?);
+        }
+        if first && ctx.cfg.num_iterations > 1 {
+            mb.old_logps = Some(scores.logprobs.detach());
         }
     }
     Ok((grads, out))

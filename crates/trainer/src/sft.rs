@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tasks::{Mixture, Split};
 
-use crate::batch::{pack, Row};
+use crate::batch::{completion_mask, score_rows, Row};
 use crate::config::SftSection;
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -137,16 +137,9 @@ fn micro_batch_loss(
             counts: true,
         })
         .collect();
-    let packed = pack(&rows, model.pad_id(), model.policy.device())?;
-    let logprobs = policy::completion_logprobs(
-        &model.policy.model,
-        &packed.input_ids,
-        &packed.attention_mask,
-        packed.completion_len,
-        1.0,
-    )?;
-    let mask = packed.completion_mask.to_dtype(logprobs.dtype())?;
-    Ok(((logprobs * mask)?.sum_all()?.neg()? / batch_tokens as f64)?)
+    let scores = score_rows(&model.policy.model, &rows, model.pad_id(), 1.0, false)?;
+    let (mask, _) = completion_mask(&rows, model.policy.device())?;
+    Ok(((scores.logprobs * mask)?.sum_all()?.neg()? / batch_tokens as f64)?)
 }
 
 #[cfg(test)]

@@ -1,0 +1,215 @@
+//! End to end on a micro model: SFT a few steps, GRPO a few steps with most
+//! options on, evaluate, checkpoint; then check what the run folder holds.
+
+use std::path::Path;
+
+use serde_json::Value;
+use trainer::{train, Config, Phase, Silent, TrainerState};
+
+/// A micro run exercising micro-batches, a reference model, several updates
+/// per batch, dynamic sampling, shaping, periodic evals and checkpoints.
+fn micro_config(out_dir: &Path, extra: &str) -> Config {
+    let text = format!(
+        r#"
+[run]
+name = "micro"
+out_dir = "{}"
+seed = 11
+threads = 1
+
+[model]
+hidden_size = 32
+intermediate_size = 64
+num_hidden_layers = 1
+num_attention_heads = 2
+num_key_value_heads = 1
+max_position_embeddings = 96
+
+[tasks]
+mixture = [{{ task = "add", level = 1 }}, {{ task = "add", level = 2, weight = 0.5 }}]
+
+[sft]
+steps = 3
+batch_size = 8
+micro_batches = 2
+lr = 3e-3
+
+[grpo]
+steps = 2
+batch_size = 8
+group_size = 4
+micro_batches = 2
+max_completion_length = 24
+beta = 0.04
+num_iterations = 2
+dynamic_sampling = true
+max_resample_rounds = 1
+format_weight = 0.1
+overlong_buffer = 8
+mask_truncated_completions = true
+
+[eval]
+every = 1
+problems = 4
+samples = 2
+k = 2
+
+[checkpoint]
+every = 2
+
+[log]
+samples_per_step = 3
+{extra}
+"#,
+        out_dir.display()
+    );
+    Config::from_toml(&text, "micro.toml", "micro", &[]).unwrap()
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every number in `v` is finite (JSON has no NaN: serde writes it as null,
+/// so nulls are allowed only where listed).
+fn assert_finite(v: &Value, nullable: &[&str], at: &str) {
+    match v {
+        Value::Number(n) => assert!(n.as_f64().is_some_and(f64::is_finite), "{at}: {n}"),
+        Value::Null => assert!(nullable.iter().any(|k| at.ends_with(k)), "{at} is null"),
+        Value::Array(items) => items.iter().for_each(|x| assert_finite(x, nullable, at)),
+        Value::Object(map) => map
+            .iter()
+            .for_each(|(k, x)| assert_finite(x, nullable, &format!("{at}.{k}"))),
+        _ => {}
+    }
+}
+
+#[test]
+fn micro_run_writes_finite_metrics_samples_evals_and_checkpoints() {
+    let out = tempfile::tempdir().unwrap();
+    let config = micro_config(out.path(), "");
+    let summary = train(&config, &mut Silent).unwrap();
+    let run = out.path().join("micro");
+    assert_eq!(summary.run_dir, run);
+
+    // 3 SFT steps, then 2 GRPO steps of 2 updates each.
+    assert_eq!(summary.state.global_step, 3 + 2 * 2);
+    let metrics = lines(&run.join("metrics.jsonl"));
+    assert_eq!(metrics.len(), 5);
+    for m in &metrics {
+        assert_finite(m, &[], "metrics");
+    }
+    assert_eq!(metrics[0]["phase"], "sft");
+    assert_eq!(metrics[4]["phase"], "grpo");
+    assert_eq!(metrics[4]["global_step"], 7);
+    for key in [
+        "reward",
+        "reward_std",
+        "accuracy",
+        "format_rate",
+        "completions/mean_length",
+        "completions/max_length",
+        "completions/clipped_ratio",
+        "kl",
+        "entropy",
+        "clip_ratio/region_mean",
+        "frac_reward_zero_std",
+        "learning_rate",
+        "grad_norm",
+        "tokens_per_s",
+        "rollout_s",
+        "update_s",
+    ] {
+        assert!(metrics[4].get(key).is_some(), "metrics lack {key}");
+    }
+
+    let samples = lines(&run.join("samples.jsonl"));
+    assert_eq!(samples.len(), 2 * 3);
+    for s in &samples {
+        assert_finite(s, &["verdict.extracted"], "samples");
+        assert!(s["verdict"]["reason"].is_string());
+        assert!(s["prompt"].as_str().unwrap().starts_with("What is "));
+    }
+
+    // SFT end, GRPO step 0 (the same model), after step 1, and the end.
+    let evals = lines(&run.join("eval.jsonl"));
+    let at: Vec<(String, u64)> = evals
+        .iter()
+        .map(|e| {
+            (
+                e["phase"].as_str().unwrap().to_string(),
+                e["step"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let at: Vec<(&str, u64)> = at.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+    assert_eq!(at, [("sft", 3), ("grpo", 0), ("grpo", 1), ("grpo", 2)]);
+    assert_eq!(evals[0]["pass_at_1"], evals[1]["pass_at_1"]);
+    for e in &evals {
+        assert_finite(e, &[], "eval");
+        assert_eq!(e["k"], 2);
+        assert_eq!(e["problems"], 8);
+        let tasks = e["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 2);
+        assert_eq!(tasks[0]["task"], "add");
+    }
+    assert_eq!(summary.evals.len(), 4);
+    assert!(summary.grpo_gain().is_some());
+
+    // Every 2 steps of a phase (SFT step 2) and at each phase end (3 and
+    // 3 + 2 * 2; GRPO's step 2 is its end).
+    let mut checkpoints: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    checkpoints.sort();
+    assert_eq!(checkpoints, ["step-2", "step-3", "step-7"]);
+    let state = TrainerState::read(&run.join("checkpoints/step-7")).unwrap();
+    assert_eq!(state.phase, Phase::Grpo);
+    assert!(state.sft.finished && state.grpo.finished);
+    assert_eq!(state.sft.data_cursor, 24);
+    assert!(state.grpo.data_cursor >= 4, "{state:?}");
+
+    // The run folder holds the resolved config, which loads back unchanged.
+    let saved = run.join("config.toml");
+    assert_eq!(Config::load(&saved, &[]).unwrap(), config);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let strip_timings = |mut m: Value| {
+        if let Value::Object(map) = &mut m {
+            map.retain(|k, _| !k.ends_with("_s") && k != "seconds");
+        }
+        m
+    };
+    let runs: Vec<Vec<Value>> = (0..2)
+        .map(|_| {
+            let out = tempfile::tempdir().unwrap();
+            let config = micro_config(out.path(), "");
+            train(&config, &mut Silent).unwrap();
+            let run = out.path().join("micro");
+            let mut all = lines(&run.join("metrics.jsonl"));
+            all.extend(lines(&run.join("samples.jsonl")));
+            all.extend(lines(&run.join("eval.jsonl")));
+            all.into_iter().map(strip_timings).collect()
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1]);
+}
+
+#[test]
+fn a_used_run_folder_is_not_overwritten() {
+    let out = tempfile::tempdir().unwrap();
+    let config = micro_config(out.path(), "");
+    let run = out.path().join("micro");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("metrics.jsonl"), "{}\n").unwrap();
+    let err = train(&config, &mut Silent).unwrap_err();
+    assert!(err.is_usage());
+    assert!(err.to_string().contains("already holds a run"), "{err}");
+}
