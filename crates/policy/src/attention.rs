@@ -5,7 +5,6 @@ use candle_nn::VarBuilder;
 
 use crate::cache::{CacheSlot, KvCache};
 use crate::config::ModelConfig;
-use crate::decode::decode_attention;
 use crate::error::Result;
 use crate::layers::{Linear, RmsNorm};
 use crate::model::Kernels;
@@ -92,7 +91,6 @@ impl Attention {
         x: &Tensor,
         angles: &RopeAngles,
         mask: Option<&Tensor>,
-        key_valid: &[bool],
         cache: Option<LayerCache>,
         kernels: Kernels,
     ) -> Result<Tensor> {
@@ -128,23 +126,11 @@ impl Attention {
         let scale = 1.0 / (d as f64).sqrt();
         let k = k.transpose(1, 2)?.contiguous()?;
         let v = v.transpose(1, 2)?.contiguous()?;
-        let cached = cache.is_some();
         let (k, v) = match cache {
             Some(c) => c.cache.append(c.layer, c.slot, &k, &v)?,
             None => (k, v),
         };
         let s = k.dim(2)?;
-        if t == 1
-            && cached
-            && kernels == Kernels::Fused
-            && q.device().is_cpu()
-            && q.dtype() == DType::F32
-        {
-            let q = q.reshape((b, heads, d))?;
-            let out = decode_attention(&q, &k, &v, key_valid, scale as f32)?;
-            return self.o_proj.forward(&out.reshape((b, 1, heads * d))?);
-        }
-
         // Query heads of one KV head side by side: [B, KVH, G*T, D], so keys and
         // values are shared without copying them per query head.
         let q = (q.transpose(1, 2)? * scale)?.reshape((b, kv_heads, groups * t, d))?;

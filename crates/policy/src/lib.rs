@@ -54,7 +54,6 @@ mod attention;
 mod cache;
 mod chat_template;
 mod config;
-mod decode;
 mod device;
 mod error;
 mod generate;

@@ -59,14 +59,9 @@ impl DecoderLayer {
         cache: Option<LayerCache>,
     ) -> Result<Tensor> {
         let attn_in = self.input_layernorm.forward(x, ctx.kernels)?;
-        let attn_out = self.self_attn.forward(
-            &attn_in,
-            &ctx.angles,
-            ctx.mask.as_ref(),
-            &ctx.key_valid,
-            cache,
-            ctx.kernels,
-        )?;
+        let attn_out =
+            self.self_attn
+                .forward(&attn_in, &ctx.angles, ctx.mask.as_ref(), cache, ctx.kernels)?;
         let x = (x + attn_out)?;
         let mlp_in = self.post_attention_layernorm.forward(&x, ctx.kernels)?;
         Ok((&x + self.mlp.forward(&mlp_in)?)?)
@@ -78,8 +73,6 @@ impl DecoderLayer {
 struct ForwardContext {
     angles: crate::rope::RopeAngles,
     mask: Option<Tensor>,
-    /// [B * S]: whether each key column is a real token.
-    key_valid: Vec<bool>,
     kernels: Kernels,
 }
 
@@ -210,7 +203,6 @@ impl Transformer {
         check_token_ids(input_ids, self.config.vocab_size)?;
         let past = cache.as_deref();
         let plan = AttentionPlan::new(&token_mask, b, t, past);
-        let seen = plan.seen.clone();
         let mask_dtype = match self.dtype() {
             DType::F16 | DType::BF16 => DType::F32,
             d => d,
@@ -220,7 +212,6 @@ impl Transformer {
                 .rotary
                 .angles(&plan.positions, b, t, self.dtype(), self.device())?,
             mask: plan.mask_tensor(b, t, mask_dtype, self.device())?,
-            key_valid: plan.key_valid,
             kernels,
         };
         let slot = match cache.as_deref() {
@@ -244,7 +235,7 @@ impl Transformer {
             x = layer.forward(&x, &ctx, layer_cache)?;
         }
         if let (Some(c), Some(slot)) = (cache, slot) {
-            c.commit(slot, &token_mask, seen);
+            c.commit(slot, &token_mask, plan.seen);
         }
         self.norm.forward(&x, kernels)
     }
