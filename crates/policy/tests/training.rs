@@ -6,6 +6,7 @@ use policy::{
     completion_logprobs, completion_logprobs_and_entropy, token_cross_entropy, Architecture,
     ModelConfig, Policy,
 };
+use rand::{rngs::StdRng, Rng, SeedableRng};
 
 fn tiny(arch: Architecture, tied: bool) -> ModelConfig {
     let mut cfg = ModelConfig::new(arch, 23, 16, 24, 2, 4, 2);
@@ -84,9 +85,13 @@ fn gradients_match_finite_differences_in_f64() {
             .to_dtype(DType::F64)
             .unwrap();
         // Non-trivial norm weights and biases so their gradients are generic.
+        let mut rng = StdRng::seed_from_u64(17);
         for (name, var) in policy.named_vars() {
             if name.ends_with("norm.weight") || name.ends_with(".bias") {
-                let noise = Tensor::randn(0f64, 0.2, var.shape(), &Device::Cpu).unwrap();
+                let noise: Vec<f64> = (0..var.elem_count())
+                    .map(|_| rng.random_range(-0.3..0.3))
+                    .collect();
+                let noise = Tensor::from_vec(noise, var.shape(), &Device::Cpu).unwrap();
                 var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
             }
         }
@@ -101,9 +106,11 @@ fn gradients_match_finite_differences_in_f64() {
                 let fd = (perturbed_loss(&policy, &var, i, eps)
                     - perturbed_loss(&policy, &var, i, -eps))
                     / (2.0 * eps);
-                let err = (fd - grad[i]).abs() / (1e-6 + fd.abs().max(grad[i].abs()));
+                // Relative error, measured absolutely for gradients below 0.01
+                // (central differences at eps 1e-5 are good to about 1e-10).
+                let err = (fd - grad[i]).abs() / fd.abs().max(grad[i].abs()).max(1e-2);
                 assert!(
-                    err < 1e-5,
+                    err < 1e-6,
                     "{arch:?} {name}[{i}]: autograd {} vs finite difference {fd}",
                     grad[i]
                 );
