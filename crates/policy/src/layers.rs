@@ -200,7 +200,12 @@ impl Mlp {
                 )
             }
         };
-        self.down_proj.forward(&(gate.silu()? * up)?)
+        let hidden = if crate::ops::fused_cpu(&gate) {
+            crate::ops::swiglu(&gate, &up)?
+        } else {
+            (gate.silu()? * up)?
+        };
+        self.down_proj.forward(&hidden)
     }
 }
 

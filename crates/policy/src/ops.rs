@@ -8,6 +8,42 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Sh
 
 use crate::error::Result;
 
+/// Defines `$name(args)`, which runs `$body` compiled for AVX2 + FMA when
+/// the CPU has them (the kernels are written so they vectorise) and as
+/// plain code otherwise.
+macro_rules! vectorised {
+    ($name:ident, $avx2:ident, $body:ident::<$t:ty>($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU supports the features $avx2 is compiled for.
+                return unsafe { $avx2($($arg),*) };
+            }
+            $body::<$t>($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx2($($arg: $ty),*) -> $ret {
+            $body::<$t>($($arg),*)
+        }
+    };
+}
+
+/// Sum with eight independent partial sums, so it vectorises.
+#[inline(always)]
+fn sum<T: num_like::Float>(values: &[T]) -> T {
+    let mut acc = [T::ZERO; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(T::ZERO, |a, &v| a + v);
+    for chunk in chunks {
+        for i in 0..8 {
+            acc[i] = acc[i] + chunk[i];
+        }
+    }
+    acc.iter().fold(tail, |a, &v| a + v)
+}
+
 /// Softmax over the last dimension with an analytic backward pass. On other
 /// devices it falls back to candle's differentiable composition.
 pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
@@ -20,22 +56,23 @@ pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 
 struct SoftmaxLastDim;
 
+#[inline(always)]
 fn softmax_rows<T: num_like::Float>(src: &[T], dim: usize) -> Vec<T> {
     let mut dst = vec![T::ZERO; src.len()];
     for (row, out) in src.chunks_exact(dim).zip(dst.chunks_exact_mut(dim)) {
         let max = row.iter().copied().fold(T::NEG_INFINITY, T::max);
-        let mut sum = T::ZERO;
         for (o, &x) in out.iter_mut().zip(row) {
-            *o = (x - max).exp();
-            sum = sum + *o;
+            *o = (x - max).exp_fast();
         }
-        let inv = T::ONE / sum;
+        let inv = T::ONE / sum(out);
         for o in out.iter_mut() {
             *o = *o * inv;
         }
     }
     dst
 }
+
+vectorised!(softmax_rows_f32, softmax_rows_f32_avx2, softmax_rows::<f32>(src: &[f32], dim: usize) -> Vec<f32>);
 
 impl CustomOp1 for SoftmaxLastDim {
     fn name(&self) -> &'static str {
@@ -52,7 +89,7 @@ impl CustomOp1 for SoftmaxLastDim {
         };
         let dim = layout.dims().last().copied().unwrap_or(1).max(1);
         let out = match storage {
-            CpuStorage::F32(v) => CpuStorage::F32(softmax_rows(&v[start..end], dim)),
+            CpuStorage::F32(v) => CpuStorage::F32(softmax_rows_f32(&v[start..end], dim)),
             CpuStorage::F64(v) => CpuStorage::F64(softmax_rows(&v[start..end], dim)),
             _ => candle_core::bail!("softmax: only f32 and f64 on the CPU"),
         };
@@ -344,10 +381,174 @@ impl CustomOp3 for RmsGrad {
     }
 }
 
+/// `silu(gate) * up`, the SwiGLU activation, with a backward pass for both.
+pub(crate) fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, Swiglu)?)
+}
+
+struct Swiglu;
+
+/// sigmoid(x) from e^-|x| (never overflows).
+#[inline(always)]
+fn sigmoid<T: num_like::Float>(x: T) -> T {
+    let e = x.abs().neg().exp_fast();
+    let inv = T::ONE / (T::ONE + e);
+    if x >= T::ZERO {
+        inv
+    } else {
+        e * inv
+    }
+}
+
+#[inline(always)]
+fn swiglu_rows<T: num_like::Float>(gate: &[T], up: &[T]) -> Vec<T> {
+    gate.iter()
+        .zip(up)
+        .map(|(&g, &u)| g * sigmoid(g) * u)
+        .collect()
+}
+
+/// Gradients of `silu(g) * u`: d_gate then d_up, one after the other.
+#[inline(always)]
+fn swiglu_grad_rows<T: num_like::Float>(gate: &[T], up: &[T], grad: &[T]) -> Vec<T> {
+    let n = gate.len();
+    let mut out = vec![T::ZERO; 2 * n];
+    let (d_gate, d_up) = out.split_at_mut(n);
+    for i in 0..n {
+        let (g, u, dy) = (gate[i], up[i], grad[i]);
+        let s = sigmoid(g);
+        d_up[i] = dy * g * s;
+        d_gate[i] = dy * u * s * (T::ONE + g * (T::ONE - s));
+    }
+    out
+}
+
+vectorised!(swiglu_f32, swiglu_f32_avx2, swiglu_rows::<f32>(gate: &[f32], up: &[f32]) -> Vec<f32>);
+vectorised!(swiglu_grad_f32, swiglu_grad_f32_avx2, swiglu_grad_rows::<f32>(gate: &[f32], up: &[f32], grad: &[f32]) -> Vec<f32>);
+
+fn contiguous<'a, T>(v: &'a [T], l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{what}: inputs must be contiguous"),
+    }
+}
+
+impl CustomOp2 for Swiglu {
+    fn name(&self) -> &'static str {
+        "verity-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        g: &CpuStorage,
+        lg: &Layout,
+        u: &CpuStorage,
+        lu: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if lg.shape() != lu.shape() {
+            candle_core::bail!("swiglu: gate {:?} and up {:?} differ", lg.dims(), lu.dims())
+        }
+        let out = match (g, u) {
+            (CpuStorage::F32(g), CpuStorage::F32(u)) => CpuStorage::F32(swiglu_f32(
+                contiguous(g, lg, "swiglu")?,
+                contiguous(u, lu, "swiglu")?,
+            )),
+            (CpuStorage::F64(g), CpuStorage::F64(u)) => CpuStorage::F64(swiglu_rows(
+                contiguous(g, lg, "swiglu")?,
+                contiguous(u, lu, "swiglu")?,
+            )),
+            _ => candle_core::bail!("swiglu: only f32 and f64 on the CPU"),
+        };
+        Ok((out, lg.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let both = gate.apply_op3_no_bwd(up, &grad.contiguous()?, &SwigluGrad)?;
+        let d_gate = both.get(0)?.reshape(gate.shape())?;
+        let d_up = both.get(1)?.reshape(up.shape())?;
+        Ok((Some(d_gate), Some(d_up)))
+    }
+}
+
+struct SwigluGrad;
+
+impl CustomOp3 for SwigluGrad {
+    fn name(&self) -> &'static str {
+        "verity-swiglu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        g: &CpuStorage,
+        lg: &Layout,
+        u: &CpuStorage,
+        lu: &Layout,
+        dy: &CpuStorage,
+        ldy: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let n = lg.shape().elem_count();
+        let out = match (g, u, dy) {
+            (CpuStorage::F32(g), CpuStorage::F32(u), CpuStorage::F32(dy)) => {
+                CpuStorage::F32(swiglu_grad_f32(
+                    contiguous(g, lg, "swiglu")?,
+                    contiguous(u, lu, "swiglu")?,
+                    contiguous(dy, ldy, "swiglu")?,
+                ))
+            }
+            (CpuStorage::F64(g), CpuStorage::F64(u), CpuStorage::F64(dy)) => {
+                CpuStorage::F64(swiglu_grad_rows(
+                    contiguous(g, lg, "swiglu")?,
+                    contiguous(u, lu, "swiglu")?,
+                    contiguous(dy, ldy, "swiglu")?,
+                ))
+            }
+            _ => candle_core::bail!("swiglu: only f32 and f64 on the CPU"),
+        };
+        Ok((out, Shape::from((2, n))))
+    }
+}
+
+/// e^x to within about 2 ulp for x <= 88 (Cephes' expf: x = n ln2 + r, a
+/// degree-6 polynomial for e^r, 2^n from the exponent bits); below -87 it
+/// gives 0. Branch-free, so loops over it vectorise.
+#[inline(always)]
+pub(crate) fn exp_f32(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let xc = x.clamp(-87.0, 88.0);
+    let n = (xc * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5e-1;
+    let e = (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < -87.0 {
+        0.0
+    } else {
+        e
+    }
+}
+
 /// The few float operations the kernels need, for f32 and f64.
 mod num_like {
+    /// e^x; for f32 the fast polynomial [`super::exp_f32`].
+    pub(crate) trait Exp {
+        fn exp_fast(self) -> Self;
+    }
+
     pub(crate) trait Float:
         Copy
+        + Exp
+        + PartialOrd
         + std::ops::Add<Output = Self>
         + std::ops::Sub<Output = Self>
         + std::ops::Mul<Output = Self>
@@ -356,8 +557,9 @@ mod num_like {
         const ZERO: Self;
         const ONE: Self;
         const NEG_INFINITY: Self;
-        fn exp(self) -> Self;
         fn sqrt(self) -> Self;
+        fn abs(self) -> Self;
+        fn neg(self) -> Self;
         fn max(self, other: Self) -> Self;
         fn from_f64(v: f64) -> Self;
     }
@@ -368,8 +570,11 @@ mod num_like {
                 const ZERO: Self = 0.0;
                 const ONE: Self = 1.0;
                 const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
-                fn exp(self) -> Self {
-                    <$t>::exp(self)
+                fn abs(self) -> Self {
+                    <$t>::abs(self)
+                }
+                fn neg(self) -> Self {
+                    -self
                 }
                 fn sqrt(self) -> Self {
                     <$t>::sqrt(self)
@@ -385,6 +590,18 @@ mod num_like {
     }
     float!(f32);
     float!(f64);
+
+    impl Exp for f32 {
+        fn exp_fast(self) -> Self {
+            super::exp_f32(self)
+        }
+    }
+
+    impl Exp for f64 {
+        fn exp_fast(self) -> Self {
+            self.exp()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -444,6 +661,56 @@ mod tests {
         let g1 = (ours * &w)?.sum_all()?.backward()?;
         let g2 = (theirs * &w)?.sum_all()?.backward()?;
         assert!(max_diff(g1.get(&x).expect("grad"), g2.get(&x).expect("grad")) < 1e-14);
+        Ok(())
+    }
+
+    #[test]
+    fn exp_f32_is_accurate() {
+        for i in 0..=200_000 {
+            let x = -87.0 + 175.0 * i as f32 / 200_000.0;
+            let (ours, exact) = (exp_f32(x) as f64, (x as f64).exp());
+            assert!(
+                (ours - exact).abs() <= 3e-7 * exact,
+                "exp({x}): {ours} vs {exact}"
+            );
+        }
+        // Below e^-87 (about 1.6e-38) it flushes to zero; softmax cannot tell.
+        assert_eq!(exp_f32(-88.0), 0.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn f32_softmax_matches_candle() -> Result<()> {
+        let x = (Tensor::randn(0f32, 4.0, (5, 33), &Device::Cpu)? - 30.0)?;
+        let diff = max_diff(
+            &softmax_last_dim(&x)?.to_dtype(DType::F64)?,
+            &candle_nn::ops::softmax_last_dim(&x)?.to_dtype(DType::F64)?,
+        );
+        assert!(diff < 1e-6, "{diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn swiglu_matches_the_composition_forward_and_backward() -> Result<()> {
+        let dev = Device::Cpu;
+        for dtype in [DType::F64, DType::F32] {
+            let gate =
+                Var::from_tensor(&(Tensor::randn(0f64, 6.0, (4, 37), &dev)?.to_dtype(dtype)?))?;
+            let up = Var::from_tensor(&Tensor::randn(0f64, 1.0, (4, 37), &dev)?.to_dtype(dtype)?)?;
+            let w = Tensor::randn(0f64, 1.0, (4, 37), &dev)?.to_dtype(dtype)?;
+            let ours = swiglu(&gate, &up)?;
+            let theirs = (gate.silu()? * up.as_tensor())?;
+            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+            let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+            assert!(max_diff(&f64_of(&ours), &f64_of(&theirs)) < tol);
+            let g1 = (ours * &w)?.sum_all()?.backward()?;
+            let g2 = (theirs * &w)?.sum_all()?.backward()?;
+            for var in [&gate, &up] {
+                let (a, b) = (g1.get(var).expect("grad"), g2.get(var).expect("grad"));
+                let diff = max_diff(&f64_of(a), &f64_of(b));
+                assert!(diff < tol, "{dtype:?} gradient diff {diff}");
+            }
+        }
         Ok(())
     }
 
