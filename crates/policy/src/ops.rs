@@ -402,10 +402,11 @@ fn sigmoid<T: num_like::Float>(x: T) -> T {
 
 #[inline(always)]
 fn swiglu_rows<T: num_like::Float>(gate: &[T], up: &[T]) -> Vec<T> {
-    gate.iter()
-        .zip(up)
-        .map(|(&g, &u)| g * sigmoid(g) * u)
-        .collect()
+    let mut out = vec![T::ZERO; gate.len()];
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = g * sigmoid(g) * u;
+    }
+    out
 }
 
 /// Gradients of `silu(g) * u`: d_gate then d_up, one after the other.
@@ -521,8 +522,10 @@ impl CustomOp3 for SwigluGrad {
 pub(crate) fn exp_f32(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    // Round to nearest by the 1.5 * 2^23 trick: plain arithmetic, no libm call.
+    const ROUND: f32 = 12_582_912.0;
     let xc = x.clamp(-87.0, 88.0);
-    let n = (xc * std::f32::consts::LOG2_E + 0.5).floor();
+    let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
