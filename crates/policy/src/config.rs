@@ -368,7 +368,6 @@ impl ModelConfig {
             ),
             ("rms_norm_eps", json!(self.rms_norm_eps)),
             ("rope_theta", json!(self.rope_theta)),
-            ("rope_scaling", rope_scaling),
             ("rope_parameters", rope_parameters),
             ("tie_word_embeddings", json!(self.tie_word_embeddings)),
             ("bos_token_id", json!(self.bos_token_id)),
@@ -381,6 +380,10 @@ impl ModelConfig {
         ];
         for (key, value) in entries {
             map.insert(key.to_string(), value);
+        }
+        // transformers 4 reads scaling from rope_scaling; 5 from rope_parameters.
+        if !rope_scaling.is_null() {
+            map.insert("rope_scaling".into(), rope_scaling);
         }
         match self.architecture {
             Architecture::Llama => {
@@ -583,6 +586,12 @@ mod tests {
             }
         ));
         assert_eq!(a.head_dim, 16);
+        let written = a.to_json();
+        assert_eq!(written["rope_scaling"]["rope_type"], json!("llama3"));
+        assert_eq!(written["rope_parameters"]["factor"], json!(32.0));
+        assert_eq!(ModelConfig::from_json(written).unwrap(), a);
+        let plain = ModelConfig::from_json(base()).unwrap().to_json();
+        assert!(plain.get("rope_scaling").is_none());
     }
 
     #[test]
