@@ -25,6 +25,16 @@
 //!
 //! The crate knows nothing of tasks or rewards.
 //!
+//! On the CPU, training runs softmax, RoPE, RMSNorm and SwiGLU as fused
+//! kernels that pass gradients (candle's fused ones do not), and generation
+//! multiplies against packed, transposed copies of the projections. Two
+//! process-wide settings matter to a program using the crate: set
+//! `RAYON_NUM_THREADS` (otherwise candle re-reads `/proc/cpuinfo` on every
+//! matrix product), and keep glibc from returning large freed blocks to the
+//! system (`mallopt` M_MMAP_THRESHOLD / M_TRIM_THRESHOLD, as the benchmark
+//! does, or another allocator): a training step frees and refaults
+//! gigabytes otherwise.
+//!
 //! ```
 //! use candle_core::{Device, Tensor};
 //! use policy::{generate, completion_logprobs, Architecture, ModelConfig, Policy, SamplingConfig};
