@@ -150,7 +150,7 @@ impl Attention {
         };
         let probs = match kernels {
             Kernels::Fused => candle_nn::ops::softmax_last_dim(&scores)?,
-            Kernels::Differentiable => crate::ops::softmax_last_dim(&scores)?,
+            Kernels::Differentiable => crate::kernels::softmax_last_dim(&scores)?,
         };
         let out = probs.to_dtype(v.dtype())?.matmul(&v)?;
         let out = out

@@ -125,8 +125,8 @@ impl RmsNorm {
                 &self.weight,
                 self.eps as f32,
             )?),
-            Kernels::Differentiable if crate::ops::fused_cpu(x) => {
-                crate::ops::rms_norm(x, &self.weight, self.eps)
+            Kernels::Differentiable if crate::kernels::fused_cpu(x) => {
+                crate::kernels::rms_norm(x, &self.weight, self.eps)
             }
             Kernels::Differentiable => self.forward_composed(x),
         }
@@ -200,8 +200,8 @@ impl Mlp {
                 )
             }
         };
-        let hidden = if crate::ops::fused_cpu(&gate) {
-            crate::ops::swiglu(&gate, &up)?
+        let hidden = if crate::kernels::fused_cpu(&gate) {
+            crate::kernels::swiglu(&gate, &up)?
         } else {
             (gate.silu()? * up)?
         };

@@ -69,8 +69,8 @@ impl RopeAngles {
                 &self.cos,
                 &self.sin,
             )?),
-            Kernels::Differentiable if crate::ops::fused_cpu(x) => {
-                crate::ops::rope(x, &self.cos, &self.sin)
+            Kernels::Differentiable if crate::kernels::fused_cpu(x) => {
+                crate::kernels::rope(x, &self.cos, &self.sin)
             }
             Kernels::Differentiable => self.apply_composed(x),
         }
