@@ -3,19 +3,25 @@
 //!
 //! A checkpoint folder is a Hugging Face model folder (model.safetensors,
 //! config.json, tokenizer files) plus optimizer.safetensors (AdamW moments
-//! and step) and trainer_state.json (phase, steps, data positions, prompt
-//! format). It is written to a hidden temporary folder and renamed into
-//! place, so a folder named `step-N` is always complete.
+//! and step), reference.safetensors during GRPO with a KL penalty (the frozen
+//! starting model), and trainer_state.json (phase, steps, data positions,
+//! prompt format, log lengths, and an FNV-1a checksum of every other file).
+//! It is written to a hidden temporary folder and renamed into place, so a
+//! folder named `step-N` is complete unless a file was damaged later, which
+//! the checksums catch. Only the newest `checkpoint.keep_last` are kept.
 //!
 //! No generator state is stored: every random stream is derived from
 //! `(run.seed, purpose, step)` and every data draw from a stored index, so
 //! the state below is all a resumed run needs.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::logs::LogPositions;
 use crate::model::{Model, Prompting};
 use crate::optim::AdamW;
 use crate::progress::Phase;
@@ -26,6 +32,8 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// The [`TrainerState`] as JSON.
 pub const STATE_FILE: &str = "trainer_state.json";
+/// Weights of the frozen GRPO reference model (only when `grpo.beta > 0`).
+pub const REFERENCE_FILE: &str = "reference.safetensors";
 
 /// Progress through one phase.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +68,10 @@ pub struct TrainerState {
     pub sft: PhaseProgress,
     /// Progress of the GRPO phase.
     pub grpo: PhaseProgress,
+    /// Lengths of the run's logs when the checkpoint was written: a resumed
+    /// run cuts them back to these, so no line is logged twice.
+    #[serde(default)]
+    pub logs: LogPositions,
 }
 
 impl TrainerState {
@@ -73,6 +85,7 @@ impl TrainerState {
             prompting,
             sft: PhaseProgress::default(),
             grpo: PhaseProgress::default(),
+            logs: LogPositions::default(),
         }
     }
 
@@ -84,6 +97,13 @@ impl TrainerState {
     }
 }
 
+/// The checksums trainer_state.json carries besides the state.
+#[derive(Deserialize)]
+struct Checksums {
+    #[serde(default)]
+    checksums: BTreeMap<String, String>,
+}
+
 /// Writes checkpoint `step-{state.global_step}` of `run_dir` and returns its
 /// folder. An existing checkpoint of the same step is replaced only once the
 /// new one is complete.
@@ -93,32 +113,221 @@ pub fn write_checkpoint(
     model: &Model,
     optimizer: &AdamW,
 ) -> Result<PathBuf> {
+    write_checkpoint_with(run_dir, state, model, optimizer, None)
+}
+
+/// [`write_checkpoint`], with the frozen reference weights of a GRPO phase
+/// that has a KL penalty. When writing fails, the temporary folder is
+/// removed and earlier checkpoints are untouched; the error says so.
+pub(crate) fn write_checkpoint_with(
+    run_dir: &Path,
+    state: &TrainerState,
+    model: &Model,
+    optimizer: &AdamW,
+    reference: Option<&HashMap<String, Tensor>>,
+) -> Result<PathBuf> {
     let root = run_dir.join(CHECKPOINTS_DIR);
     let name = format!("step-{}", state.global_step);
     let target = root.join(&name);
     let tmp = root.join(format!(".tmp-{name}"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let written = write_files(&root, &tmp, state, model, optimizer, reference)
+        .and_then(|()| replace(&root, &tmp, &target, &name));
+    if let Err(source) = written {
+        // Best effort: the folder is incomplete whatever happens to it.
+        let _ = std::fs::remove_dir_all(&tmp);
+        let previous = checkpoint_dirs(run_dir)
+            .ok()
+            .and_then(|dirs| {
+                dirs.into_iter()
+                    .rev()
+                    .find(|(step, _)| *step != state.global_step)
+            })
+            .map(|(_, dir)| dir);
+        return Err(Error::CheckpointWrite {
+            dir: target,
+            source: Box::new(source),
+            previous,
+        });
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    model.save(&tmp)?;
+    Ok(target)
+}
+
+/// Every file of the checkpoint into `tmp`, the state file last with the
+/// checksums of the others.
+fn write_files(
+    root: &Path,
+    tmp: &Path,
+    state: &TrainerState,
+    model: &Model,
+    optimizer: &AdamW,
+    reference: Option<&HashMap<String, Tensor>>,
+) -> Result<()> {
+    std::fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+    if tmp.is_dir() {
+        std::fs::remove_dir_all(tmp).map_err(|e| Error::io(tmp, e))?;
+    }
+    std::fs::create_dir(tmp).map_err(|e| Error::io(tmp, e))?;
+    model.save(tmp)?;
     optimizer.save(&tmp.join(OPTIMIZER_FILE))?;
-    let json = serde_json::to_string_pretty(state)
-        .map_err(|e| Error::bad_file(&tmp.join(STATE_FILE), e.to_string()))?;
+    if let Some(weights) = reference {
+        let path = tmp.join(REFERENCE_FILE);
+        candle_core::safetensors::save(weights, &path)
+            .map_err(|e| Error::bad_file(&path, e.to_string()))?;
+    }
     let state_path = tmp.join(STATE_FILE);
-    std::fs::write(&state_path, json + "\n").map_err(|e| Error::io(&state_path, e))?;
+    let mut json =
+        serde_json::to_value(state).map_err(|e| Error::bad_file(&state_path, e.to_string()))?;
+    let mut sums = serde_json::Map::new();
+    for (file, sum) in checksum_files(tmp)? {
+        sums.insert(file, serde_json::Value::String(sum));
+    }
+    if let Some(object) = json.as_object_mut() {
+        object.insert("checksums".into(), serde_json::Value::Object(sums));
+    }
+    let text = serde_json::to_string_pretty(&json)
+        .map_err(|e| Error::bad_file(&state_path, e.to_string()))?;
+    std::fs::write(&state_path, text + "\n").map_err(|e| Error::io(&state_path, e))
+}
+
+/// Renames the finished `tmp` to `target`, replacing a checkpoint of the same
+/// step only once the new one is in place.
+fn replace(root: &Path, tmp: &Path, target: &Path, name: &str) -> Result<()> {
     if target.exists() {
         let old = root.join(format!(".old-{name}"));
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
         }
-        std::fs::rename(&target, &old).map_err(|e| Error::io(&target, e))?;
-        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        std::fs::rename(target, &old).map_err(|e| Error::io(target, e))?;
+        std::fs::rename(tmp, target).map_err(|e| Error::io(tmp, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))
     } else {
-        std::fs::rename(&tmp, &target).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(tmp, target).map_err(|e| Error::io(tmp, e))
     }
-    Ok(target)
+}
+
+/// FNV-1a (64-bit) checksums of every file in `dir` but the state file,
+/// by file name.
+fn checksum_files(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let mut sums = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name == STATE_FILE || !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        sums.insert(name, format!("{:016x}", fnv1a64(&bytes)));
+    }
+    Ok(sums)
+}
+
+/// 64-bit FNV-1a: small, dependency-free, and catches truncated or altered
+/// files (it is not meant to resist deliberate tampering).
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Checks that `dir` is a complete checkpoint whose files match the
+/// checksums in its state file, and returns its state.
+pub fn verify_checkpoint(dir: &Path) -> Result<TrainerState> {
+    let state_path = dir.join(STATE_FILE);
+    let state = TrainerState::read(dir)?;
+    let text = std::fs::read_to_string(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let stored: Checksums =
+        serde_json::from_str(&text).map_err(|e| Error::bad_file(&state_path, e.to_string()))?;
+    for required in ["model.safetensors", "config.json", OPTIMIZER_FILE] {
+        if !stored.checksums.contains_key(required) {
+            return Err(Error::bad_file(
+                &state_path,
+                format!("no checksum for {required}"),
+            ));
+        }
+    }
+    let actual = checksum_files(dir)?;
+    for (file, sum) in &stored.checksums {
+        match actual.get(file) {
+            None => return Err(Error::bad_file(&dir.join(file), "missing")),
+            Some(found) if found != sum => {
+                return Err(Error::bad_file(
+                    &dir.join(file),
+                    format!("checksum {found} does not match {sum} recorded when it was written"),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(state)
+}
+
+/// The `step-N` folders of a run, oldest first.
+pub(crate) fn checkpoint_dirs(run_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let root = run_dir.join(CHECKPOINTS_DIR);
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, e))? {
+        let path = entry.map_err(|e| Error::io(&root, e))?.path();
+        let step = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("step-"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let (Some(step), true) = (step, path.is_dir()) {
+            dirs.push((step, path));
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The newest checkpoint of `run_dir` that is complete and passes its
+/// checksums, with its state. Each newer one that fails is reported to
+/// `skipped` with the reason.
+pub fn latest_checkpoint(
+    run_dir: &Path,
+    skipped: &mut dyn FnMut(&Path, &Error),
+) -> Result<Option<(PathBuf, TrainerState)>> {
+    for (_, dir) in checkpoint_dirs(run_dir)?.into_iter().rev() {
+        match verify_checkpoint(&dir) {
+            Ok(state) => return Ok(Some((dir, state))),
+            Err(e) => skipped(&dir, &e),
+        }
+    }
+    Ok(None)
+}
+
+/// Removes all but the newest `keep` checkpoints (0 keeps all), and
+/// temporary folders left by writes that failed.
+pub(crate) fn prune_checkpoints(run_dir: &Path, keep: usize) -> Result<()> {
+    let root = run_dir.join(CHECKPOINTS_DIR);
+    for entry in std::fs::read_dir(&root).map_err(|e| Error::io(&root, e))? {
+        let path = entry.map_err(|e| Error::io(&root, e))?.path();
+        let stale = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(".tmp-") || n.starts_with(".old-"));
+        if stale && path.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    if keep == 0 {
+        return Ok(());
+    }
+    let dirs = checkpoint_dirs(run_dir)?;
+    let excess = dirs.len().saturating_sub(keep);
+    for (_, dir) in dirs.into_iter().take(excess) {
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

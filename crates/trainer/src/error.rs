@@ -38,6 +38,17 @@ pub enum Error {
     /// A saved file (optimizer state, trainer state) does not hold what it should.
     #[error("{path}: {message}")]
     BadFile { path: PathBuf, message: String },
+    /// A checkpoint could not be written; the checkpoints written before it
+    /// are intact.
+    #[error("could not write checkpoint {}: {source}; {}", dir.display(), previous_note(previous.as_deref()))]
+    CheckpointWrite {
+        dir: PathBuf,
+        source: Box<Error>,
+        previous: Option<PathBuf>,
+    },
+    /// Losses or gradients were NaN or infinite for too many steps in a row.
+    #[error("{message}")]
+    Diverged { message: String },
     /// Tensor maths failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -85,6 +96,14 @@ impl Error {
             path: path.to_path_buf(),
             message: message.into(),
         }
+    }
+}
+
+/// What a failed checkpoint write left to resume from.
+fn previous_note(previous: Option<&Path>) -> String {
+    match previous {
+        Some(p) => format!("the previous checkpoint {} is intact", p.display()),
+        None => "there is no earlier checkpoint".to_string(),
     }
 }
 

@@ -139,11 +139,18 @@ pub(crate) fn grpo_step(
     let mut updates = Vec::with_capacity(ctx.cfg.num_iterations);
     for iteration in 0..ctx.cfg.num_iterations {
         let (grads, losses) = loss_and_backward(ctx, optimizer, &mut micro_batches, iteration)?;
-        let (grad_norm, lr) = optimizer_step(ctx, optimizer, grads, at.updates + iteration as u64)?;
+        let (grad_norm, lr, skipped) = optimizer_step(
+            ctx,
+            optimizer,
+            grads,
+            losses.loss,
+            at.updates + iteration as u64,
+        )?;
         updates.push(Update {
             losses,
             grad_norm,
             lr,
+            skipped,
         });
     }
     let update_s = update_start.elapsed().as_secs_f64();
@@ -445,18 +452,23 @@ fn loss_and_backward(
 }
 
 /// Clip the accumulated gradients and apply AdamW at the scheduled rate for
-/// GRPO update `update` (0-based). Returns the norm before clipping and the
-/// learning rate.
+/// GRPO update `update` (0-based). Returns the norm before clipping, the
+/// learning rate, and whether the update was skipped because the loss or
+/// gradient was NaN or infinite (that would poison weights and moments).
 fn optimizer_step(
     ctx: &GrpoContext<'_>,
     optimizer: &mut AdamW,
     mut grads: Gradients,
+    loss: f64,
     update: u64,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, bool)> {
     let grad_norm = grads.clip_norm(ctx.cfg.max_grad_norm)?;
     let lr = ctx.cfg.schedule().lr(update);
-    optimizer.step(&grads, lr)?;
-    Ok((grad_norm, lr))
+    let skipped = !(loss.is_finite() && grad_norm.is_finite());
+    if !skipped {
+        optimizer.step(&grads, lr)?;
+    }
+    Ok((grad_norm, lr, skipped))
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -468,6 +480,7 @@ struct Update {
     losses: IterationLosses,
     grad_norm: f64,
     lr: f64,
+    skipped: bool,
 }
 
 /// Wall-clock seconds of a step's parts.
@@ -539,6 +552,10 @@ pub struct GrpoMetrics {
     pub update_s: f64,
     /// Seconds the whole step took.
     pub step_s: f64,
+    /// An update's loss or gradient was NaN or infinite, so it was not
+    /// applied (written only when true).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 fn metrics(
@@ -589,6 +606,7 @@ fn metrics(
         rollout_s: t.rollout_s,
         update_s: t.update_s,
         step_s: t.step_s,
+        skipped: updates.iter().any(|u| u.skipped),
     }
 }
 

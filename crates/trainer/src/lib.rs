@@ -7,7 +7,8 @@
 //! - [`train`] runs it: builds the [`Model`] (from scratch with a
 //!   character-level tokenizer, or a pretrained Hugging Face folder),
 //!   trains, evaluates and checkpoints into `OUT_DIR/NAME/`, and reports
-//!   through a [`Progress`].
+//!   through a [`Progress`]. [`train_until`] stops cleanly when a flag is
+//!   set; [`resume`] continues a stopped run exactly where it left off.
 //! - The pieces are usable alone: [`AdamW`] with a decay mask, clipping and
 //!   saved moments; [`LrSchedule`]; [`compute_advantages`] and [`grpo_loss`]
 //!   (TRL's GRPO maths); [`pass_at_k`]; [`evaluate`].
@@ -90,18 +91,19 @@ mod sft;
 
 pub use advantages::{compute_advantages, Advantages, ScaleRewards};
 pub use checkpoint::{
-    write_checkpoint, PhaseProgress, TrainerState, CHECKPOINTS_DIR, OPTIMIZER_FILE, STATE_FILE,
+    latest_checkpoint, verify_checkpoint, write_checkpoint, PhaseProgress, TrainerState,
+    CHECKPOINTS_DIR, OPTIMIZER_FILE, REFERENCE_FILE, STATE_FILE,
 };
 pub use config::{
     reference as config_reference, CheckpointSection, Config, EvalSection, GrpoSection, KeyDoc,
     LogSection, ModelSection, ModelSource, PromptFormat, RunSection, SectionDoc, SftSection,
-    TasksSection,
+    TasksSection, RESUMABLE_KEYS,
 };
 pub use error::{Error, Result};
 pub use eval::{evaluate, render_table, EvalRecord, EvalSettings, Score, TaskScore};
 pub use grpo::{GrpoMetrics, SampleRecord};
 pub use inspect::{Checkpoint, Sample, SamplePrompt};
-pub use logs::{EVAL_FILE, METRICS_FILE, SAMPLES_FILE};
+pub use logs::{LogPositions, EVAL_FILE, METRICS_FILE, SAMPLES_FILE};
 pub use loss::{
     aggregate, grpo_loss, per_token_loss, Accumulation, GrpoLoss, LossConfig, LossInputs,
     LossMetrics, LossType, PerTokenLoss,
@@ -111,6 +113,6 @@ pub use optim::{decays, AdamW, AdamWConfig, Gradients};
 pub use pass_at_k::pass_at_k;
 pub use progress::{Live, Phase, Progress, Silent};
 pub use rewards::RewardShaping;
-pub use run::{train, RunSummary, CONFIG_FILE};
+pub use run::{resume, train, train_until, RunSummary, CONFIG_FILE};
 pub use schedule::{Decay, LrSchedule};
 pub use sft::SftMetrics;

@@ -1,12 +1,15 @@
 //! The run folder's JSON Lines logs: metrics.jsonl, samples.jsonl and
 //! eval.jsonl. Each record is one line, flushed at once, so a run stopped at
-//! any moment leaves whole lines behind.
+//! any moment leaves whole lines behind. Checkpoints record the logs'
+//! lengths ([`LogPositions`]); a resumed run cuts the logs back to them, so
+//! lines the interrupted attempt wrote after its last checkpoint are dropped
+//! and written again, once, by the resumed run.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -17,23 +20,48 @@ pub const SAMPLES_FILE: &str = "samples.jsonl";
 /// One evaluation per line.
 pub const EVAL_FILE: &str = "eval.jsonl";
 
+/// Byte lengths of a run's three logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPositions {
+    /// Length of metrics.jsonl.
+    pub metrics: u64,
+    /// Length of samples.jsonl.
+    pub samples: u64,
+    /// Length of eval.jsonl.
+    pub eval: u64,
+}
+
 /// An append-only JSON Lines file.
 pub(crate) struct Jsonl {
     path: PathBuf,
     out: BufWriter<File>,
+    /// Bytes in the file, written lines included.
+    len: u64,
 }
 
 impl Jsonl {
     /// Opens `path` for appending, creating it.
     pub(crate) fn append(path: &Path) -> Result<Self> {
+        Self::open(path, None)
+    }
+
+    /// Opens `path` for appending, first cutting it to `keep` bytes when it
+    /// is longer.
+    fn open(path: &Path, keep: Option<u64>) -> Result<Self> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
+        let mut len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if let Some(keep) = keep.filter(|&k| k < len) {
+            file.set_len(keep).map_err(|e| Error::io(path, e))?;
+            len = keep;
+        }
         Ok(Self {
             path: path.to_path_buf(),
             out: BufWriter::new(file),
+            len,
         })
     }
 
@@ -43,7 +71,9 @@ impl Jsonl {
             .map_err(|e| Error::bad_file(&self.path, format!("cannot serialise a record: {e}")))?;
         writeln!(self.out, "{line}")
             .and_then(|()| self.out.flush())
-            .map_err(|e| Error::io(&self.path, e))
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.len += line.len() as u64 + 1;
+        Ok(())
     }
 }
 
@@ -62,6 +92,25 @@ impl RunLogs {
             samples: Jsonl::append(&run_dir.join(SAMPLES_FILE))?,
             eval: Jsonl::append(&run_dir.join(EVAL_FILE))?,
         })
+    }
+
+    /// Opens the logs of a resumed run, cut back to where a checkpoint
+    /// left them.
+    pub(crate) fn resume(run_dir: &Path, at: &LogPositions) -> Result<Self> {
+        Ok(Self {
+            metrics: Jsonl::open(&run_dir.join(METRICS_FILE), Some(at.metrics))?,
+            samples: Jsonl::open(&run_dir.join(SAMPLES_FILE), Some(at.samples))?,
+            eval: Jsonl::open(&run_dir.join(EVAL_FILE), Some(at.eval))?,
+        })
+    }
+
+    /// The logs' current lengths.
+    pub(crate) fn positions(&self) -> LogPositions {
+        LogPositions {
+            metrics: self.metrics.len,
+            samples: self.samples.len,
+            eval: self.eval.len,
+        }
     }
 }
 

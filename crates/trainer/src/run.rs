@@ -6,18 +6,32 @@
 //! as SFT left it) and a checkpoint; GRPO steps with evaluations every
 //! `eval.every` steps and checkpoints every `checkpoint.every` steps; a final
 //! evaluation and checkpoint.
+//!
+//! [`resume`] continues a run from its newest complete checkpoint exactly
+//! as if it had not stopped: weights, optimizer moments, the GRPO reference
+//! model, step counters and data positions come from the checkpoint, every
+//! random stream is named by its step, and the logs are cut back to their
+//! lengths at the checkpoint. A run stops cleanly when its stop flag is set
+//! ([`train_until`]): the step under way finishes, a checkpoint is written,
+//! and the summary says `stopped`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use candle_core::{Device, Tensor};
 use tasks::{Mixture, Problem};
 
-use crate::checkpoint::{write_checkpoint, TrainerState};
+use crate::checkpoint::{
+    latest_checkpoint, prune_checkpoints, write_checkpoint_with, TrainerState, OPTIMIZER_FILE,
+    REFERENCE_FILE,
+};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, render_table, EvalRecord, EvalSettings};
 use crate::grpo::{grpo_step, GrpoContext, StepPosition};
-use crate::logs::{RunLogs, METRICS_FILE};
+use crate::logs::{RunLogs, EVAL_FILE, METRICS_FILE};
 use crate::model::{heldout_problems, Model};
 use crate::optim::AdamW;
 use crate::progress::{Live, Phase, Progress};
@@ -41,6 +55,9 @@ pub struct RunSummary {
     pub last_checkpoint: Option<PathBuf>,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,
+    /// The run stopped because its stop flag was set, after writing a
+    /// checkpoint to resume from; it has not finished.
+    pub stopped: bool,
 }
 
 impl RunSummary {
@@ -63,43 +80,98 @@ impl RunSummary {
 /// Sets the tensor thread count first (`run.threads`), so call it before any
 /// other tensor work in the process.
 pub fn train(config: &Config, progress: &mut dyn Progress) -> Result<RunSummary> {
+    train_until(config, progress, &AtomicBool::new(false))
+}
+
+/// [`train`], stopping cleanly once `stop` is set (checked between steps):
+/// the step under way finishes, a checkpoint is written, and the summary
+/// says `stopped`. [`resume`] continues such a run.
+pub fn train_until(
+    config: &Config,
+    progress: &mut dyn Progress,
+    stop: &AtomicBool,
+) -> Result<RunSummary> {
     let start = Instant::now();
     set_threads(config.run.threads);
     let run_dir = create_run_dir(config)?;
+    let (device, mixture) = device_and_mixture(config)?;
+    let model = Model::from_config(config, &mixture, &device)?;
+    let state = TrainerState::new(config.run.seed, model.prompting.clone());
+    let logs = RunLogs::open(&run_dir)?;
+    let run = Run::new(config, model, mixture, state, logs, run_dir, stop, progress)?;
+    run.train(progress, start)
+}
+
+/// Continues the run in `config.run_dir()` (see [`Config::for_resume`])
+/// from its newest checkpoint that is complete and passes its checksums;
+/// newer ones that do not are reported through `progress` and skipped. The
+/// resumed run continues exactly as the uninterrupted one would have, as
+/// long as the config's keys and the thread count are unchanged. Stops
+/// cleanly when `stop` is set, like [`train_until`].
+pub fn resume(
+    config: &Config,
+    progress: &mut dyn Progress,
+    stop: &AtomicBool,
+) -> Result<RunSummary> {
+    let start = Instant::now();
+    set_threads(config.run.threads);
+    let run_dir = config.run_dir();
+    let found = latest_checkpoint(&run_dir, &mut |dir, e| {
+        progress.message(&format!(
+            "warning: skipping checkpoint {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let Some((checkpoint, state)) = found else {
+        return Err(Error::invalid(
+            "--resume",
+            format!(
+                "{} has no complete checkpoint to resume from: start the run again with --config FILE under a new name",
+                run_dir.display()
+            ),
+        ));
+    };
+    let (device, mixture) = device_and_mixture(config)?;
+    let model = Model::load(&checkpoint, state.prompting.clone(), &device)?;
+    let path = run_dir.join(CONFIG_FILE);
+    std::fs::write(&path, config.to_toml()).map_err(|e| Error::io(&path, e))?;
+    let logs = RunLogs::resume(&run_dir, &state.logs)?;
+    progress.message(&format!(
+        "resuming {} from {} (step {})",
+        config.run.name,
+        checkpoint.display(),
+        state.global_step
+    ));
+    let mut run = Run::new(config, model, mixture, state, logs, run_dir, stop, progress)?;
+    run.evals = read_evals(&run.run_dir.join(EVAL_FILE))?;
+    run.checkpointed_at = Some(run.state.global_step);
+    run.resume_from = Some(checkpoint);
+    run.train(progress, start)
+}
+
+/// The device and task mixture a config names.
+fn device_and_mixture(config: &Config) -> Result<(Device, Mixture)> {
     let device = policy::parse_device(&config.run.device)
         .map_err(|e| Error::invalid("run.device", e.to_string()))?;
     let mixture = Mixture::from_specs(&config.tasks.mixture, Path::new("."))
         .map_err(|e| Error::invalid("tasks.mixture", e.to_string()))?;
-    let model = Model::from_config(config, &mixture, &device)?;
-    progress.message(&format!(
-        "{}: {} parameters, vocabulary {}, {} threads, run folder {}",
-        config.run.name,
-        model.policy.config.num_parameters(),
-        model.tokenizer.vocab_size(),
-        config.run.threads,
-        run_dir.display()
-    ));
-    let mut run = Run {
-        config,
-        heldout: heldout_problems(&mixture, config.eval.problems)?,
-        state: TrainerState::new(config.run.seed, model.prompting.clone()),
-        logs: RunLogs::open(&run_dir)?,
-        mixture,
-        model,
-        run_dir,
-        evals: Vec::new(),
-        last_checkpoint: None,
-        live: Live::default(),
+    Ok((device, mixture))
+}
+
+/// The evaluations logged so far.
+fn read_evals(path: &Path) -> Result<Vec<EvalRecord>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
     };
-    let sft_optimizer = run.sft_phase(progress)?;
-    run.grpo_phase(sft_optimizer, progress)?;
-    Ok(RunSummary {
-        run_dir: run.run_dir,
-        state: run.state,
-        evals: run.evals,
-        last_checkpoint: run.last_checkpoint,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .map_err(|e| Error::bad_file(path, format!("line {}: {e}", i + 1)))
+        })
+        .collect()
 }
 
 /// Tells candle and rayon how many threads to use. Both read these
@@ -143,9 +215,76 @@ struct Run<'a> {
     evals: Vec<EvalRecord>,
     last_checkpoint: Option<PathBuf>,
     live: Live,
+    /// Set from outside (Ctrl-C) to stop after the current step.
+    stop: &'a AtomicBool,
+    /// The run stopped on `stop` and has not finished.
+    stopped: bool,
+    /// The checkpoint a resumed run started from.
+    resume_from: Option<PathBuf>,
+    /// Global step of the latest checkpoint written or resumed from.
+    checkpointed_at: Option<u64>,
+    /// Steps in a row whose loss or gradient was not finite.
+    nonfinite_in_row: u64,
+    /// Weights of the frozen GRPO reference model, saved with checkpoints.
+    reference: Option<HashMap<String, Tensor>>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        config: &'a Config,
+        model: Model,
+        mixture: Mixture,
+        state: TrainerState,
+        logs: RunLogs,
+        run_dir: PathBuf,
+        stop: &'a AtomicBool,
+        progress: &mut dyn Progress,
+    ) -> Result<Self> {
+        progress.message(&format!(
+            "{}: {} parameters, vocabulary {}, {} threads, run folder {}",
+            config.run.name,
+            model.policy.config.num_parameters(),
+            model.tokenizer.vocab_size(),
+            config.run.threads,
+            run_dir.display()
+        ));
+        Ok(Run {
+            config,
+            heldout: heldout_problems(&mixture, config.eval.problems)?,
+            state,
+            logs,
+            mixture,
+            model,
+            run_dir,
+            evals: Vec::new(),
+            last_checkpoint: None,
+            live: Live::default(),
+            stop,
+            stopped: false,
+            resume_from: None,
+            checkpointed_at: None,
+            nonfinite_in_row: 0,
+            reference: None,
+        })
+    }
+
+    /// Both phases, from wherever the state stands.
+    fn train(mut self, progress: &mut dyn Progress, start: Instant) -> Result<RunSummary> {
+        let sft_optimizer = self.sft_phase(progress)?;
+        if !self.stopped {
+            self.grpo_phase(sft_optimizer, progress)?;
+        }
+        Ok(RunSummary {
+            run_dir: self.run_dir,
+            state: self.state,
+            evals: self.evals,
+            last_checkpoint: self.last_checkpoint,
+            seconds: start.elapsed().as_secs_f64(),
+            stopped: self.stopped,
+        })
+    }
+
     /// The SFT phase; returns its optimizer for GRPO to continue with.
     fn sft_phase(&mut self, progress: &mut dyn Progress) -> Result<Option<AdamW>> {
         let cfg = &self.config.sft;
@@ -153,6 +292,9 @@ impl Run<'_> {
             return Ok(None);
         }
         let mut optimizer = cfg.adamw().init(&self.model.policy.varmap)?;
+        if let (Some(dir), true) = (&self.resume_from, self.state.sft.steps_done > 0) {
+            optimizer.load(&dir.join(OPTIMIZER_FILE))?;
+        }
         let data_seed = seed_for(self.config.run.seed, Purpose::SftData, 0);
         progress.phase_started(Phase::Sft, self.state.sft.steps_done, cfg.steps);
         while self.state.sft.steps_done < cfg.steps {
@@ -174,6 +316,7 @@ impl Run<'_> {
             self.live.loss = metrics.loss;
             let done = self.state.sft.steps_done;
             progress.step_finished(Phase::Sft, done, &self.live);
+            self.count_nonfinite(metrics.skipped, &optimizer, progress)?;
             if cfg.stop_at_pass_at_1 > 0.0 && done % cfg.check_every == 0 && done < cfg.steps {
                 let check = self.evaluate(Phase::Sft, done, false, progress)?;
                 if check.overall.pass_at_1 >= cfg.stop_at_pass_at_1 {
@@ -187,6 +330,9 @@ impl Run<'_> {
             }
             if self.due(self.config.checkpoint.every, done, cfg.steps) {
                 self.checkpoint(&optimizer, progress)?;
+            }
+            if self.stop_now(&optimizer, progress)? {
+                return Ok(None);
             }
         }
         self.state.sft.finished = true;
@@ -210,13 +356,9 @@ impl Run<'_> {
         }
         let mut optimizer = match sft_optimizer {
             Some(optimizer) if !cfg.fresh_optimizer => optimizer,
-            _ => cfg.adamw().init(&self.model.policy.varmap)?,
+            _ => self.grpo_optimizer()?,
         };
-        let reference = if cfg.beta != 0.0 {
-            Some(self.model.policy.frozen()?)
-        } else {
-            None
-        };
+        let reference = self.reference_model()?;
         if self.state.grpo.steps_done == 0 {
             self.baseline_eval(progress)?;
         }
@@ -255,11 +397,15 @@ impl Run<'_> {
             self.live.accuracy = Some(out.metrics.accuracy);
             let done = self.state.grpo.steps_done;
             progress.step_finished(Phase::Grpo, done, &self.live);
+            self.count_nonfinite(out.metrics.skipped, &optimizer, progress)?;
             if self.due(self.config.eval.every, done, cfg.steps) {
                 self.evaluate(Phase::Grpo, done, true, progress)?;
             }
             if self.due(self.config.checkpoint.every, done, cfg.steps) {
                 self.checkpoint(&optimizer, progress)?;
+            }
+            if self.stop_now(&optimizer, progress)? {
+                return Ok(());
             }
         }
         self.state.grpo.finished = true;
@@ -267,6 +413,99 @@ impl Run<'_> {
         let done = self.state.grpo.steps_done;
         self.evaluate(Phase::Grpo, done, true, progress)?;
         self.checkpoint(&optimizer, progress)
+    }
+
+    /// A GRPO optimizer that does not simply continue from SFT's in this
+    /// process: fresh, or (resuming) with the moments of the checkpoint.
+    /// Continuing SFT's moments keeps SFT's AdamW settings, as a run that
+    /// was never interrupted does.
+    fn grpo_optimizer(&self) -> Result<AdamW> {
+        let cfg = &self.config.grpo;
+        let continues_sft = !cfg.fresh_optimizer && self.state.sft.steps_done > 0;
+        let settings = match continues_sft {
+            true => self.config.sft.adamw(),
+            false => cfg.adamw(),
+        };
+        let mut optimizer = settings.init(&self.model.policy.varmap)?;
+        if let Some(dir) = &self.resume_from {
+            if self.state.grpo.steps_done > 0 || continues_sft {
+                optimizer.load(&dir.join(OPTIMIZER_FILE))?;
+            }
+        }
+        Ok(optimizer)
+    }
+
+    /// The frozen reference of the KL penalty (`grpo.beta > 0`): the model as
+    /// GRPO found it, kept in memory and in every GRPO checkpoint.
+    fn reference_model(&mut self) -> Result<Option<policy::Transformer>> {
+        if self.config.grpo.beta == 0.0 {
+            return Ok(None);
+        }
+        let policy = &self.model.policy;
+        let weights = match &self.resume_from {
+            Some(dir) if self.state.grpo.steps_done > 0 => {
+                let path = dir.join(REFERENCE_FILE);
+                candle_core::safetensors::load(&path, policy.device())
+                    .map_err(|e| Error::bad_file(&path, e.to_string()))?
+            }
+            _ => policy
+                .named_vars()
+                .into_iter()
+                .map(|(name, var)| Ok((name, var.as_tensor().detach().copy()?)))
+                .collect::<Result<HashMap<_, _>>>()?,
+        };
+        let vb =
+            candle_nn::VarBuilder::from_tensors(weights.clone(), policy.dtype(), policy.device());
+        let model = policy::Transformer::new(&policy.config, vb)?;
+        self.reference = Some(weights);
+        Ok(Some(model))
+    }
+
+    /// Counts steps whose loss or gradient was not finite (they made no
+    /// update); `run.max_nonfinite_steps` in a row end the run with a
+    /// checkpoint of the last good weights.
+    fn count_nonfinite(
+        &mut self,
+        skipped: bool,
+        optimizer: &AdamW,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        if !skipped {
+            self.nonfinite_in_row = 0;
+            return Ok(());
+        }
+        self.nonfinite_in_row += 1;
+        progress.message(&format!(
+            "warning: step {} skipped: its loss or gradient is NaN or infinite",
+            self.state.global_step
+        ));
+        let limit = self.config.run.max_nonfinite_steps;
+        if limit == 0 || self.nonfinite_in_row < limit {
+            return Ok(());
+        }
+        self.checkpoint(optimizer, progress)?;
+        let dir = self.last_checkpoint.clone().unwrap_or_default();
+        Err(Error::Diverged {
+            message: format!(
+                "training diverged: {} steps in a row had a NaN or infinite loss or gradient (up to global step {}); checkpoint {} holds the last good weights: lower the learning rate or max_grad_norm and start a new run",
+                self.nonfinite_in_row,
+                self.state.global_step,
+                dir.display()
+            ),
+        })
+    }
+
+    /// After a step: when the stop flag is set, writes a checkpoint (unless
+    /// this step already has one) and marks the run stopped.
+    fn stop_now(&mut self, optimizer: &AdamW, progress: &mut dyn Progress) -> Result<bool> {
+        if !self.stop.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        if self.checkpointed_at != Some(self.state.global_step) {
+            self.checkpoint(optimizer, progress)?;
+        }
+        self.stopped = true;
+        Ok(true)
     }
 
     /// GRPO step 0: the model as SFT left it. SFT's closing evaluation
@@ -343,10 +582,21 @@ impl Run<'_> {
         Ok(record)
     }
 
+    /// Writes checkpoint `step-{global_step}` with the logs' lengths, then
+    /// deletes all but the newest `checkpoint.keep_last`.
     fn checkpoint(&mut self, optimizer: &AdamW, progress: &mut dyn Progress) -> Result<()> {
-        let dir = write_checkpoint(&self.run_dir, &self.state, &self.model, optimizer)?;
+        self.state.logs = self.logs.positions();
+        let dir = write_checkpoint_with(
+            &self.run_dir,
+            &self.state,
+            &self.model,
+            optimizer,
+            self.reference.as_ref(),
+        )?;
         progress.message(&format!("checkpoint {}", dir.display()));
+        prune_checkpoints(&self.run_dir, self.config.checkpoint.keep_last)?;
         self.last_checkpoint = Some(dir);
+        self.checkpointed_at = Some(self.state.global_step);
         Ok(())
     }
 }

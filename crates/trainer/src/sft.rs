@@ -42,6 +42,10 @@ pub struct SftMetrics {
     pub tokens_per_s: f64,
     /// Seconds the step took.
     pub step_s: f64,
+    /// The loss or gradient was NaN or infinite, so the step made no
+    /// update (written only when true).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 /// Where an SFT step's data comes from.
@@ -79,7 +83,11 @@ pub(crate) fn sft_step(
     }
     let grad_norm = grads.clip_norm(cfg.max_grad_norm)?;
     let lr = cfg.schedule().lr(step);
-    optimizer.step(&grads, lr)?;
+    // A NaN or infinite loss or gradient would poison weights and moments.
+    let skipped = !(loss_sum.is_finite() && grad_norm.is_finite());
+    if !skipped {
+        optimizer.step(&grads, lr)?;
+    }
 
     let seconds = start.elapsed().as_secs_f64();
     Ok(SftMetrics {
@@ -92,6 +100,7 @@ pub(crate) fn sft_step(
         num_tokens: target_tokens,
         tokens_per_s: all_tokens as f64 / seconds.max(1e-9),
         step_s: seconds,
+        skipped,
     })
 }
 

@@ -8,6 +8,7 @@
 
 mod docs;
 mod load;
+mod resume;
 pub(crate) mod schema;
 mod validate;
 
@@ -20,6 +21,7 @@ use crate::schedule::{Decay, LrSchedule};
 use schema::section;
 
 pub use docs::reference;
+pub use resume::RESUMABLE_KEYS;
 pub use schema::{KeyDoc, SectionDoc};
 
 /// Where the model's weights come from.
@@ -71,6 +73,11 @@ section! {
         /// `cpu`, `cuda` or `cuda:N` (CUDA needs verity built with
         /// `--features cuda`).
         device: String = "cpu",
+        /// A step whose loss or gradient is NaN or infinite makes no update
+        /// and is logged with `"skipped": true`; this many such steps in a
+        /// row stop the run with a checkpoint of the last good weights. 0
+        /// never stops.
+        max_nonfinite_steps: u64 = 3,
     }
 }
 
@@ -285,6 +292,9 @@ section! {
         /// Steps of a phase between checkpoints; 0 writes them only at the end
         /// of each phase.
         every: u64 = 0,
+        /// Checkpoints kept: older ones are deleted once a newer one is
+        /// complete. 0 keeps every checkpoint.
+        keep_last: usize = 3,
     }
 }
 
