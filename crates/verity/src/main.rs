@@ -9,6 +9,8 @@
 //! * 2: bad usage or bad input: clap's own usage errors, and any error whose
 //!   chain holds a [`BadInput`] or a `tasks::Error` that is the caller's
 //!   input (unknown task, level out of range, malformed JSONL line).
+//! * 130: `verity train` stopped by Ctrl-C or SIGTERM after writing a
+//!   checkpoint (`verity train --resume OUT_DIR/NAME` continues it).
 //!
 //! Errors print as `error: <message>`, then one `caused by: <cause>` line per
 //! underlying cause, on stderr, without a backtrace.

@@ -1,6 +1,13 @@
-//! `verity train`: run a training config, with a progress bar per phase.
+//! `verity train`: run a training config, with a progress bar per phase,
+//! or resume a stopped run with `--resume OUT_DIR/NAME`.
+//!
+//! Ctrl-C (SIGINT) or SIGTERM asks the run to stop: the step under way
+//! finishes, a checkpoint is written, the command to resume is printed, and
+//! verity exits with code 130. A second signal exits at once (a checkpoint
+//! being written then is left incomplete, and resume skips it).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -13,8 +20,13 @@ use crate::bad_input;
 #[derive(Args)]
 pub struct TrainArgs {
     /// The run config (TOML). Every key is listed by --help-config.
-    #[arg(long, required_unless_present = "help_config")]
+    #[arg(long, required_unless_present_any = ["help_config", "resume"])]
     config: Option<PathBuf>,
+    /// Continue the run in this folder (OUT_DIR/NAME) from its newest
+    /// complete checkpoint, with its saved config. `--config` and `--set`
+    /// may change only the keys listed by --help-config as resumable.
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
     /// Override one config key, e.g. `--set grpo.lr=3e-4` (repeatable; the
     /// value is read as TOML, anything else as a string).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
@@ -27,15 +39,37 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs) -> Result<()> {
     if args.help_config {
         print!("{}", trainer::config_reference());
+        println!(
+            "\n# Keys that may change when a run is resumed (--resume): {}",
+            trainer::RESUMABLE_KEYS.join(", ")
+        );
         return Ok(());
     }
-    let Some(path) = args.config else {
-        return Err(bad_input(anyhow::anyhow!("--config FILE is required")));
+    let config = match (&args.resume, &args.config) {
+        (Some(run_dir), config) => {
+            Config::for_resume(run_dir, config.as_deref(), &args.overrides).map_err(into_anyhow)?
+        }
+        (None, Some(path)) => Config::load(path, &args.overrides).map_err(into_anyhow)?,
+        (None, None) => return Err(bad_input(anyhow::anyhow!("--config FILE is required"))),
     };
-    let config = Config::load(&path, &args.overrides).map_err(into_anyhow)?;
+    install_stop_handlers();
     let mut progress = Bars::default();
-    let summary = trainer::train(&config, &mut progress).map_err(into_anyhow)?;
+    let summary = match args.resume {
+        Some(_) => trainer::resume(&config, &mut progress, &STOP),
+        None => trainer::train_until(&config, &mut progress, &STOP),
+    }
+    .map_err(into_anyhow)?;
     progress.finish();
+    if summary.stopped {
+        let checkpoint = summary.last_checkpoint.as_deref().unwrap_or(Path::new("?"));
+        eprintln!(
+            "stopped at step {}; checkpoint {}\nto continue: verity train --resume {}",
+            summary.state.global_step,
+            checkpoint.display(),
+            summary.run_dir.display()
+        );
+        std::process::exit(130);
+    }
     if let Some((before, after)) = summary.grpo_gain() {
         eprintln!(
             "held-out greedy pass@1: {before:.3} when GRPO started -> {after:.3} after it ({:+.1} points)",
@@ -49,6 +83,29 @@ pub fn run(args: TrainArgs) -> Result<()> {
         summary.run_dir.display()
     );
     Ok(())
+}
+
+/// Set by SIGINT or SIGTERM: the run stops after its current step.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_signal: libc::c_int) {
+    if STOP.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+    let note = b"\nstopping after this step, then writing a checkpoint (again to quit at once)\n";
+    // SAFETY: write is async-signal-safe; the buffer is static.
+    unsafe { libc::write(2, note.as_ptr().cast(), note.len()) };
+}
+
+/// Routes SIGINT and SIGTERM to [`STOP`]. The handler only stores to an
+/// atomic and writes a fixed message, both allowed in a signal handler.
+fn install_stop_handlers() {
+    let handler: extern "C" fn(libc::c_int) = on_stop_signal;
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler is async-signal-safe (see above).
+        unsafe { libc::signal(signal, handler as libc::sighandler_t) };
+    }
 }
 
 /// Usage errors (a bad config) exit with code 2, the rest with 1.
