@@ -24,7 +24,9 @@ pub struct TrainArgs {
     config: Option<PathBuf>,
     /// Continue the run in this folder (OUT_DIR/NAME) from its newest
     /// complete checkpoint, with its saved config. `--config` and `--set`
-    /// may change only the keys listed by --help-config as resumable.
+    /// may change only the phases' steps and micro-batches, evaluation,
+    /// checkpoint and log settings, threads and device (configs/README.md
+    /// lists them); another changed key is an error naming it.
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
     /// Override one config key, e.g. `--set grpo.lr=3e-4` (repeatable; the
@@ -39,10 +41,6 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs) -> Result<()> {
     if args.help_config {
         print!("{}", trainer::config_reference());
-        println!(
-            "\n# Keys that may change when a run is resumed (--resume): {}",
-            trainer::RESUMABLE_KEYS.join(", ")
-        );
         return Ok(());
     }
     let config = match (&args.resume, &args.config) {

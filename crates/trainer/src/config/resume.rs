@@ -174,6 +174,19 @@ steps = 4
     }
 
     #[test]
+    fn the_configs_readme_lists_the_resumable_keys() {
+        let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/README.md");
+        let text = std::fs::read_to_string(readme).unwrap();
+        for key in RESUMABLE_KEYS {
+            let shown = format!("`{}`", key.trim_end_matches(".*"));
+            assert!(
+                text.contains(&shown),
+                "configs/README.md does not name {shown}"
+            );
+        }
+    }
+
+    #[test]
     fn a_missing_run_folder_says_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
         let err = Config::for_resume(&dir.path().join("nope"), None, &[]).unwrap_err();
