@@ -122,7 +122,7 @@ pub fn resume(
             dir.display()
         ))
     })?;
-    let Some((checkpoint, state)) = found else {
+    let Some((checkpoint, mut state)) = found else {
         return Err(Error::invalid(
             "--resume",
             format!(
@@ -131,6 +131,7 @@ pub fn resume(
             ),
         ));
     };
+    reopen_extended_phases(&mut state, config);
     let (device, mixture) = device_and_mixture(config)?;
     let model = Model::load(&checkpoint, state.prompting.clone(), &device)?;
     let path = run_dir.join(CONFIG_FILE);
@@ -147,6 +148,19 @@ pub fn resume(
     run.checkpointed_at = Some(run.state.global_step);
     run.resume_from = Some(checkpoint);
     run.train(progress, start)
+}
+
+/// A phase that had ended continues when resumed with more `steps`: GRPO
+/// always, SFT only before GRPO has started and unless it stopped early.
+fn reopen_extended_phases(state: &mut TrainerState, config: &Config) {
+    if state.grpo.finished && config.grpo.steps > state.grpo.steps_done {
+        state.grpo.finished = false;
+    }
+    let sft = &mut state.sft;
+    let grpo_started = state.grpo.steps_done > 0;
+    if sft.finished && !sft.stopped_early && !grpo_started && config.sft.steps > sft.steps_done {
+        sft.finished = false;
+    }
 }
 
 /// The device and task mixture a config names.

@@ -246,6 +246,32 @@ fn sft_only(out: &Path, name: &str, overrides: &[&str]) -> Config {
 }
 
 #[test]
+fn a_finished_run_resumed_with_more_steps_continues() {
+    let out = tempfile::tempdir().unwrap();
+    let config = sft_only(out.path(), "more", &["sft.steps=2"]);
+    let first = train(&config, &mut Silent).unwrap();
+    assert_eq!(first.state.global_step, 2);
+    let flag = AtomicBool::new(false);
+    let more = resume(
+        &resume_config(&first.run_dir, &["sft.steps=3"]),
+        &mut Silent,
+        &flag,
+    )
+    .unwrap();
+    assert_eq!((more.state.global_step, more.state.sft.steps_done), (3, 3));
+    assert!(more.state.sft.finished);
+    let steps: Vec<u64> = log_lines(&first.run_dir.join(METRICS_FILE))
+        .iter()
+        .map(|l| l["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, vec![1, 2, 3]);
+    // Nothing left to do: resuming again changes nothing.
+    let again = resume(&resume_config(&first.run_dir, &[]), &mut Silent, &flag).unwrap();
+    assert_eq!(again.state.global_step, 3);
+    assert_eq!(log_lines(&first.run_dir.join(METRICS_FILE)).len(), 3);
+}
+
+#[test]
 fn steps_with_non_finite_losses_are_skipped_and_stop_the_run() {
     let out = tempfile::tempdir().unwrap();
     // An absurd learning rate overflows the weights after the first update;
