@@ -380,5 +380,43 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["step-12"]);
+
+        // A newer folder without its state file is incomplete: skipped, and
+        // named to the caller.
+        let partial = run.path().join("checkpoints/step-20");
+        std::fs::create_dir(&partial).unwrap();
+        std::fs::copy(
+            dir.join("model.safetensors"),
+            partial.join("model.safetensors"),
+        )
+        .unwrap();
+        let mut skipped = Vec::new();
+        let (found, found_state) =
+            latest_checkpoint(run.path(), &mut |d, _| skipped.push(d.to_path_buf()))
+                .unwrap()
+                .unwrap();
+        assert_eq!((found, skipped), (dir.clone(), vec![partial]));
+        assert_eq!(found_state.global_step, 12);
+
+        // keep_last keeps the newest by step number, not by name.
+        std::fs::remove_dir_all(run.path().join("checkpoints/step-20")).unwrap();
+        for step in [3, 100] {
+            state.global_step = step;
+            write_checkpoint(run.path(), &state, &model, &optimizer).unwrap();
+        }
+        prune_checkpoints(run.path(), 2).unwrap();
+        let steps: Vec<u64> = checkpoint_dirs(run.path())
+            .unwrap()
+            .into_iter()
+            .map(|(step, _)| step)
+            .collect();
+        assert_eq!(steps, vec![12, 100]);
+    }
+
+    #[test]
+    fn fnv1a64_matches_published_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
     }
 }
