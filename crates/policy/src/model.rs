@@ -201,8 +201,12 @@ impl Transformer {
         }
         let token_mask = read_mask(attention_mask, b, t)?;
         check_token_ids(input_ids, self.config.vocab_size)?;
-        let past = cache.as_deref();
-        let plan = AttentionPlan::new(&token_mask, b, t, past);
+        // Checked before planning: the plan reads one cache entry per row.
+        let slot = match cache.as_deref() {
+            Some(c) => Some(c.slot(b, t)?),
+            None => None,
+        };
+        let plan = AttentionPlan::new(&token_mask, b, t, cache.as_deref());
         let mask_dtype = match self.dtype() {
             DType::F16 | DType::BF16 => DType::F32,
             d => d,
@@ -213,10 +217,6 @@ impl Transformer {
                 .angles(&plan.positions, b, t, self.dtype(), self.device())?,
             mask: plan.mask_tensor(b, t, mask_dtype, self.device())?,
             kernels,
-        };
-        let slot = match cache.as_deref() {
-            Some(c) => Some(c.slot(b, t)?),
-            None => None,
         };
 
         let mut x = self

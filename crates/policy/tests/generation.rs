@@ -228,6 +228,19 @@ fn bad_requests_are_errors() {
         ..Default::default()
     };
     assert!(generate(&policy.model, &[vec![1]], 1, &nucleus, &mut rng).is_err());
+    // A cache for another batch size is an error, not a panic.
+    let mut cache =
+        policy::KvCache::new(policy.model.config(), 3, 8, policy.dtype(), &Device::Cpu).unwrap();
+    let two_rows = Tensor::new(&[[1u32], [2]], &Device::Cpu).unwrap();
+    let err = policy
+        .model
+        .forward(&two_rows, None, Some(&mut cache))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not match the cache's 3 rows"),
+        "{err}"
+    );
     let none = SamplingConfig {
         max_new_tokens: 0,
         ..Default::default()
