@@ -233,6 +233,13 @@ fn bench_matmul(reps: usize) {
         });
         let label = format!("matmul [{m}x{k}] x [{n}x{k}]^T");
         report(&label, &times, 2.0 * (m * k * n) as f64 / 1e9, "GFLOP");
+        // The layout generation uses: the weight stored transposed, [k, n].
+        let wt = w.t().and_then(|t| t.contiguous()).expect("transpose");
+        let times = time(reps * 4, || {
+            x.matmul(&wt).expect("matmul");
+        });
+        let label = format!("matmul [{m}x{k}] x [{k}x{n}] (transposed copy)");
+        report(&label, &times, 2.0 * (m * k * n) as f64 / 1e9, "GFLOP");
     }
 }
 
