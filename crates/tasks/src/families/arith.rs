@@ -16,6 +16,7 @@
 //! the borrow paid on the next column (`-1`). When the first operand is
 //! smaller, the solution computes the reverse difference and negates it.
 
+use super::op::Op;
 use crate::answer;
 use crate::problem::Check;
 use crate::rng::Rng;
@@ -23,23 +24,6 @@ use crate::task::{Generated, Task};
 
 /// Highest level: 8-digit operands (products still fit in i64).
 const MAX_LEVEL: u32 = 8;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Add,
-    Sub,
-    Mul,
-}
-
-impl Op {
-    fn symbol(self) -> char {
-        match self {
-            Op::Add => '+',
-            Op::Sub => '-',
-            Op::Mul => '*',
-        }
-    }
-}
 
 /// One of the four arithmetic families; they differ only in their operations.
 pub(crate) struct Arith {

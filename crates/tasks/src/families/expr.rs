@@ -12,6 +12,7 @@
 //! -5</think><answer>-5</answer>
 //! ```
 
+use super::op::Op;
 use crate::answer;
 use crate::problem::Check;
 use crate::rng::Rng;
@@ -72,32 +73,6 @@ impl Task for Expr {
             solution: answer::render(&steps, &answer),
             answer,
             check: Check::Number,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Add,
-    Sub,
-    Mul,
-}
-
-impl Op {
-    const ALL: [Op; 3] = [Op::Add, Op::Sub, Op::Mul];
-
-    fn precedence(self) -> u8 {
-        match self {
-            Op::Add | Op::Sub => 1,
-            Op::Mul => 2,
-        }
-    }
-
-    fn apply(self, a: i64, b: i64) -> i64 {
-        match self {
-            Op::Add => a + b,
-            Op::Sub => a - b,
-            Op::Mul => a * b,
         }
     }
 }

@@ -16,6 +16,7 @@
 //! remaining expression is written out before the next operation. The given
 //! fractions are always in lowest terms; answers must be too.
 
+use super::op::Op;
 use crate::answer;
 use crate::problem::Check;
 use crate::rng::Rng;
@@ -67,23 +68,6 @@ enum Denominators {
     Any,
     /// Any denominators; numerators up to twice the denominator.
     AnyImproper,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Add,
-    Sub,
-    Mul,
-}
-
-impl Op {
-    fn symbol(self) -> char {
-        match self {
-            Op::Add => '+',
-            Op::Sub => '-',
-            Op::Mul => '*',
-        }
-    }
 }
 
 /// A fraction with a positive denominator (reduced unless built raw).

@@ -4,6 +4,7 @@ mod arith;
 mod expr;
 mod fraction;
 mod linear;
+mod op;
 
 pub(crate) mod countdown;
 mod lists;
