@@ -1,6 +1,6 @@
 //! Grouped-query self-attention with rotary positions and an optional KV cache.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::cache::{CacheSlot, KvCache};
@@ -19,25 +19,15 @@ pub(crate) struct LayerCache<'a> {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Attention {
-    qkv: Projections,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
     o_proj: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
-}
-
-/// The query, key and value projections: separate (trainable) or packed
-/// into one product (the generation layout).
-#[derive(Debug, Clone)]
-enum Projections {
-    Separate {
-        q_proj: Linear,
-        k_proj: Linear,
-        v_proj: Linear,
-    },
-    Packed(Linear),
 }
 
 impl Attention {
@@ -53,11 +43,9 @@ impl Attention {
             (None, None)
         };
         Ok(Attention {
-            qkv: Projections::Separate {
-                q_proj: Linear::new(h, heads * d, cfg.qkv_bias, vb.pp("q_proj"))?,
-                k_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("k_proj"))?,
-                v_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("v_proj"))?,
-            },
+            q_proj: Linear::new(h, heads * d, cfg.qkv_bias, vb.pp("q_proj"))?,
+            k_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("k_proj"))?,
+            v_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("v_proj"))?,
             o_proj: Linear::new(heads * d, h, cfg.o_bias, vb.pp("o_proj"))?,
             q_norm,
             k_norm,
@@ -67,21 +55,16 @@ impl Attention {
         })
     }
 
-    /// The generation layout: q/k/v packed into one product, weights transposed.
-    pub(crate) fn for_generation(&self) -> Result<Self> {
-        let qkv = match &self.qkv {
-            Projections::Separate {
-                q_proj,
-                k_proj,
-                v_proj,
-            } => Projections::Packed(Linear::packed_transposed(&[q_proj, k_proj, v_proj])?),
-            packed => packed.clone(),
-        };
-        Ok(Attention {
-            qkv,
-            o_proj: Linear::packed_transposed(&[&self.o_proj])?,
-            ..self.clone()
-        })
+    /// Appends the weights under `name` (`name.q_proj.weight`, ...) to `out`.
+    pub(crate) fn export(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
+        self.q_proj.export(&format!("{name}.q_proj"), out);
+        self.k_proj.export(&format!("{name}.k_proj"), out);
+        self.v_proj.export(&format!("{name}.v_proj"), out);
+        self.o_proj.export(&format!("{name}.o_proj"), out);
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            qn.export(&format!("{name}.q_norm"), out);
+            kn.export(&format!("{name}.k_norm"), out);
+        }
     }
 
     /// `x`: [B, T, hidden]; `mask`: additive, [B, 1, 1, T, S] where S counts
@@ -98,21 +81,9 @@ impl Attention {
         let (heads, kv_heads, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let groups = heads / kv_heads;
 
-        let (q, k, v) = match &self.qkv {
-            Projections::Separate {
-                q_proj,
-                k_proj,
-                v_proj,
-            } => (q_proj.forward(x)?, k_proj.forward(x)?, v_proj.forward(x)?),
-            Projections::Packed(qkv) => {
-                let all = qkv.forward(x)?;
-                (
-                    all.narrow(D::Minus1, 0, heads * d)?,
-                    all.narrow(D::Minus1, heads * d, kv_heads * d)?,
-                    all.narrow(D::Minus1, (heads + kv_heads) * d, kv_heads * d)?,
-                )
-            }
-        };
+        let q = self.q_proj.forward(x)?;
+        let k = self.k_proj.forward(x)?;
+        let v = self.v_proj.forward(x)?;
         let q = q.reshape((b, t, heads, d))?;
         let k = k.reshape((b, t, kv_heads, d))?;
         let v = v.reshape((b, t, kv_heads, d))?;

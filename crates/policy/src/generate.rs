@@ -115,8 +115,6 @@ where
         return Ok(seqs);
     }
 
-    let decoder = model.for_generation()?;
-    let model = &decoder;
     let (mut cache, prompt_logits) = prefill(model, prompts, config.max_new_tokens)?;
     let vocab = model.config().vocab_size;
     // The cache row and logits of every sequence, replicated from its prompt.

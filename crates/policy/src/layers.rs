@@ -10,10 +10,9 @@ use crate::model::Kernels;
 /// `y = x W^T + b` over the last dimension, as one matrix product for any batch shape.
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
-    /// [out, in] as checkpoints store it, or [in, out] when `transposed`.
+    /// [out, in], as checkpoints store it.
     weight: Tensor,
     bias: Option<Tensor>,
-    transposed: bool,
 }
 
 impl Linear {
@@ -24,62 +23,19 @@ impl Linear {
         } else {
             None
         };
-        Ok(Linear {
-            weight,
-            bias,
-            transposed: false,
-        })
+        Ok(Linear { weight, bias })
     }
 
     pub(crate) fn from_weight(weight: Tensor) -> Self {
-        Linear {
-            weight,
-            bias: None,
-            transposed: false,
+        Linear { weight, bias: None }
+    }
+
+    /// Appends `name.weight` (and `name.bias`) to `out`.
+    pub(crate) fn export(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
+        out.push((format!("{name}.weight"), self.weight.clone()));
+        if let Some(b) = &self.bias {
+            out.push((format!("{name}.bias"), b.clone()));
         }
-    }
-
-    /// One layer computing `parts` side by side (their outputs concatenated),
-    /// with the weight copied into [in, out] order: on the CPU, products with
-    /// few rows (decoding) run markedly faster against that layout. Detached:
-    /// no gradient reaches the parts.
-    pub(crate) fn packed_transposed(parts: &[&Linear]) -> Result<Self> {
-        let rows = parts
-            .iter()
-            .map(|p| p.weight_rows())
-            .collect::<Result<Vec<_>>>()?;
-        let weight = Tensor::cat(&rows, 0)?.t()?.contiguous()?;
-        let bias = if parts.iter().any(|p| p.bias.is_some()) {
-            let biases = parts
-                .iter()
-                .map(|p| match &p.bias {
-                    Some(b) => Ok(b.detach()),
-                    None => Ok(Tensor::zeros(
-                        p.out_dim()?,
-                        p.weight.dtype(),
-                        p.weight.device(),
-                    )?),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Some(Tensor::cat(&biases, 0)?)
-        } else {
-            None
-        };
-        Ok(Linear {
-            weight,
-            bias,
-            transposed: true,
-        })
-    }
-
-    /// The weight as [out, in], detached.
-    fn weight_rows(&self) -> Result<Tensor> {
-        let w = self.weight.detach();
-        Ok(if self.transposed { w.t()? } else { w })
-    }
-
-    pub(crate) fn out_dim(&self) -> Result<usize> {
-        Ok(self.weight.dim(if self.transposed { 1 } else { 0 })?)
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -87,18 +43,13 @@ impl Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
         // One [rows, in] x [in, out] product: batched matmuls would run one small gemm per row.
-        let x2 = x.reshape((rows, in_dim))?;
-        let y = if self.transposed {
-            x2.matmul(&self.weight)?
-        } else {
-            x2.matmul(&self.weight.t()?)?
-        };
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
         let mut out_dims = dims.to_vec();
-        out_dims[dims.len() - 1] = self.out_dim()?;
+        out_dims[dims.len() - 1] = self.weight.dim(0)?;
         Ok(y.reshape(out_dims)?)
     }
 }
@@ -116,6 +67,11 @@ impl RmsNorm {
             weight: vb.get(size, "weight")?,
             eps,
         })
+    }
+
+    /// Appends `name.weight` to `out`.
+    pub(crate) fn export(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
+        out.push((format!("{name}.weight"), self.weight.clone()));
     }
 
     pub(crate) fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
@@ -150,56 +106,30 @@ impl RmsNorm {
 /// SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
 #[derive(Debug, Clone)]
 pub(crate) struct Mlp {
-    gate_up: GateUp,
+    gate_proj: Linear,
+    up_proj: Linear,
     down_proj: Linear,
-}
-
-/// The gate and up projections: separate (trainable) or packed into one
-/// product (the generation layout).
-#[derive(Debug, Clone)]
-enum GateUp {
-    Separate { gate_proj: Linear, up_proj: Linear },
-    Packed { gate_up: Linear, width: usize },
 }
 
 impl Mlp {
     pub(crate) fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         let (h, i, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
         Ok(Mlp {
-            gate_up: GateUp::Separate {
-                gate_proj: Linear::new(h, i, bias, vb.pp("gate_proj"))?,
-                up_proj: Linear::new(h, i, bias, vb.pp("up_proj"))?,
-            },
+            gate_proj: Linear::new(h, i, bias, vb.pp("gate_proj"))?,
+            up_proj: Linear::new(h, i, bias, vb.pp("up_proj"))?,
             down_proj: Linear::new(i, h, bias, vb.pp("down_proj"))?,
         })
     }
 
-    /// The generation layout: gate and up packed, weights transposed.
-    pub(crate) fn for_generation(&self) -> Result<Self> {
-        let gate_up = match &self.gate_up {
-            GateUp::Separate { gate_proj, up_proj } => GateUp::Packed {
-                gate_up: Linear::packed_transposed(&[gate_proj, up_proj])?,
-                width: gate_proj.out_dim()?,
-            },
-            packed => packed.clone(),
-        };
-        Ok(Mlp {
-            gate_up,
-            down_proj: Linear::packed_transposed(&[&self.down_proj])?,
-        })
+    /// Appends the weights under `name` (`name.gate_proj.weight`, ...) to `out`.
+    pub(crate) fn export(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
+        self.gate_proj.export(&format!("{name}.gate_proj"), out);
+        self.up_proj.export(&format!("{name}.up_proj"), out);
+        self.down_proj.export(&format!("{name}.down_proj"), out);
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (gate, up) = match &self.gate_up {
-            GateUp::Separate { gate_proj, up_proj } => (gate_proj.forward(x)?, up_proj.forward(x)?),
-            GateUp::Packed { gate_up, width } => {
-                let both = gate_up.forward(x)?;
-                (
-                    both.narrow(D::Minus1, 0, *width)?,
-                    both.narrow(D::Minus1, *width, *width)?,
-                )
-            }
-        };
+        let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
         let hidden = if crate::kernels::fused_cpu(&gate) {
             crate::kernels::swiglu(&gate, &up)?
         } else {

@@ -26,8 +26,7 @@
 //! The crate knows nothing of tasks or rewards.
 //!
 //! On the CPU, training runs softmax, RoPE, RMSNorm and SwiGLU as fused
-//! kernels that pass gradients (candle's fused ones do not), and generation
-//! multiplies against packed, transposed copies of the projections. Two
+//! kernels that pass gradients (candle's fused ones do not). Two
 //! process-wide settings matter to a program using the crate: set
 //! `RAYON_NUM_THREADS` (otherwise candle re-reads `/proc/cpuinfo` on every
 //! matrix product), and keep glibc from returning large freed blocks to the

@@ -34,14 +34,6 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn for_generation(&self) -> Result<Self> {
-        Ok(DecoderLayer {
-            self_attn: self.self_attn.for_generation()?,
-            mlp: self.mlp.for_generation()?,
-            ..self.clone()
-        })
-    }
-
     fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         Ok(DecoderLayer {
@@ -50,6 +42,15 @@ impl DecoderLayer {
             input_layernorm: RmsNorm::new(h, eps, vb.pp("input_layernorm"))?,
             post_attention_layernorm: RmsNorm::new(h, eps, vb.pp("post_attention_layernorm"))?,
         })
+    }
+
+    fn export(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
+        self.input_layernorm
+            .export(&format!("{name}.input_layernorm"), out);
+        self.self_attn.export(&format!("{name}.self_attn"), out);
+        self.post_attention_layernorm
+            .export(&format!("{name}.post_attention_layernorm"), out);
+        self.mlp.export(&format!("{name}.mlp"), out);
     }
 
     fn forward(
@@ -125,23 +126,22 @@ impl Transformer {
         })
     }
 
-    /// A copy laid out for decoding on the CPU: q/k/v and gate/up packed into
-    /// single products and projection weights stored transposed, which small
-    /// row counts multiply markedly faster. It computes the same function but
-    /// is detached from the vars: use it within one generation call, not
-    /// across weight updates. On other devices it is a plain clone.
-    pub(crate) fn for_generation(&self) -> Result<Self> {
-        if !self.device().is_cpu() {
-            return Ok(self.clone());
+    /// Every weight under its Hugging Face name, in [`parameter_shapes`]
+    /// order (a tied model lists no `lm_head.weight`). The tensors share
+    /// storage with the model.
+    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            self.embed_tokens.clone(),
+        )];
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.export(&format!("model.layers.{i}"), &mut out);
         }
-        Ok(Transformer {
-            layers: self
-                .layers
-                .iter()
-                .map(DecoderLayer::for_generation)
-                .collect::<Result<_>>()?,
-            ..self.clone()
-        })
+        self.norm.export("model.norm", &mut out);
+        if !self.config.tie_word_embeddings {
+            self.lm_head.export("lm_head", &mut out);
+        }
+        out
     }
 
     /// The configuration the model was built from.

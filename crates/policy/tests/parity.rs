@@ -41,6 +41,18 @@ fn loads_exactly_the_checkpoint_tensors() {
         ours.sort();
         assert_eq!(ours, expected, "{name}");
         assert_eq!(policy.named_vars().len(), expected.len(), "{name}");
+        let exported: Vec<(String, Vec<usize>)> = policy
+            .model
+            .named_weights()
+            .into_iter()
+            .map(|(n, t)| (n, t.dims().to_vec()))
+            .collect();
+        assert_eq!(exported, parameter_shapes(&policy.config), "{name}");
+        for (n, t) in policy.model.named_weights() {
+            let var = policy.named_vars().into_iter().find(|(v, _)| *v == n);
+            let var = var.expect("every exported weight is a var").1;
+            assert_eq!(to_f64(&t), to_f64(var.as_tensor()), "{name} {n}");
+        }
     }
 }
 
