@@ -30,7 +30,7 @@ macro_rules! vectorised {
 
 mod rms_norm;
 mod rotary;
-mod simd;
+pub(crate) mod simd;
 mod softmax;
 mod swiglu;
 
