@@ -11,7 +11,7 @@ use crate::model::Kernels;
 /// Inverse frequencies of one head; cos/sin are computed per call from positions.
 #[derive(Debug, Clone)]
 pub(crate) struct RotaryEmbedding {
-    inv_freq: Vec<f32>,
+    pub(crate) inv_freq: Vec<f32>,
 }
 
 /// cos and sin for a batch, each [B, T, head_dim / 2].
