@@ -1,5 +1,7 @@
 //! Grouped-query self-attention with rotary positions and an optional KV cache.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
@@ -67,30 +69,61 @@ impl Attention {
         }
     }
 
-    /// `x`: [B, T, hidden]; `mask`: additive, [B, 1, 1, T, S] where S counts
-    /// cached plus new tokens (None: every key is visible).
+    /// `x`: [B*T, hidden], rows batch-major; returns the same shape.
+    /// `mask`: additive, [B, 1, 1, T, S] where S counts cached plus new
+    /// tokens (None: every key is visible). `key_valid` [B*T]: without a
+    /// cache, which tokens are real; on the CPU the fused attention then
+    /// replaces the mask.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward(
         &self,
         x: &Tensor,
+        (b, t): (usize, usize),
         angles: &RopeAngles,
         mask: Option<&Tensor>,
+        key_valid: Option<&Arc<Vec<bool>>>,
         cache: Option<LayerCache>,
         kernels: Kernels,
     ) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
         let (heads, kv_heads, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let groups = heads / kv_heads;
 
         let q = self.q_proj.forward(x)?;
         let k = self.k_proj.forward(x)?;
         let v = self.v_proj.forward(x)?;
+        let (q, k) = match (&self.q_norm, &self.k_norm) {
+            (Some(qn), Some(kn)) => (
+                qn.forward(&q.reshape((b * t * heads, d))?, kernels)?
+                    .reshape((b * t, heads * d))?,
+                kn.forward(&k.reshape((b * t * kv_heads, d))?, kernels)?
+                    .reshape((b * t, kv_heads * d))?,
+            ),
+            _ => (q, k),
+        };
+        if let (None, Some(valid), Kernels::Differentiable, true) =
+            (&cache, key_valid, kernels, crate::kernels::fused_cpu(x))
+        {
+            let dims = crate::kernels::AttentionDims {
+                batch: b,
+                seq: t,
+                heads,
+                kv_heads,
+                head_dim: d,
+            };
+            let out = crate::kernels::causal_attention(
+                &q,
+                &k,
+                &v,
+                dims,
+                valid.clone(),
+                angles.cos_host.clone(),
+                angles.sin_host.clone(),
+            )?;
+            return self.o_proj.forward(&out);
+        }
         let q = q.reshape((b, t, heads, d))?;
         let k = k.reshape((b, t, kv_heads, d))?;
         let v = v.reshape((b, t, kv_heads, d))?;
-        let (q, k) = match (&self.q_norm, &self.k_norm) {
-            (Some(qn), Some(kn)) => (qn.forward(&q, kernels)?, kn.forward(&k, kernels)?),
-            _ => (q, k),
-        };
         let q = angles.apply(&q, kernels)?;
         let k = angles.apply(&k, kernels)?;
 
@@ -127,7 +160,7 @@ impl Attention {
         let out = out
             .reshape((b, heads, t, d))?
             .transpose(1, 2)?
-            .reshape((b, t, heads * d))?;
+            .reshape((b * t, heads * d))?;
         self.o_proj.forward(&out)
     }
 }

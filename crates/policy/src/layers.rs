@@ -39,15 +39,20 @@ impl Linear {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // A 2-D input needs no reshape: each reshape is one more node whose
+        // gradient the backward pass allocates and adds.
+        if x.rank() == 2 {
+            let y = x.matmul(&self.weight.t()?)?;
+            return Ok(match &self.bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            });
+        }
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
         // One [rows, in] x [in, out] product: batched matmuls would run one small gemm per row.
-        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
+        let y = self.forward(&x.reshape((rows, in_dim))?)?;
         let mut out_dims = dims.to_vec();
         out_dims[dims.len() - 1] = self.weight.dim(0)?;
         Ok(y.reshape(out_dims)?)

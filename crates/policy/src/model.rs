@@ -4,6 +4,8 @@
 //! `config.rs`, the private layers in `rope.rs`, `layers.rs` and
 //! `attention.rs`; this file holds the decoder layer and the public model.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
@@ -60,20 +62,30 @@ impl DecoderLayer {
         cache: Option<LayerCache>,
     ) -> Result<Tensor> {
         let attn_in = self.input_layernorm.forward(x, ctx.kernels)?;
-        let attn_out =
-            self.self_attn
-                .forward(&attn_in, &ctx.angles, ctx.mask.as_ref(), cache, ctx.kernels)?;
+        let attn_out = self.self_attn.forward(
+            &attn_in,
+            ctx.batch_seq,
+            &ctx.angles,
+            ctx.mask.as_ref(),
+            ctx.key_valid.as_ref(),
+            cache,
+            ctx.kernels,
+        )?;
         let x = (x + attn_out)?;
         let mlp_in = self.post_attention_layernorm.forward(&x, ctx.kernels)?;
         Ok((&x + self.mlp.forward(&mlp_in)?)?)
     }
 }
 
-/// What every layer of one forward pass shares: rotary angles per (row,
-/// token), the additive attention mask and the kernel choice.
+/// What every layer of one forward pass shares: the batch shape (the layers
+/// see [B*T, hidden]), rotary angles per (row, token), the attention mask
+/// (additive, or without a cache as the real tokens per row) and the kernel
+/// choice.
 struct ForwardContext {
+    batch_seq: (usize, usize),
     angles: crate::rope::RopeAngles,
     mask: Option<Tensor>,
+    key_valid: Option<Arc<Vec<bool>>>,
     kernels: Kernels,
 }
 
@@ -211,18 +223,29 @@ impl Transformer {
             DType::F16 | DType::BF16 => DType::F32,
             d => d,
         };
+        // Without a cache the fused CPU attention masks from the token mask
+        // itself; the additive mask is built only for the other paths.
+        let fused_attention = cache.is_none()
+            && kernels == Kernels::Differentiable
+            && self.device().is_cpu()
+            && matches!(self.dtype(), DType::F32 | DType::F64);
         let ctx = ForwardContext {
+            batch_seq: (b, t),
             angles: self
                 .rotary
                 .angles(&plan.positions, b, t, self.dtype(), self.device())?,
-            mask: plan.mask_tensor(b, t, mask_dtype, self.device())?,
+            mask: if fused_attention {
+                None
+            } else {
+                plan.mask_tensor(b, t, mask_dtype, self.device())?
+            },
+            key_valid: fused_attention.then(|| Arc::new(token_mask.clone())),
             kernels,
         };
 
         let mut x = self
             .embed_tokens
-            .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((b, t, self.config.hidden_size))?;
+            .index_select(&input_ids.flatten_all()?, 0)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = match (cache.as_deref(), slot) {
                 (Some(c), Some(slot)) => Some(LayerCache {
@@ -237,7 +260,10 @@ impl Transformer {
         if let (Some(c), Some(slot)) = (cache, slot) {
             c.commit(slot, &token_mask, plan.seen);
         }
-        self.norm.forward(&x, kernels)
+        Ok(self
+            .norm
+            .forward(&x, kernels)?
+            .reshape((b, t, self.config.hidden_size))?)
     }
 
     /// Applies the LM head to hidden states [..., hidden] -> logits [..., vocab].

@@ -2,6 +2,8 @@
 //! `x * cos + rotate_half(x) * sin`, with one position per (row, token) so a
 //! left-padded batch gives every row its own positions.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Tensor, D};
 
 use crate::config::{ModelConfig, RopeScaling};
@@ -14,10 +16,13 @@ pub(crate) struct RotaryEmbedding {
     pub(crate) inv_freq: Vec<f32>,
 }
 
-/// cos and sin for a batch, each [B, T, head_dim / 2].
+/// cos and sin for a batch, each [B, T, head_dim / 2], also kept as host
+/// f32 for the fused attention.
 pub(crate) struct RopeAngles {
     cos: Tensor,
     sin: Tensor,
+    pub(crate) cos_host: Arc<Vec<f32>>,
+    pub(crate) sin_host: Arc<Vec<f32>>,
 }
 
 impl RotaryEmbedding {
@@ -54,8 +59,10 @@ impl RotaryEmbedding {
         }
         let shape = (batch, seq_len, half);
         Ok(RopeAngles {
-            cos: Tensor::from_vec(cos, shape, device)?.to_dtype(dtype)?,
-            sin: Tensor::from_vec(sin, shape, device)?.to_dtype(dtype)?,
+            cos: Tensor::from_slice(&cos, shape, device)?.to_dtype(dtype)?,
+            sin: Tensor::from_slice(&sin, shape, device)?.to_dtype(dtype)?,
+            cos_host: Arc::new(cos),
+            sin_host: Arc::new(sin),
         })
     }
 }

@@ -28,12 +28,14 @@ macro_rules! vectorised {
     };
 }
 
+mod attention;
 mod rms_norm;
 mod rotary;
 pub(crate) mod simd;
 mod softmax;
 mod swiglu;
 
+pub(crate) use attention::{causal_attention, AttentionDims};
 pub(crate) use rms_norm::rms_norm;
 pub(crate) use rotary::rope;
 pub(crate) use softmax::softmax_last_dim;
