@@ -134,6 +134,15 @@ impl Mlp {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let no_bias = [&self.gate_proj, &self.up_proj, &self.down_proj]
+            .iter()
+            .all(|l| l.bias.is_none());
+        if no_bias && x.rank() == 2 && crate::kernels::fused_cpu(x) {
+            // One operation for the block; the weights concatenate (a cheap
+            // node) so the gate and up projections are one product.
+            let gate_up = Tensor::cat(&[&self.gate_proj.weight, &self.up_proj.weight], 0)?;
+            return crate::kernels::swiglu_mlp(x, &gate_up, &self.down_proj.weight);
+        }
         let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
         let hidden = if crate::kernels::fused_cpu(&gate) {
             crate::kernels::swiglu(&gate, &up)?

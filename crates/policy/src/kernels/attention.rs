@@ -8,10 +8,11 @@
 //! Queries, keys and values stay in the projections' layout, [B*T, heads*D],
 //! and the products run per (row, head) on strided views of them.
 
-use std::ops::Range;
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+
+use super::parallel::{cpu_slice, par_for, with_cpu, SharedMut};
 
 use super::simd::{dot3, sum, Float};
 use crate::error::Result;
@@ -104,25 +105,6 @@ fn masked_softmax_rows<T: Float>(p: &mut [T], bias: &[T]) {
 }
 
 vectorised!(masked_softmax_f32, masked_softmax_f32_avx2, masked_softmax_rows::<f32>(p: &mut [f32], bias: &[f32]) -> ());
-
-/// A pointer the worker threads write through; each writes disjoint parts.
-#[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
-// SAFETY: only used for writes to disjoint ranges, joined before the owner is read.
-unsafe impl<T> Send for SharedMut<T> {}
-unsafe impl<T> Sync for SharedMut<T> {}
-
-impl<T> SharedMut<T> {
-    /// Through a method, so closures capture the wrapper, not the raw pointer.
-    fn ptr(self) -> *mut T {
-        self.0
-    }
-}
-
-/// Runs `f` over chunks of `0..n` on candle's CPU worker pool.
-fn par_for(n: usize, f: impl Fn(Range<usize>) + Sync) {
-    candle_core::utils::barrier_pool().execute_chunked(n, f);
-}
 
 /// `dst = lhs * rhs` (or `dst += ...` when `accumulate`), strided row-major
 /// views given as (pointer, row stride, column stride).
@@ -422,13 +404,6 @@ impl CausalAttention {
     }
 }
 
-fn cpu_slice<'a, T: AttnFloat>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&T::cpu_storage_as_slice(s)?[a..b]),
-        None => candle_core::bail!("attention: inputs must be contiguous"),
-    }
-}
-
 impl CustomOp3 for CausalAttention {
     fn name(&self) -> &'static str {
         "verity-causal-attention"
@@ -450,7 +425,11 @@ impl CustomOp3 for CausalAttention {
             (k, lk): (&CpuStorage, &Layout),
             (v, lv): (&CpuStorage, &Layout),
         ) -> candle_core::Result<CpuStorage> {
-            let (q, k, v) = (cpu_slice::<T>(q, lq)?, cpu_slice(k, lk)?, cpu_slice(v, lv)?);
+            let (q, k, v) = (
+                cpu_slice::<T>((q, lq))?,
+                cpu_slice((k, lk))?,
+                cpu_slice((v, lv))?,
+            );
             Ok(T::to_cpu_storage_owned(op.forward(q, k, v)))
         }
         let out = match q {
@@ -470,32 +449,21 @@ impl CustomOp3 for CausalAttention {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let tensors = [q, k, v, res, &grad];
-        let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
-        let mut cpu = Vec::with_capacity(5);
-        for (storage, layout) in &guards {
-            match &**storage {
-                Storage::Cpu(s) => cpu.push((s, *layout)),
-                _ => candle_core::bail!("attention: CPU tensors only"),
-            }
-        }
         fn run<T: AttnFloat>(
             op: &CausalAttention,
             cpu: &[(&CpuStorage, &Layout)],
             like: [&Tensor; 3],
         ) -> candle_core::Result<[Tensor; 3]> {
-            let s = |i: usize| cpu_slice::<T>(cpu[i].0, cpu[i].1);
+            let s = |i: usize| cpu_slice::<T>(cpu[i]);
             let (dq, dk, dv) = op.backward(s(0)?, s(1)?, s(2)?, s(3)?, s(4)?);
             let wrap = |g: Vec<T>, like: &Tensor| Tensor::from_vec(g, like.shape(), &Device::Cpu);
             Ok([wrap(dq, like[0])?, wrap(dk, like[1])?, wrap(dv, like[2])?])
         }
-        let grads = match cpu[0].0 {
-            CpuStorage::F32(_) => run::<f32>(self, &cpu, [q, k, v]),
-            CpuStorage::F64(_) => run::<f64>(self, &cpu, [q, k, v]),
+        let grads = with_cpu(&[q, k, v, res, &grad], |cpu| match cpu[0].0 {
+            CpuStorage::F32(_) => run::<f32>(self, cpu, [q, k, v]),
+            CpuStorage::F64(_) => run::<f64>(self, cpu, [q, k, v]),
             _ => candle_core::bail!("attention: only f32 and f64 on the CPU"),
-        };
-        drop(cpu);
-        drop(guards);
+        });
         let [dq, dk, dv] = grads?;
         Ok((Some(dq), Some(dk), Some(dv)))
     }

@@ -29,6 +29,8 @@ macro_rules! vectorised {
 }
 
 mod attention;
+mod mlp;
+mod parallel;
 mod rms_norm;
 mod rotary;
 pub(crate) mod simd;
@@ -36,6 +38,7 @@ mod softmax;
 mod swiglu;
 
 pub(crate) use attention::{causal_attention, AttentionDims};
+pub(crate) use mlp::swiglu_mlp;
 pub(crate) use rms_norm::rms_norm;
 pub(crate) use rotary::rope;
 pub(crate) use softmax::softmax_last_dim;

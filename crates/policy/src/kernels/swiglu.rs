@@ -14,7 +14,7 @@ struct Swiglu;
 
 /// sigmoid(x) from e^-|x| (never overflows).
 #[inline(always)]
-fn sigmoid<T: Float>(x: T) -> T {
+pub(super) fn sigmoid<T: Float>(x: T) -> T {
     let e = x.abs().neg().exp_fast();
     let inv = T::ONE / (T::ONE + e);
     if x >= T::ZERO {
