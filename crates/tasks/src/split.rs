@@ -245,7 +245,7 @@ pub fn audit(task: &str, level: u32, draws: u64) -> Result<SplitAudit> {
 /// prompts (by hash, so the same prompt always lands on the same side) is
 /// held out.
 pub(crate) fn user_split(prompt: &str) -> Split {
-    if hash_str(prompt) % 10 == 0 {
+    if hash_str(prompt).is_multiple_of(10) {
         Split::Heldout
     } else {
         Split::Train

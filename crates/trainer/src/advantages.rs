@@ -186,7 +186,7 @@ fn check_shape(rewards: &[f64], group_size: usize, scale: ScaleRewards) -> Resul
             "no rewards to compute advantages from",
         ));
     }
-    if rewards.len() % group_size != 0 {
+    if !rewards.len().is_multiple_of(group_size) {
         return Err(Error::invalid(
             "grpo.group_size",
             format!(

@@ -331,7 +331,10 @@ impl<'a> Run<'a> {
             let done = self.state.sft.steps_done;
             progress.step_finished(Phase::Sft, done, &self.live);
             self.count_nonfinite(metrics.skipped, &optimizer, progress)?;
-            if cfg.stop_at_pass_at_1 > 0.0 && done % cfg.check_every == 0 && done < cfg.steps {
+            if cfg.stop_at_pass_at_1 > 0.0
+                && done.is_multiple_of(cfg.check_every)
+                && done < cfg.steps
+            {
                 let check = self.evaluate(Phase::Sft, done, false, progress)?;
                 if check.overall.pass_at_1 >= cfg.stop_at_pass_at_1 {
                     self.state.sft.stopped_early = true;
@@ -551,7 +554,7 @@ impl<'a> Run<'a> {
     /// True when a phase at `done` of `total` steps is due for something
     /// that happens every `every` steps (the phase end has its own).
     fn due(&self, every: u64, done: u64, total: u64) -> bool {
-        every > 0 && done % every == 0 && done < total
+        every > 0 && done.is_multiple_of(every) && done < total
     }
 
     fn eval_settings(&self, with_samples: bool) -> EvalSettings {

@@ -72,7 +72,7 @@ fn scratch_model(m: &ModelSection) -> Result<()> {
         at_least(key, value, 1)?;
     }
     let heads = m.num_attention_heads;
-    if m.hidden_size % heads != 0 || (m.hidden_size / heads) % 2 != 0 {
+    if !m.hidden_size.is_multiple_of(heads) || !(m.hidden_size / heads).is_multiple_of(2) {
         return Err(Error::invalid(
             "model.num_attention_heads",
             format!(
@@ -81,7 +81,7 @@ fn scratch_model(m: &ModelSection) -> Result<()> {
             ),
         ));
     }
-    if heads % m.num_key_value_heads != 0 {
+    if !heads.is_multiple_of(m.num_key_value_heads) {
         return Err(Error::invalid(
             "model.num_key_value_heads",
             format!(
@@ -181,7 +181,7 @@ fn grpo(g: &GrpoSection) -> Result<()> {
         ));
     }
     at_least("grpo.batch_size", g.batch_size, 1)?;
-    if g.batch_size % g.group_size != 0 {
+    if !g.batch_size.is_multiple_of(g.group_size) {
         return Err(Error::invalid(
             "grpo.batch_size",
             format!(
