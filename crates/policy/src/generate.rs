@@ -1,15 +1,20 @@
 //! Batched sampling with a KV cache.
 //!
-//! All sequences run as one batch. Each prompt is prefilled once, left-padded
-//! beside the others; its cache row is then copied to the group of samples
-//! that share it. Rows finish independently (stop token, stop sequence,
-//! caller's stop test, or the length limit); finished rows are dropped from
-//! the batch once a quarter of it has finished.
+//! Float32 models on the CPU generate with [`crate::decoder`], which splits
+//! the sequences over threads. Elsewhere all sequences run as one batch of
+//! tensors: each prompt is prefilled once, left-padded beside the others; its
+//! cache row is then copied to the group of samples that share it. Rows
+//! finish independently (stop token, stop sequence, caller's stop test, or
+//! the length limit); finished rows are dropped from the batch once a
+//! quarter of it has finished. Either way each prompt is prefilled once per
+//! thread and every sequence draws from its own random stream, seeded from
+//! the caller's generator.
 
-use candle_core::Tensor;
-use rand::Rng;
+use candle_core::{DType, Tensor};
+use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::cache::KvCache;
+use crate::decoder::CpuDecoder;
 use crate::error::{Error, Result};
 use crate::model::{Kernels, Transformer};
 use crate::sampling::Sampler;
@@ -87,20 +92,45 @@ pub fn generate<R: Rng + ?Sized>(
 
 /// [`generate`] with a stop test: `is_done(completion_so_far)` is asked after
 /// every new token, so a caller can stop on decoded text (a stop string).
+/// It may be called from several threads at once.
 pub fn generate_until<R, F>(
     model: &Transformer,
     prompts: &[Vec<u32>],
     samples_per_prompt: usize,
     config: &SamplingConfig,
     rng: &mut R,
-    mut is_done: F,
+    is_done: F,
 ) -> Result<Vec<Generation>>
 where
     R: Rng + ?Sized,
-    F: FnMut(&[u32]) -> bool,
+    F: Fn(&[u32]) -> bool + Sync,
 {
     let sampler = validate(prompts, samples_per_prompt, config)?;
     let group = samples_per_prompt;
+    let seeds: Vec<u64> = (0..prompts.len() * group).map(|_| rng.random()).collect();
+    if CpuDecoder::handles(model) && !seeds.is_empty() && config.max_new_tokens > 0 {
+        let threads = candle_core::utils::get_num_threads();
+        return crate::decoder::generate(
+            model, prompts, group, config, &sampler, &seeds, threads, &is_done,
+        );
+    }
+    generate_batched(model, prompts, group, config, &sampler, &seeds, &is_done)
+}
+
+/// Generation as one batch of tensors (any device and dtype).
+fn generate_batched<F>(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    group: usize,
+    config: &SamplingConfig,
+    sampler: &Sampler,
+    seeds: &[u64],
+    is_done: &F,
+) -> Result<Vec<Generation>>
+where
+    F: Fn(&[u32]) -> bool,
+{
+    let mut rngs: Vec<StdRng> = seeds.iter().map(|&s| StdRng::seed_from_u64(s)).collect();
     let mut seqs: Vec<Generation> = (0..prompts.len() * group)
         .map(|i| Generation {
             prompt_index: i / group,
@@ -137,7 +167,7 @@ where
             if done[i] {
                 continue;
             }
-            let choice = sampler.choose(&logits[row * vocab..(row + 1) * vocab], rng);
+            let choice = sampler.choose(&logits[row * vocab..(row + 1) * vocab], &mut rngs[i]);
             let seq = &mut seqs[i];
             seq.tokens.push(choice.token);
             seq.logprobs.push(choice.logprob);
@@ -164,7 +194,11 @@ where
             .collect();
         let input = Tensor::from_vec(last, (rows.len(), 1), model.device())?;
         let hidden = model.hidden_states(&input, None, Some(&mut cache), Kernels::Fused)?;
-        logits = model.lm_head(&hidden)?.flatten_all()?.to_vec1::<f32>()?;
+        logits = model
+            .lm_head(&hidden)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
     }
     Ok(seqs)
 }
@@ -197,11 +231,15 @@ fn prefill(
     )?;
     let hidden = model.hidden_states(&ids, Some(&mask), Some(&mut cache), Kernels::Fused)?;
     let last = hidden.narrow(1, width - 1, 1)?;
-    let logits = model.lm_head(&last)?.flatten_all()?.to_vec1::<f32>()?;
+    let logits = model
+        .lm_head(&last)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
     Ok((cache, logits))
 }
 
-fn stops(tokens: &[u32], config: &SamplingConfig) -> bool {
+pub(crate) fn stops(tokens: &[u32], config: &SamplingConfig) -> bool {
     let Some(last) = tokens.last() else {
         return false;
     };
@@ -240,4 +278,143 @@ fn validate(
         top_k: config.top_k,
         top_p: config.top_p,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::{Architecture, ModelConfig, Policy};
+
+    fn models() -> Vec<(String, Policy)> {
+        let fixtures =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+        let mut out: Vec<(String, Policy)> = ["tiny-qwen2", "tiny-llama"]
+            .iter()
+            .map(|name| {
+                let policy =
+                    Policy::load(fixtures.join(name), &Device::Cpu).expect("fixture loads");
+                (name.to_string(), policy)
+            })
+            .collect();
+        let mut qwen3 = ModelConfig::new(Architecture::Qwen3, 99, 64, 96, 2, 4, 2);
+        qwen3.tie_word_embeddings = true;
+        out.push((
+            "random qwen3".into(),
+            Policy::random(&qwen3, 5, &Device::Cpu).unwrap(),
+        ));
+        out
+    }
+
+    fn prompts() -> Vec<Vec<u32>> {
+        vec![vec![5, 6, 7, 8, 9, 10], vec![11, 12], vec![20, 30, 40, 50]]
+    }
+
+    fn config(temperature: f64) -> SamplingConfig {
+        SamplingConfig {
+            max_new_tokens: 12,
+            temperature,
+            top_k: 40,
+            stop_token_ids: vec![3],
+            ..SamplingConfig::default()
+        }
+    }
+
+    /// The CPU decoder and the tensor path sample the same tokens from the
+    /// same seeds, with the same log-probabilities.
+    #[test]
+    fn the_decoder_and_the_tensor_path_agree() {
+        for (name, policy) in models() {
+            for temperature in [0.0, 1.0] {
+                let config = config(temperature);
+                let sampler = validate(&prompts(), 3, &config).unwrap();
+                let seeds: Vec<u64> = (0..9).map(|i| 1000 + i).collect();
+                let fast = crate::decoder::generate(
+                    &policy.model,
+                    &prompts(),
+                    3,
+                    &config,
+                    &sampler,
+                    &seeds,
+                    2,
+                    &|_| false,
+                )
+                .unwrap();
+                let batched = generate_batched(
+                    &policy.model,
+                    &prompts(),
+                    3,
+                    &config,
+                    &sampler,
+                    &seeds,
+                    &|_| false,
+                )
+                .unwrap();
+                assert_eq!(fast.len(), batched.len());
+                for (a, b) in fast.iter().zip(&batched) {
+                    assert_eq!(a.tokens, b.tokens, "{name} T={temperature}");
+                    assert_eq!(a.finish, b.finish, "{name}");
+                    assert_eq!(
+                        (a.prompt_index, a.sample_index),
+                        (b.prompt_index, b.sample_index)
+                    );
+                    for (x, y) in a
+                        .logprobs
+                        .iter()
+                        .zip(&b.logprobs)
+                        .chain(a.raw_logprobs.iter().zip(&b.raw_logprobs))
+                    {
+                        assert!((x - y).abs() < 1e-4, "{name}: {x} vs {y}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// However the sequences are split over threads, each gets the same samples.
+    #[test]
+    fn samples_do_not_depend_on_the_thread_count() {
+        let (_, policy) = models().remove(0);
+        let config = config(1.0);
+        let sampler = validate(&prompts(), 4, &config).unwrap();
+        let seeds: Vec<u64> = (0..12).collect();
+        let run = |threads| {
+            crate::decoder::generate(
+                &policy.model,
+                &prompts(),
+                4,
+                &config,
+                &sampler,
+                &seeds,
+                threads,
+                &|_| false,
+            )
+            .unwrap()
+        };
+        let one = run(1);
+        for threads in [2, 3, 5, 16] {
+            assert_eq!(run(threads), one, "{threads} threads");
+        }
+        // Not all alike: the seeds do differ per sequence.
+        assert!(one.iter().any(|g| g.tokens != one[0].tokens));
+    }
+
+    /// Half-precision models stay on the tensor path, which keeps their rounding.
+    #[test]
+    fn only_float32_cpu_models_use_the_decoder() {
+        let (_, policy) = models().remove(0);
+        assert!(CpuDecoder::handles(&policy.model));
+        let half = policy.to_dtype(DType::BF16).unwrap();
+        assert!(!CpuDecoder::handles(&half.model));
+        let out = generate(
+            &half.model,
+            &prompts(),
+            2,
+            &config(1.0),
+            &mut StdRng::seed_from_u64(1),
+        )
+        .unwrap();
+        assert_eq!(out.len(), 6);
+    }
 }

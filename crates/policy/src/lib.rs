@@ -63,6 +63,7 @@ mod attention;
 mod cache;
 mod chat_template;
 mod config;
+mod decoder;
 mod device;
 mod error;
 mod generate;
