@@ -71,7 +71,8 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     // Round to nearest by the 1.5 * 2^23 trick: plain arithmetic, no libm call.
     const ROUND: f32 = 12_582_912.0;
     let xc = x.clamp(-87.0, 88.0);
-    let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let rounded = xc * std::f32::consts::LOG2_E + ROUND;
+    let n = rounded - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -79,7 +80,10 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     let p = p * r + 4.166_579_6e-2;
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 5e-1;
-    let e = (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n from the bits of `rounded` (its low mantissa bits hold n): an
+    // `as i32` cast would be converted one lane at a time.
+    let two_n = f32::from_bits(rounded.to_bits().wrapping_add(127) << 23);
+    let e = (p * r * r + r + 1.0) * two_n;
     if x < -87.0 {
         0.0
     } else {
