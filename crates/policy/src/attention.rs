@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use crate::cache::{CacheSlot, KvCache};
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::layers::{Linear, RmsNorm};
+use crate::layers::{linear_concat, Linear, RmsNorm};
 use crate::model::Kernels;
 use crate::rope::RopeAngles;
 
@@ -88,6 +88,27 @@ impl Attention {
         let (heads, kv_heads, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let groups = heads / kv_heads;
 
+        let fused = cache.is_none() && kernels == Kernels::Differentiable;
+        let fused = match key_valid {
+            Some(valid) if fused && crate::kernels::fused_cpu(x) => Some(valid),
+            _ => None,
+        };
+        let attend = |qkv: &Tensor, valid: &Arc<Vec<bool>>| -> Result<Tensor> {
+            let dims = crate::kernels::AttentionDims {
+                batch: b,
+                seq: t,
+                heads,
+                kv_heads,
+                head_dim: d,
+            };
+            let (cos, sin) = (angles.cos_host.clone(), angles.sin_host.clone());
+            let out = crate::kernels::causal_attention(qkv, dims, valid.clone(), cos, sin)?;
+            self.o_proj.forward(&out)
+        };
+        if let (Some(valid), None) = (fused, &self.q_norm) {
+            let qkv = linear_concat(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?;
+            return attend(&qkv, valid);
+        }
         let q = self.q_proj.forward(x)?;
         let k = self.k_proj.forward(x)?;
         let v = self.v_proj.forward(x)?;
@@ -100,26 +121,8 @@ impl Attention {
             ),
             _ => (q, k),
         };
-        if let (None, Some(valid), Kernels::Differentiable, true) =
-            (&cache, key_valid, kernels, crate::kernels::fused_cpu(x))
-        {
-            let dims = crate::kernels::AttentionDims {
-                batch: b,
-                seq: t,
-                heads,
-                kv_heads,
-                head_dim: d,
-            };
-            let out = crate::kernels::causal_attention(
-                &q,
-                &k,
-                &v,
-                dims,
-                valid.clone(),
-                angles.cos_host.clone(),
-                angles.sin_host.clone(),
-            )?;
-            return self.o_proj.forward(&out);
+        if let Some(valid) = fused {
+            return attend(&Tensor::cat(&[&q, &k, &v], 1)?, valid);
         }
         let q = q.reshape((b, t, heads, d))?;
         let k = k.reshape((b, t, kv_heads, d))?;

@@ -59,6 +59,28 @@ impl Linear {
     }
 }
 
+/// The outputs of several linear layers over the same input, side by side
+/// ([rows, sum of outputs] for `x` [rows, in]), as one product: their weights
+/// concatenate, a cheap node, and `x` gets one gradient instead of several.
+pub(crate) fn linear_concat(layers: &[&Linear], x: &Tensor) -> Result<Tensor> {
+    let weights: Vec<&Tensor> = layers.iter().map(|l| &l.weight).collect();
+    let biases: Option<Vec<&Tensor>> = layers.iter().map(|l| l.bias.as_ref()).collect();
+    let bias = match biases {
+        Some(b) => Some(Tensor::cat(&b, 0)?),
+        None if layers.iter().all(|l| l.bias.is_none()) => None,
+        None => {
+            // Mixed biases: no concatenation to make.
+            let outs: Vec<Tensor> = layers.iter().map(|l| l.forward(x)).collect::<Result<_>>()?;
+            return Ok(Tensor::cat(&outs, D::Minus1)?);
+        }
+    };
+    Linear {
+        weight: Tensor::cat(&weights, 0)?,
+        bias,
+    }
+    .forward(x)
+}
+
 /// Root-mean-square normalisation: `x / sqrt(mean(x^2) + eps) * weight`.
 #[derive(Debug, Clone)]
 pub(crate) struct RmsNorm {

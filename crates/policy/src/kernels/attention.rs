@@ -5,12 +5,12 @@
 //! and adds a full-size gradient buffer for every input of every node; the
 //! [B, heads, T, T] scores alone were several of those.
 //!
-//! Queries, keys and values stay in the projections' layout, [B*T, heads*D],
-//! and the products run per (row, head) on strided views of them.
+//! Queries, keys and values stay in the projection's layout, [B*T, (heads +
+//! 2 kv_heads) * D], and the products run per (row, head) on strided views.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
 use super::parallel::{cpu_slice, par_for, with_cpu, SharedMut};
 
@@ -27,14 +27,13 @@ pub(crate) struct AttentionDims {
     pub(crate) head_dim: usize,
 }
 
-/// Causal attention of `q` [B*T, heads*D] over `k`, `v` [B*T, kv_heads*D]
-/// (rows batch-major). Query t of row b sees key j when j == t, or j < t and
-/// key j is a real token (`key_valid` [B*T]); RoPE uses `cos`, `sin`
-/// [B*T, D/2]. Returns [B*T, heads*D] in the same layout as `q`.
+/// Causal attention over `qkv` [B*T, (heads + 2 kv_heads) * D]: the
+/// queries, keys and values side by side, as one projection produces them
+/// (rows batch-major). Query t of row b sees key j when j == t, or j < t
+/// and key j is a real token (`key_valid` [B*T]); RoPE uses `cos`, `sin`
+/// [B*T, D/2]. Returns [B*T, heads*D].
 pub(crate) fn causal_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+    qkv: &Tensor,
     dims: AttentionDims,
     key_valid: Arc<Vec<bool>>,
     cos: Arc<Vec<f32>>,
@@ -45,9 +44,9 @@ pub(crate) fn causal_attention(
         key_valid,
         cos,
         sin,
+        probs: Mutex::new(None),
     };
-    Ok(q.contiguous()?
-        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
+    Ok(qkv.contiguous()?.apply_op1(op)?)
 }
 
 struct CausalAttention {
@@ -55,7 +54,12 @@ struct CausalAttention {
     key_valid: Arc<Vec<bool>>,
     cos: Arc<Vec<f32>>,
     sin: Arc<Vec<f32>>,
+    /// The forward's probabilities [B, heads, T, T], for the backward.
+    probs: Mutex<Option<CpuStorage>>,
 }
+
+/// A row-major view: data, row stride, first column.
+type View<'a, T> = (&'a [T], usize, usize);
 
 /// The float types the kernel runs on.
 trait AttnFloat: Float + candle_core::WithDType {
@@ -63,6 +67,8 @@ trait AttnFloat: Float + candle_core::WithDType {
     /// Causal softmax of each row i of `p` [T, T] over keys j <= i, key j < i
     /// shifted by `bias[j]`; entries past the diagonal become 0.
     fn masked_softmax(p: &mut [Self], bias: &[Self]);
+    /// Rotate-half RoPE of each head of `x` into `o`; `cs` holds cos then sin.
+    fn rotate_heads(x: &[Self], o: &mut [Self], cs: &[Self]);
 }
 
 impl AttnFloat for f32 {
@@ -72,6 +78,9 @@ impl AttnFloat for f32 {
     fn masked_softmax(p: &mut [f32], bias: &[f32]) {
         masked_softmax_f32(p, bias)
     }
+    fn rotate_heads(x: &[f32], o: &mut [f32], cs: &[f32]) {
+        rotate_heads_f32(x, o, cs)
+    }
 }
 
 impl AttnFloat for f64 {
@@ -80,6 +89,9 @@ impl AttnFloat for f64 {
     }
     fn masked_softmax(p: &mut [f64], bias: &[f64]) {
         masked_softmax_rows(p, bias)
+    }
+    fn rotate_heads(x: &[f64], o: &mut [f64], cs: &[f64]) {
+        rotate_heads_rows(x, o, cs)
     }
 }
 
@@ -104,6 +116,22 @@ fn masked_softmax_rows<T: Float>(p: &mut [T], bias: &[T]) {
     }
 }
 
+#[inline(always)]
+fn rotate_heads_rows<T: Float>(x: &[T], o: &mut [T], cs: &[T]) {
+    let d = cs.len();
+    let half = d / 2;
+    let (c, s) = cs.split_at(half);
+    for (x, o) in x.chunks_exact(d).zip(o.chunks_exact_mut(d)) {
+        let (x1, x2) = x.split_at(half);
+        let (o1, o2) = o.split_at_mut(half);
+        for i in 0..half {
+            o1[i] = x1[i] * c[i] - x2[i] * s[i];
+            o2[i] = x2[i] * c[i] + x1[i] * s[i];
+        }
+    }
+}
+
+vectorised!(rotate_heads_f32, rotate_heads_f32_avx2, rotate_heads_rows::<f32>(x: &[f32], o: &mut [f32], cs: &[f32]) -> ());
 vectorised!(masked_softmax_f32, masked_softmax_f32_avx2, masked_softmax_rows::<f32>(p: &mut [f32], bias: &[f32]) -> ());
 
 /// `dst = lhs * rhs` (or `dst += ...` when `accumulate`), strided row-major
@@ -145,37 +173,40 @@ unsafe fn matmul<T: AttnFloat>(
 }
 
 impl CausalAttention {
-    /// RoPE (or, with `transpose`, its transpose) of `x` [B*T, heads*D], times `scale`.
-    fn rotate<T: AttnFloat>(&self, x: &[T], heads: usize, transpose: bool, scale: T) -> Vec<T> {
+    /// RoPE (or, with `transpose`, its transpose) of the `heads` heads of
+    /// `src`, times `scale`, written to `dst` (pointer, row stride, first column).
+    fn rotate<T: AttnFloat>(
+        &self,
+        (src, src_stride, src_col): View<T>,
+        heads: usize,
+        transpose: bool,
+        scale: T,
+        (dst, dst_stride, dst_col): (SharedMut<T>, usize, usize),
+    ) {
         let d = self.dims.head_dim;
         let half = d / 2;
-        let width = heads * d;
-        let rows = x.len() / width;
-        let mut out = vec![T::ZERO; x.len()];
-        let dst = SharedMut(out.as_mut_ptr());
+        let rows = self.dims.batch * self.dims.seq;
         par_for(rows, |range| {
+            let mut cs = vec![T::ZERO; d];
             for row in range {
                 let (c, s) = (
                     &self.cos[row * half..(row + 1) * half],
                     &self.sin[row * half..(row + 1) * half],
                 );
-                // SAFETY: row `row` of `out`, written by this task only.
-                let o =
-                    unsafe { std::slice::from_raw_parts_mut(dst.ptr().add(row * width), width) };
-                let src = &x[row * width..(row + 1) * width];
-                for h in 0..heads {
-                    let (src, o) = (&src[h * d..(h + 1) * d], &mut o[h * d..(h + 1) * d]);
-                    for i in 0..half {
-                        let (ci, si) = (T::from_f32(c[i]), T::from_f32(s[i]));
-                        let si = if transpose { si.neg() } else { si };
-                        let (x1, x2) = (src[i], src[i + half]);
-                        o[i] = (x1 * ci - x2 * si) * scale;
-                        o[i + half] = (x2 * ci + x1 * si) * scale;
-                    }
+                let start = row * dst_stride + dst_col;
+                // SAFETY: these columns of row `row` of `dst`, written by this task only.
+                let o = unsafe { dst.slice(start..start + heads * d) };
+                let start = row * src_stride + src_col;
+                let x = &src[start..start + heads * d];
+                // cos and sin (negated for the transpose) in T, times the scale.
+                for i in 0..half {
+                    let si = if transpose { -s[i] } else { s[i] };
+                    cs[i] = T::from_f32(c[i]) * scale;
+                    cs[half + i] = T::from_f32(si) * scale;
                 }
+                T::rotate_heads(x, o, &cs);
             }
         });
-        out
     }
 
     /// 0 for the real tokens of row `b`, -inf for its padding.
@@ -227,7 +258,43 @@ impl CausalAttention {
         T::masked_softmax(p, bias);
     }
 
-    fn forward<T: AttnFloat>(&self, q: &[T], k: &[T], v: &[T]) -> Vec<T> {
+    /// Width of a `qkv` row and the first columns of the keys and values.
+    fn columns(&self) -> (usize, usize, usize) {
+        let AttentionDims {
+            heads,
+            kv_heads,
+            head_dim: d,
+            ..
+        } = self.dims;
+        (
+            (heads + 2 * kv_heads) * d,
+            heads * d,
+            (heads + kv_heads) * d,
+        )
+    }
+
+    /// The rotated, scaled queries [B*T, heads*D] and rotated keys [B*T, kv_heads*D].
+    fn rotated<T: AttnFloat>(&self, qkv: &[T]) -> (Vec<T>, Vec<T>) {
+        let AttentionDims {
+            heads,
+            kv_heads,
+            head_dim: d,
+            ..
+        } = self.dims;
+        let (width, k_col, _) = self.columns();
+        let rows = qkv.len() / width;
+        let mut qr = vec![T::ZERO; rows * heads * d];
+        let mut kr = vec![T::ZERO; rows * kv_heads * d];
+        let (qw, kw) = (heads * d, kv_heads * d);
+        let q_dst = (SharedMut(qr.as_mut_ptr()), qw, 0);
+        self.rotate((qkv, width, 0), heads, false, self.scale(), q_dst);
+        let k_dst = (SharedMut(kr.as_mut_ptr()), kw, 0);
+        self.rotate((qkv, width, k_col), kv_heads, false, T::ONE, k_dst);
+        (qr, kr)
+    }
+
+    /// The output [B*T, heads*D] and the probabilities [B, heads, T, T].
+    fn forward<T: AttnFloat>(&self, qkv: &[T]) -> (Vec<T>, Vec<T>) {
         let AttentionDims {
             batch,
             seq: t,
@@ -235,39 +302,43 @@ impl CausalAttention {
             kv_heads,
             head_dim: d,
         } = self.dims;
-        let (qw, kw) = (heads * d, kv_heads * d);
-        let qr = self.rotate(q, heads, false, self.scale());
-        let kr = self.rotate(k, kv_heads, false, T::ONE);
-        let mut out = vec![T::ZERO; q.len()];
-        let dst = SharedMut(out.as_mut_ptr());
+        let (width, _, v_col) = self.columns();
+        let qw = heads * d;
+        let (qr, kr) = self.rotated(qkv);
+        let mut out = vec![T::ZERO; batch * t * qw];
+        let mut probs = vec![T::ZERO; batch * heads * t * t];
+        let (dst, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
         par_for(batch * heads, |range| {
-            let mut p = vec![T::ZERO; t * t];
             let mut bias = vec![T::ZERO; t];
             for task in range {
                 let (b, h) = (task / heads, task % heads);
                 self.key_bias(b, &mut bias);
-                self.probs(&qr, &kr, (b, h), &bias, &mut p);
+                // SAFETY: the probabilities of (b, h), written by this task only.
+                let p = unsafe { probs_ptr.slice(task * t * t..(task + 1) * t * t) };
+                self.probs(&qr, &kr, (b, h), &bias, p);
                 let kvh = h / (heads / kv_heads);
-                let v0 = v[b * t * kw + kvh * d..].as_ptr();
+                let v0 = qkv[b * t * width + v_col + kvh * d..].as_ptr();
                 // SAFETY: the [T, D] block of (b, h) in `out`, written by this task only.
                 unsafe {
                     let o0 = dst.ptr().add(b * t * qw + h * d);
-                    matmul(t, d, t, (o0, qw, 1), (p.as_ptr(), t, 1), (v0, kw, 1), false);
+                    matmul(
+                        t,
+                        d,
+                        t,
+                        (o0, qw, 1),
+                        (p.as_ptr(), t, 1),
+                        (v0, width, 1),
+                        false,
+                    );
                 }
             }
         });
-        out
+        (out, probs)
     }
 
-    /// Gradients for q, k and v from the output `o` and its gradient `dout`.
-    fn backward<T: AttnFloat>(
-        &self,
-        q: &[T],
-        k: &[T],
-        v: &[T],
-        o: &[T],
-        dout: &[T],
-    ) -> (Vec<T>, Vec<T>, Vec<T>) {
+    /// The gradient for `qkv` from the output `o`, its gradient `dout` and
+    /// the forward's probabilities.
+    fn backward<T: AttnFloat>(&self, qkv: &[T], o: &[T], dout: &[T], probs: &[T]) -> Vec<T> {
         let AttentionDims {
             batch,
             seq: t,
@@ -276,21 +347,20 @@ impl CausalAttention {
             head_dim: d,
         } = self.dims;
         let groups = heads / kv_heads;
+        let (width, k_col, v_col) = self.columns();
         let (qw, kw) = (heads * d, kv_heads * d);
-        let qr = self.rotate(q, heads, false, self.scale());
-        let kr = self.rotate(k, kv_heads, false, T::ONE);
-        let mut dqr = vec![T::ZERO; q.len()];
-        let mut dkr = vec![T::ZERO; k.len()];
-        let mut dv = vec![T::ZERO; v.len()];
-        let (dq_ptr, dk_ptr, dv_ptr) = (
+        let (qr, kr) = self.rotated(qkv);
+        let mut dqr = vec![T::ZERO; qr.len()];
+        let mut dkr = vec![T::ZERO; kr.len()];
+        let mut dqkv = vec![T::ZERO; qkv.len()];
+        let (dq_ptr, dk_ptr, dqkv_ptr) = (
             SharedMut(dqr.as_mut_ptr()),
             SharedMut(dkr.as_mut_ptr()),
-            SharedMut(dv.as_mut_ptr()),
+            SharedMut(dqkv.as_mut_ptr()),
         );
         // One task per (row, KV head): the query heads sharing a KV head add
         // into the same key and value gradients.
         par_for(batch * kv_heads, |range| {
-            let mut p = vec![T::ZERO; t * t];
             let mut ds = vec![T::ZERO; t * t];
             let mut delta = vec![T::ZERO; t];
             let mut bias = vec![T::ZERO; t];
@@ -298,35 +368,27 @@ impl CausalAttention {
                 let (b, kvh) = (task / kv_heads, task % kv_heads);
                 self.key_bias(b, &mut bias);
                 let k0 = kr[b * t * kw + kvh * d..].as_ptr();
-                let v0 = v[b * t * kw + kvh * d..].as_ptr();
+                let v0 = qkv[b * t * width + v_col + kvh * d..].as_ptr();
                 for g in 0..groups {
                     let h = kvh * groups + g;
-                    self.probs(&qr, &kr, (b, h), &bias, &mut p);
+                    let p = &probs[(b * heads + h) * t * t..(b * heads + h + 1) * t * t];
                     let base = b * t * qw + h * d;
                     let do0 = dout[base..].as_ptr();
-                    // SAFETY (all products below): [T, D] blocks at row stride
-                    // qw / kw inside their buffers; the gradient blocks of
+                    // SAFETY (all products below): [T, D] blocks at their row
+                    // strides inside their buffers; the gradient blocks of
                     // (b, h) and (b, kvh) belong to this task only.
                     unsafe {
                         // dP = dO V^T.
-                        matmul(
-                            t,
-                            t,
-                            d,
-                            (ds.as_mut_ptr(), t, 1),
-                            (do0, qw, 1),
-                            (v0, 1, kw),
-                            false,
-                        );
+                        let ds0 = ds.as_mut_ptr();
+                        matmul(t, t, d, (ds0, t, 1), (do0, qw, 1), (v0, 1, width), false);
                     }
                     // dS = P * (dP - rowsum(dO * O)).
                     for (i, di) in delta.iter_mut().enumerate() {
                         let row = base + i * qw;
                         *di = dot3(&dout[row..row + d], &o[row..row + d], None);
                     }
-                    for ((prow, dsrow), &di) in
-                        p.chunks_exact(t).zip(ds.chunks_exact_mut(t)).zip(&delta)
-                    {
+                    let rows = p.chunks_exact(t).zip(ds.chunks_exact_mut(t));
+                    for ((prow, dsrow), &di) in rows.zip(&delta) {
                         for (g, &pj) in dsrow.iter_mut().zip(prow) {
                             *g = pj * (*g - di);
                         }
@@ -343,9 +405,8 @@ impl CausalAttention {
                             (k0, kw, 1),
                             false,
                         );
-                        let kv_base = b * t * kw + kvh * d;
                         let q0 = qr[base..].as_ptr();
-                        let dk0 = dk_ptr.ptr().add(kv_base);
+                        let dk0 = dk_ptr.ptr().add(b * t * kw + kvh * d);
                         matmul(
                             t,
                             d,
@@ -355,26 +416,26 @@ impl CausalAttention {
                             (q0, qw, 1),
                             !first,
                         );
-                        let dv0 = dv_ptr.ptr().add(kv_base);
-                        matmul(
-                            t,
-                            d,
-                            t,
-                            (dv0, kw, 1),
-                            (p.as_ptr(), 1, t),
-                            (do0, qw, 1),
-                            !first,
-                        );
+                        let dv0 = dqkv_ptr.ptr().add(b * t * width + v_col + kvh * d);
+                        let p0 = p.as_ptr();
+                        matmul(t, d, t, (dv0, width, 1), (p0, 1, t), (do0, qw, 1), !first);
                     }
                 }
             }
         });
-        let dq = self.rotate(&dqr, heads, true, self.scale());
-        let dk = self.rotate(&dkr, kv_heads, true, T::ONE);
-        (dq, dk, dv)
+        let scale = self.scale();
+        self.rotate((&dqr, qw, 0), heads, true, scale, (dqkv_ptr, width, 0));
+        self.rotate(
+            (&dkr, kw, 0),
+            kv_heads,
+            true,
+            T::ONE,
+            (dqkv_ptr, width, k_col),
+        );
+        dqkv
     }
 
-    fn check(&self, lq: &Layout, lk: &Layout, lv: &Layout) -> candle_core::Result<()> {
+    fn check(&self, l: &Layout) -> candle_core::Result<()> {
         let AttentionDims {
             batch,
             seq,
@@ -383,89 +444,76 @@ impl CausalAttention {
             head_dim,
         } = self.dims;
         let rows = batch * seq;
-        let ok = heads % kv_heads.max(1) == 0
+        let ok = kv_heads > 0
+            && heads % kv_heads == 0
             && head_dim % 2 == 0
-            && lq.dims() == [rows, heads * head_dim]
-            && lk.dims() == [rows, kv_heads * head_dim]
-            && lv.dims() == lk.dims()
+            && l.dims() == [rows, self.columns().0]
             && self.key_valid.len() == rows
             && self.cos.len() == rows * head_dim / 2
             && self.sin.len() == self.cos.len();
         if !ok {
-            candle_core::bail!(
-                "attention: q {:?}, k {:?}, v {:?} do not fit {:?}",
-                lq.dims(),
-                lk.dims(),
-                lv.dims(),
-                self.dims
-            )
+            candle_core::bail!("attention: qkv {:?} does not fit {:?}", l.dims(), self.dims)
         }
         Ok(())
     }
 }
 
-impl CustomOp3 for CausalAttention {
+impl CustomOp1 for CausalAttention {
     fn name(&self) -> &'static str {
         "verity-causal-attention"
     }
 
-    fn cpu_fwd(
-        &self,
-        q: &CpuStorage,
-        lq: &Layout,
-        k: &CpuStorage,
-        lk: &Layout,
-        v: &CpuStorage,
-        lv: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.check(lq, lk, lv)?;
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.check(l)?;
         fn run<T: AttnFloat>(
             op: &CausalAttention,
-            (q, lq): (&CpuStorage, &Layout),
-            (k, lk): (&CpuStorage, &Layout),
-            (v, lv): (&CpuStorage, &Layout),
+            s: (&CpuStorage, &Layout),
         ) -> candle_core::Result<CpuStorage> {
-            let (q, k, v) = (
-                cpu_slice::<T>((q, lq))?,
-                cpu_slice((k, lk))?,
-                cpu_slice((v, lv))?,
-            );
-            Ok(T::to_cpu_storage_owned(op.forward(q, k, v)))
+            let (out, probs) = op.forward::<T>(cpu_slice(s)?);
+            *op.probs.lock().expect("attention probabilities") =
+                Some(T::to_cpu_storage_owned(probs));
+            Ok(T::to_cpu_storage_owned(out))
         }
-        let out = match q {
-            CpuStorage::F32(_) => run::<f32>(self, (q, lq), (k, lk), (v, lv))?,
-            CpuStorage::F64(_) => run::<f64>(self, (q, lq), (k, lk), (v, lv))?,
+        let out = match s {
+            CpuStorage::F32(_) => run::<f32>(self, (s, l))?,
+            CpuStorage::F64(_) => run::<f64>(self, (s, l))?,
             _ => candle_core::bail!("attention: only f32 and f64 on the CPU"),
         };
-        Ok((out, lq.shape().clone()))
+        let rows = self.dims.batch * self.dims.seq;
+        let shape = Shape::from((rows, self.dims.heads * self.dims.head_dim));
+        Ok((out, shape))
     }
 
     fn bwd(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
+        qkv: &Tensor,
         res: &Tensor,
         grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> candle_core::Result<Option<Tensor>> {
         let grad = grad.contiguous()?;
         fn run<T: AttnFloat>(
             op: &CausalAttention,
             cpu: &[(&CpuStorage, &Layout)],
-            like: [&Tensor; 3],
-        ) -> candle_core::Result<[Tensor; 3]> {
-            let s = |i: usize| cpu_slice::<T>(cpu[i]);
-            let (dq, dk, dv) = op.backward(s(0)?, s(1)?, s(2)?, s(3)?, s(4)?);
-            let wrap = |g: Vec<T>, like: &Tensor| Tensor::from_vec(g, like.shape(), &Device::Cpu);
-            Ok([wrap(dq, like[0])?, wrap(dk, like[1])?, wrap(dv, like[2])?])
+            shape: &Shape,
+        ) -> candle_core::Result<Tensor> {
+            let (qkv, o, dout) = (cpu_slice(cpu[0])?, cpu_slice(cpu[1])?, cpu_slice(cpu[2])?);
+            let saved = op.probs.lock().expect("attention probabilities");
+            let Some(probs) = saved.as_ref() else {
+                candle_core::bail!("attention: backward before forward")
+            };
+            let probs = T::cpu_storage_as_slice(probs)?;
+            Tensor::from_vec(op.backward::<T>(qkv, o, dout, probs), shape, &Device::Cpu)
         }
-        let grads = with_cpu(&[q, k, v, res, &grad], |cpu| match cpu[0].0 {
-            CpuStorage::F32(_) => run::<f32>(self, cpu, [q, k, v]),
-            CpuStorage::F64(_) => run::<f64>(self, cpu, [q, k, v]),
-            _ => candle_core::bail!("attention: only f32 and f64 on the CPU"),
-        });
-        let [dq, dk, dv] = grads?;
-        Ok((Some(dq), Some(dk), Some(dv)))
+        let shape = qkv.shape();
+        let dqkv = with_cpu(&[qkv, res, &grad], |cpu| {
+            self.check(cpu[0].1)?;
+            match cpu[0].0 {
+                CpuStorage::F32(_) => run::<f32>(self, cpu, shape),
+                CpuStorage::F64(_) => run::<f64>(self, cpu, shape),
+                _ => candle_core::bail!("attention: only f32 and f64 on the CPU"),
+            }
+        })?;
+        Ok(Some(dqkv))
     }
 }
 
@@ -568,15 +616,9 @@ mod tests {
             let v = var(dims.kv_heads * dims.head_dim)?;
             let w = Tensor::randn(0f64, 1.0, (rows, dims.heads * dims.head_dim), &dev)?
                 .to_dtype(dtype)?;
-            let ours = causal_attention(
-                &q,
-                &k,
-                &v,
-                dims,
-                Arc::new(valid.clone()),
-                host(&cos),
-                host(&sin),
-            )?;
+            let qkv = Tensor::cat(&[q.as_tensor(), k.as_tensor(), v.as_tensor()], 1)?;
+            let ours =
+                causal_attention(&qkv, dims, Arc::new(valid.clone()), host(&cos), host(&sin))?;
             let (c, s) = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
             let theirs = composed(&q, &k, &v, dims, &valid, &c, &s)?;
             let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
