@@ -44,7 +44,7 @@ pub(crate) fn causal_attention(
         key_valid,
         cos,
         sin,
-        probs: Mutex::new(None),
+        saved: Mutex::new(None),
     };
     Ok(qkv.contiguous()?.apply_op1(op)?)
 }
@@ -54,8 +54,9 @@ struct CausalAttention {
     key_valid: Arc<Vec<bool>>,
     cos: Arc<Vec<f32>>,
     sin: Arc<Vec<f32>>,
-    /// The forward's probabilities [B, heads, T, T], for the backward.
-    probs: Mutex<Option<CpuStorage>>,
+    /// From the forward, for the backward: the probabilities [B, heads, T,
+    /// T], the rotated, scaled queries and the rotated keys.
+    saved: Mutex<Option<[CpuStorage; 3]>>,
 }
 
 /// A row-major view: data, row stride, first column.
@@ -293,8 +294,9 @@ impl CausalAttention {
         (qr, kr)
     }
 
-    /// The output [B*T, heads*D] and the probabilities [B, heads, T, T].
-    fn forward<T: AttnFloat>(&self, qkv: &[T]) -> (Vec<T>, Vec<T>) {
+    /// The output [B*T, heads*D] and what the backward needs: the
+    /// probabilities [B, heads, T, T] and the rotated queries and keys.
+    fn forward<T: AttnFloat>(&self, qkv: &[T]) -> (Vec<T>, [Vec<T>; 3]) {
         let AttentionDims {
             batch,
             seq: t,
@@ -333,12 +335,18 @@ impl CausalAttention {
                 }
             }
         });
-        (out, probs)
+        (out, [probs, qr, kr])
     }
 
     /// The gradient for `qkv` from the output `o`, its gradient `dout` and
-    /// the forward's probabilities.
-    fn backward<T: AttnFloat>(&self, qkv: &[T], o: &[T], dout: &[T], probs: &[T]) -> Vec<T> {
+    /// the forward's probabilities and rotated queries and keys.
+    fn backward<T: AttnFloat>(
+        &self,
+        qkv: &[T],
+        o: &[T],
+        dout: &[T],
+        [probs, qr, kr]: [&[T]; 3],
+    ) -> Vec<T> {
         let AttentionDims {
             batch,
             seq: t,
@@ -349,7 +357,6 @@ impl CausalAttention {
         let groups = heads / kv_heads;
         let (width, k_col, v_col) = self.columns();
         let (qw, kw) = (heads * d, kv_heads * d);
-        let (qr, kr) = self.rotated(qkv);
         let mut dqr = vec![T::ZERO; qr.len()];
         let mut dkr = vec![T::ZERO; kr.len()];
         let mut dqkv = vec![T::ZERO; qkv.len()];
@@ -469,9 +476,9 @@ impl CustomOp1 for CausalAttention {
             op: &CausalAttention,
             s: (&CpuStorage, &Layout),
         ) -> candle_core::Result<CpuStorage> {
-            let (out, probs) = op.forward::<T>(cpu_slice(s)?);
-            *op.probs.lock().expect("attention probabilities") =
-                Some(T::to_cpu_storage_owned(probs));
+            let (out, saved) = op.forward::<T>(cpu_slice(s)?);
+            *op.saved.lock().expect("attention activations") =
+                Some(saved.map(T::to_cpu_storage_owned));
             Ok(T::to_cpu_storage_owned(out))
         }
         let out = match s {
@@ -497,12 +504,16 @@ impl CustomOp1 for CausalAttention {
             shape: &Shape,
         ) -> candle_core::Result<Tensor> {
             let (qkv, o, dout) = (cpu_slice(cpu[0])?, cpu_slice(cpu[1])?, cpu_slice(cpu[2])?);
-            let saved = op.probs.lock().expect("attention probabilities");
-            let Some(probs) = saved.as_ref() else {
+            let saved = op.saved.lock().expect("attention activations");
+            let Some([probs, qr, kr]) = saved.as_ref() else {
                 candle_core::bail!("attention: backward before forward")
             };
-            let probs = T::cpu_storage_as_slice(probs)?;
-            Tensor::from_vec(op.backward::<T>(qkv, o, dout, probs), shape, &Device::Cpu)
+            let saved = [
+                T::cpu_storage_as_slice(probs)?,
+                T::cpu_storage_as_slice(qr)?,
+                T::cpu_storage_as_slice(kr)?,
+            ];
+            Tensor::from_vec(op.backward::<T>(qkv, o, dout, saved), shape, &Device::Cpu)
         }
         let shape = qkv.shape();
         let dqkv = with_cpu(&[qkv, res, &grad], |cpu| {

@@ -25,7 +25,7 @@ pub(crate) fn swiglu_mlp(x: &Tensor, gate_up: &Tensor, down: &Tensor) -> Result<
 struct SwigluMlp {
     /// The gate/up projections [rows, 2I] and the activation [rows, I] of
     /// the forward pass, for the backward.
-    saved: Mutex<Option<(Tensor, Tensor)>>,
+    saved: Mutex<Option<(CpuStorage, CpuStorage)>>,
 }
 
 trait MlpFloat: Float + candle_core::WithDType {
@@ -71,8 +71,19 @@ impl MlpFloat for f64 {
     }
 }
 
-/// `a [m, k] * b^T` for `b` [n, k], both row-major, on the gemm worker threads.
-fn matmul_t<T: MlpFloat>(a: &[T], b: &[T], m: usize, n: usize, k: usize) -> Vec<T> {
+/// A row-major view: data, row stride, column stride.
+type View<'a, T> = (&'a [T], usize, usize);
+
+/// `lhs [m, k] * rhs [k, n]` into a new row-major [m, n], on the gemm
+/// worker threads.
+fn product<T: MlpFloat>(m: usize, n: usize, k: usize, lhs: View<T>, rhs: View<T>) -> Vec<T> {
+    let reach = |(v, rs, cs): View<T>, rows: usize, cols: usize| {
+        rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < v.len()
+    };
+    assert!(
+        reach(lhs, m, k) && reach(rhs, k, n),
+        "mlp: product views out of bounds"
+    );
     let mut out = Vec::with_capacity(m * n);
     let threads = candle_core::utils::get_num_threads();
     let parallelism = if threads > 1 {
@@ -80,8 +91,8 @@ fn matmul_t<T: MlpFloat>(a: &[T], b: &[T], m: usize, n: usize, k: usize) -> Vec<
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the sizes match the slices; gemm writes every element of `out`
-    // without reading it (read_dst = false).
+    // SAFETY: both views lie inside their slices (checked above); gemm
+    // writes every element of `out` without reading it (read_dst = false).
     unsafe {
         gemm::gemm(
             m,
@@ -91,12 +102,12 @@ fn matmul_t<T: MlpFloat>(a: &[T], b: &[T], m: usize, n: usize, k: usize) -> Vec<
             1,
             n as isize,
             false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            k as isize,
-            1,
+            lhs.0.as_ptr(),
+            lhs.2 as isize,
+            lhs.1 as isize,
+            rhs.0.as_ptr(),
+            rhs.2 as isize,
+            rhs.1 as isize,
             T::ZERO,
             T::ONE,
             false,
@@ -121,6 +132,17 @@ fn rows_par<T: Send + Sync>(rows: usize, out: &mut [T], f: impl Fn(usize, &mut [
     });
 }
 
+/// The activation `silu(gate) * up` [rows, I] of the projections `gu` [rows, 2I].
+fn activate<T: MlpFloat>(gu: &[T], rows: usize, inter: usize) -> Vec<T> {
+    let mut h = Vec::with_capacity(rows * inter);
+    h.resize(rows * inter, T::ZERO);
+    rows_par(rows, &mut h, |row, out| {
+        let gu = &gu[row * 2 * inter..(row + 1) * 2 * inter];
+        T::swiglu(&gu[..inter], &gu[inter..], out);
+    });
+    h
+}
+
 impl SwigluMlp {
     fn forward<T: MlpFloat>(
         &self,
@@ -128,19 +150,64 @@ impl SwigluMlp {
         gate_up: &[T],
         down: &[T],
         (rows, hidden, inter): (usize, usize, usize),
-    ) -> candle_core::Result<Vec<T>> {
-        let gu = matmul_t(x, gate_up, rows, 2 * inter, hidden);
-        let mut h = vec![T::ZERO; rows * inter];
-        rows_par(rows, &mut h, |row, out| {
-            let gu = &gu[row * 2 * inter..(row + 1) * 2 * inter];
-            T::swiglu(&gu[..inter], &gu[inter..], out);
-        });
-        let out = matmul_t(&h, down, rows, hidden, inter);
-        let gu = Tensor::from_vec(gu, (rows, 2 * inter), &Device::Cpu)?;
-        let h = Tensor::from_vec(h, (rows, inter), &Device::Cpu)?;
-        *self.saved.lock().expect("mlp activations") = Some((gu, h));
-        Ok(out)
+    ) -> Vec<T> {
+        // x gate_up^T and h down^T: the weights as [in, out] views.
+        let gu = product(
+            rows,
+            2 * inter,
+            hidden,
+            (x, hidden, 1),
+            (gate_up, 1, hidden),
+        );
+        let h = activate(&gu, rows, inter);
+        let out = product(rows, hidden, inter, (&h, inter, 1), (down, 1, inter));
+        *self.saved.lock().expect("mlp activations") =
+            Some((T::to_cpu_storage_owned(gu), T::to_cpu_storage_owned(h)));
+        out
     }
+
+    /// Gradients for x, gate_up and down from the output's gradient `dy`.
+    #[allow(clippy::type_complexity)]
+    fn backward<T: MlpFloat>(
+        &self,
+        (x, gate_up, down, dy): (&[T], &[T], &[T], &[T]),
+        (rows, hidden, inter): (usize, usize, usize),
+    ) -> candle_core::Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let saved = self.saved.lock().expect("mlp activations");
+        let Some((gu, h)) = saved.as_ref() else {
+            candle_core::bail!("mlp: backward before forward")
+        };
+        let (gu, h) = (T::cpu_storage_as_slice(gu)?, T::cpu_storage_as_slice(h)?);
+        let d_down = product(hidden, inter, rows, (dy, 1, hidden), (h, inter, 1));
+        let dh = product(rows, inter, hidden, (dy, hidden, 1), (down, inter, 1));
+        let mut dgu = Vec::with_capacity(rows * 2 * inter);
+        dgu.resize(rows * 2 * inter, T::ZERO);
+        rows_par(rows, &mut dgu, |row, out| {
+            let gu = &gu[row * 2 * inter..(row + 1) * 2 * inter];
+            let (d_gate, d_up) = out.split_at_mut(inter);
+            let dh = &dh[row * inter..(row + 1) * inter];
+            T::swiglu_grad(&gu[..inter], &gu[inter..], dh, d_gate, d_up);
+        });
+        let two = 2 * inter;
+        let d_gate_up = product(two, hidden, rows, (&dgu, 1, two), (x, hidden, 1));
+        let dx = product(rows, hidden, two, (&dgu, two, 1), (gate_up, hidden, 1));
+        Ok((dx, d_gate_up, d_down))
+    }
+}
+
+fn sizes(lx: &Layout, lgu: &Layout, ld: &Layout) -> candle_core::Result<(usize, usize, usize)> {
+    let (rows, hidden) = lx.shape().dims2()?;
+    let (two_inter, gu_in) = lgu.shape().dims2()?;
+    let (down_out, inter) = ld.shape().dims2()?;
+    if gu_in != hidden || two_inter != 2 * inter || down_out != hidden {
+        candle_core::bail!(
+            "mlp: x {:?}, gate_up {:?}, down {:?} do not fit",
+            lx.dims(),
+            lgu.dims(),
+            ld.dims()
+        )
+    }
+    Ok((rows, hidden, inter))
 }
 
 impl CustomOp3 for SwigluMlp {
@@ -157,31 +224,21 @@ impl CustomOp3 for SwigluMlp {
         down: &CpuStorage,
         ld: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (rows, hidden) = lx.shape().dims2()?;
-        let (two_inter, gu_in) = lgu.shape().dims2()?;
-        let (down_out, inter) = ld.shape().dims2()?;
-        if gu_in != hidden || two_inter != 2 * inter || down_out != hidden {
-            candle_core::bail!(
-                "mlp: x {:?}, gate_up {:?}, down {:?} do not fit",
-                lx.dims(),
-                lgu.dims(),
-                ld.dims()
-            )
-        }
-        let sizes = (rows, hidden, inter);
+        let sizes = sizes(lx, lgu, ld)?;
+        let (rows, hidden, _) = sizes;
         let out = match x {
             CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
                 cpu_slice((x, lx))?,
                 cpu_slice((gate_up, lgu))?,
                 cpu_slice((down, ld))?,
                 sizes,
-            )?),
+            )),
             CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
                 cpu_slice((x, lx))?,
                 cpu_slice((gate_up, lgu))?,
                 cpu_slice((down, ld))?,
                 sizes,
-            )?),
+            )),
             _ => candle_core::bail!("mlp: only f32 and f64 on the CPU"),
         };
         Ok((out, Shape::from((rows, hidden))))
@@ -195,38 +252,28 @@ impl CustomOp3 for SwigluMlp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let Some((gu, h)) = self.saved.lock().expect("mlp activations").clone() else {
-            candle_core::bail!("mlp: backward before forward")
-        };
-        // Detached: these products need no graph of their own.
-        let (x, gate_up, down) = (x.detach(), gate_up.detach(), down.detach());
         let grad = grad.contiguous()?;
-        let d_down = grad.t()?.matmul(&h)?;
-        let dh = grad.matmul(&down)?;
-        let (rows, two_inter) = gu.dims2()?;
-        let inter = two_inter / 2;
         fn run<T: MlpFloat>(
+            op: &SwigluMlp,
             cpu: &[(&CpuStorage, &Layout)],
-            rows: usize,
-            inter: usize,
-        ) -> candle_core::Result<Tensor> {
-            let (gu, dh) = (cpu_slice::<T>(cpu[0])?, cpu_slice::<T>(cpu[1])?);
-            let mut dgu = vec![T::ZERO; rows * 2 * inter];
-            rows_par(rows, &mut dgu, |row, out| {
-                let gu = &gu[row * 2 * inter..(row + 1) * 2 * inter];
-                let (d_gate, d_up) = out.split_at_mut(inter);
-                let dh = &dh[row * inter..(row + 1) * inter];
-                T::swiglu_grad(&gu[..inter], &gu[inter..], dh, d_gate, d_up);
-            });
-            Tensor::from_vec(dgu, (rows, 2 * inter), &Device::Cpu)
+            like: [&Tensor; 3],
+        ) -> candle_core::Result<[Tensor; 3]> {
+            let sizes = sizes(cpu[0].1, cpu[1].1, cpu[2].1)?;
+            let s = |i: usize| cpu_slice::<T>(cpu[i]);
+            let (dx, d_gate_up, d_down) = op.backward((s(0)?, s(1)?, s(2)?, s(3)?), sizes)?;
+            let wrap = |g: Vec<T>, like: &Tensor| Tensor::from_vec(g, like.shape(), &Device::Cpu);
+            Ok([
+                wrap(dx, like[0])?,
+                wrap(d_gate_up, like[1])?,
+                wrap(d_down, like[2])?,
+            ])
         }
-        let dgu = with_cpu(&[&gu, &dh], |cpu| match cpu[0].0 {
-            CpuStorage::F32(_) => run::<f32>(cpu, rows, inter),
-            CpuStorage::F64(_) => run::<f64>(cpu, rows, inter),
+        let like = [x, gate_up, down];
+        let [dx, d_gate_up, d_down] = with_cpu(&[x, gate_up, down, &grad], |cpu| match cpu[0].0 {
+            CpuStorage::F32(_) => run::<f32>(self, cpu, like),
+            CpuStorage::F64(_) => run::<f64>(self, cpu, like),
             _ => candle_core::bail!("mlp: only f32 and f64 on the CPU"),
         })?;
-        let d_gate_up = dgu.t()?.matmul(&x)?;
-        let dx = dgu.matmul(&gate_up)?;
         Ok((Some(dx), Some(d_gate_up), Some(d_down)))
     }
 }
