@@ -155,16 +155,27 @@ impl Mlp {
         self.down_proj.export(&format!("{name}.down_proj"), out);
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `x + forward(norm(x))` as one fused CPU operation, for `x` [rows,
+    /// hidden] in f32 / f64 without MLP biases; None where that does not apply.
+    pub(crate) fn residual_block(&self, x: &Tensor, norm: &RmsNorm) -> Result<Option<Tensor>> {
         let no_bias = [&self.gate_proj, &self.up_proj, &self.down_proj]
             .iter()
             .all(|l| l.bias.is_none());
-        if no_bias && x.rank() == 2 && crate::kernels::fused_cpu(x) {
-            // One operation for the block; the weights concatenate (a cheap
-            // node) so the gate and up projections are one product.
-            let gate_up = Tensor::cat(&[&self.gate_proj.weight, &self.up_proj.weight], 0)?;
-            return crate::kernels::swiglu_mlp(x, &gate_up, &self.down_proj.weight);
+        if !(no_bias && x.rank() == 2 && crate::kernels::fused_cpu(x)) {
+            return Ok(None);
         }
+        // The gate, up and norm weights concatenate (a cheap node) so the
+        // block is one operation of three inputs.
+        let norm_weight = norm.weight.unsqueeze(0)?;
+        let weights = Tensor::cat(
+            &[&self.gate_proj.weight, &self.up_proj.weight, &norm_weight],
+            0,
+        )?;
+        let block = crate::kernels::swiglu_block(x, &weights, &self.down_proj.weight, norm.eps)?;
+        Ok(Some(block))
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
         let hidden = if crate::kernels::fused_cpu(&gate) {
             crate::kernels::swiglu(&gate, &up)?

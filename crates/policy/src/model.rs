@@ -72,6 +72,14 @@ impl DecoderLayer {
             ctx.kernels,
         )?;
         let x = (x + attn_out)?;
+        if ctx.kernels == Kernels::Differentiable {
+            if let Some(out) = self
+                .mlp
+                .residual_block(&x, &self.post_attention_layernorm)?
+            {
+                return Ok(out);
+            }
+        }
         let mlp_in = self.post_attention_layernorm.forward(&x, ctx.kernels)?;
         Ok((&x + self.mlp.forward(&mlp_in)?)?)
     }

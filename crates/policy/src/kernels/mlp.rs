@@ -1,34 +1,44 @@
-//! The SwiGLU feed-forward block, `down(silu(x Wg^T) * (x Wu^T))`, as one
-//! operation with its backward pass. As separate nodes, candle's backward
-//! allocated, zeroed and added a [rows, intermediate] gradient three times
-//! per layer; here the block keeps its own activations for the backward.
+//! The second half of a decoder layer, `x + down(silu(n Wg^T) * (n Wu^T))`
+//! with `n = rms_norm(x)`, as one operation with its backward pass. As
+//! separate nodes, candle's backward allocated, zeroed and added a full-size
+//! gradient for every input of every node (three of them [rows,
+//! intermediate] per layer); here the block keeps its own activations.
 
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
 use super::parallel::{cpu_slice, par_for, with_cpu, SharedMut};
+use super::rms_norm::{self, RmsFloat};
 use super::simd::Float;
 use super::swiglu::sigmoid;
 use crate::error::Result;
 
-/// The SwiGLU block of `x` [rows, hidden] with `gate_up` [2I, hidden] (the
-/// gate weight's rows, then the up weight's) and `down` [hidden, I].
-pub(crate) fn swiglu_mlp(x: &Tensor, gate_up: &Tensor, down: &Tensor) -> Result<Tensor> {
-    let op = SwigluMlp {
+/// `x + mlp(rms_norm(x))` for `x` [rows, hidden]. `weights` [2I + 1, hidden]
+/// holds the gate weight's rows, the up weight's rows, then the norm's
+/// weight; `down` is [hidden, I].
+pub(crate) fn swiglu_block(
+    x: &Tensor,
+    weights: &Tensor,
+    down: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let op = SwigluBlock {
+        eps,
         saved: Mutex::new(None),
     };
     Ok(x.contiguous()?
-        .apply_op3(&gate_up.contiguous()?, &down.contiguous()?, op)?)
+        .apply_op3(&weights.contiguous()?, &down.contiguous()?, op)?)
 }
 
-struct SwigluMlp {
-    /// The gate/up projections [rows, 2I] and the activation [rows, I] of
-    /// the forward pass, for the backward.
-    saved: Mutex<Option<(CpuStorage, CpuStorage)>>,
+struct SwigluBlock {
+    eps: f64,
+    /// From the forward, for the backward: the normalised input [rows,
+    /// hidden], the gate/up projections [rows, 2I] and the activation [rows, I].
+    saved: Mutex<Option<[CpuStorage; 3]>>,
 }
 
-trait MlpFloat: Float + candle_core::WithDType {
+trait MlpFloat: RmsFloat {
     fn swiglu(gate: &[Self], up: &[Self], out: &mut [Self]);
     fn swiglu_grad(gate: &[Self], up: &[Self], dh: &[Self], d_gate: &mut [Self], d_up: &mut [Self]);
 }
@@ -143,41 +153,54 @@ fn activate<T: MlpFloat>(gu: &[T], rows: usize, inter: usize) -> Vec<T> {
     h
 }
 
-impl SwigluMlp {
+impl SwigluBlock {
     fn forward<T: MlpFloat>(
         &self,
         x: &[T],
-        gate_up: &[T],
+        weights: &[T],
         down: &[T],
         (rows, hidden, inter): (usize, usize, usize),
     ) -> Vec<T> {
-        // x gate_up^T and h down^T: the weights as [in, out] views.
+        let (gate_up, norm) = weights.split_at(2 * inter * hidden);
+        let xn = rms_norm::forward(x, norm, self.eps);
+        // xn gate_up^T and h down^T: the weights as [in, out] views.
         let gu = product(
             rows,
             2 * inter,
             hidden,
-            (x, hidden, 1),
+            (&xn, hidden, 1),
             (gate_up, 1, hidden),
         );
         let h = activate(&gu, rows, inter);
-        let out = product(rows, hidden, inter, (&h, inter, 1), (down, 1, inter));
+        let mut out = product(rows, hidden, inter, (&h, inter, 1), (down, 1, inter));
+        rows_par(rows, &mut out, |row, out| {
+            for (o, &r) in out.iter_mut().zip(&x[row * hidden..(row + 1) * hidden]) {
+                let y = *o;
+                *o = y + r;
+            }
+        });
         *self.saved.lock().expect("mlp activations") =
-            Some((T::to_cpu_storage_owned(gu), T::to_cpu_storage_owned(h)));
+            Some([xn, gu, h].map(T::to_cpu_storage_owned));
         out
     }
 
-    /// Gradients for x, gate_up and down from the output's gradient `dy`.
+    /// Gradients for x, the weights and down from the output's gradient `dy`.
     #[allow(clippy::type_complexity)]
     fn backward<T: MlpFloat>(
         &self,
-        (x, gate_up, down, dy): (&[T], &[T], &[T], &[T]),
+        (x, weights, down, dy): (&[T], &[T], &[T], &[T]),
         (rows, hidden, inter): (usize, usize, usize),
     ) -> candle_core::Result<(Vec<T>, Vec<T>, Vec<T>)> {
         let saved = self.saved.lock().expect("mlp activations");
-        let Some((gu, h)) = saved.as_ref() else {
+        let Some([xn, gu, h]) = saved.as_ref() else {
             candle_core::bail!("mlp: backward before forward")
         };
-        let (gu, h) = (T::cpu_storage_as_slice(gu)?, T::cpu_storage_as_slice(h)?);
+        let (xn, gu, h) = (
+            T::cpu_storage_as_slice(xn)?,
+            T::cpu_storage_as_slice(gu)?,
+            T::cpu_storage_as_slice(h)?,
+        );
+        let (gate_up, norm) = weights.split_at(2 * inter * hidden);
         let d_down = product(hidden, inter, rows, (dy, 1, hidden), (h, inter, 1));
         let dh = product(rows, inter, hidden, (dy, hidden, 1), (down, inter, 1));
         let mut dgu = Vec::with_capacity(rows * 2 * inter);
@@ -189,92 +212,93 @@ impl SwigluMlp {
             T::swiglu_grad(&gu[..inter], &gu[inter..], dh, d_gate, d_up);
         });
         let two = 2 * inter;
-        let d_gate_up = product(two, hidden, rows, (&dgu, 1, two), (x, hidden, 1));
-        let dx = product(rows, hidden, two, (&dgu, two, 1), (gate_up, hidden, 1));
-        Ok((dx, d_gate_up, d_down))
+        let mut d_weights = product(two, hidden, rows, (&dgu, 1, two), (xn, hidden, 1));
+        let dxn = product(rows, hidden, two, (&dgu, two, 1), (gate_up, hidden, 1));
+        // The residual passes dy straight through to x.
+        let (dx, d_norm) = rms_norm::backward(x, norm, &dxn, self.eps, Some(dy));
+        d_weights.extend_from_slice(&d_norm);
+        Ok((dx, d_weights, d_down))
     }
 }
 
-fn sizes(lx: &Layout, lgu: &Layout, ld: &Layout) -> candle_core::Result<(usize, usize, usize)> {
+fn sizes(lx: &Layout, lw: &Layout, ld: &Layout) -> candle_core::Result<(usize, usize, usize)> {
     let (rows, hidden) = lx.shape().dims2()?;
-    let (two_inter, gu_in) = lgu.shape().dims2()?;
+    let (weight_rows, w_in) = lw.shape().dims2()?;
     let (down_out, inter) = ld.shape().dims2()?;
-    if gu_in != hidden || two_inter != 2 * inter || down_out != hidden {
+    if w_in != hidden || weight_rows != 2 * inter + 1 || down_out != hidden {
         candle_core::bail!(
-            "mlp: x {:?}, gate_up {:?}, down {:?} do not fit",
+            "mlp: x {:?}, weights {:?}, down {:?} do not fit",
             lx.dims(),
-            lgu.dims(),
+            lw.dims(),
             ld.dims()
         )
     }
     Ok((rows, hidden, inter))
 }
 
-impl CustomOp3 for SwigluMlp {
+impl CustomOp3 for SwigluBlock {
     fn name(&self) -> &'static str {
-        "verity-swiglu-mlp"
+        "verity-swiglu-block"
     }
 
     fn cpu_fwd(
         &self,
         x: &CpuStorage,
         lx: &Layout,
-        gate_up: &CpuStorage,
-        lgu: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
         down: &CpuStorage,
         ld: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let sizes = sizes(lx, lgu, ld)?;
-        let (rows, hidden, _) = sizes;
+        let sizes = sizes(lx, lw, ld)?;
+        fn run<T: MlpFloat>(
+            op: &SwigluBlock,
+            cpu: [(&CpuStorage, &Layout); 3],
+            sizes: (usize, usize, usize),
+        ) -> candle_core::Result<CpuStorage> {
+            let (x, w, d) = (cpu_slice(cpu[0])?, cpu_slice(cpu[1])?, cpu_slice(cpu[2])?);
+            Ok(T::to_cpu_storage_owned(op.forward::<T>(x, w, d, sizes)))
+        }
+        let cpu = [(x, lx), (w, lw), (down, ld)];
         let out = match x {
-            CpuStorage::F32(_) => CpuStorage::F32(self.forward::<f32>(
-                cpu_slice((x, lx))?,
-                cpu_slice((gate_up, lgu))?,
-                cpu_slice((down, ld))?,
-                sizes,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(self.forward::<f64>(
-                cpu_slice((x, lx))?,
-                cpu_slice((gate_up, lgu))?,
-                cpu_slice((down, ld))?,
-                sizes,
-            )),
+            CpuStorage::F32(_) => run::<f32>(self, cpu, sizes)?,
+            CpuStorage::F64(_) => run::<f64>(self, cpu, sizes)?,
             _ => candle_core::bail!("mlp: only f32 and f64 on the CPU"),
         };
-        Ok((out, Shape::from((rows, hidden))))
+        Ok((out, lx.shape().clone()))
     }
 
     fn bwd(
         &self,
         x: &Tensor,
-        gate_up: &Tensor,
+        weights: &Tensor,
         down: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         fn run<T: MlpFloat>(
-            op: &SwigluMlp,
+            op: &SwigluBlock,
             cpu: &[(&CpuStorage, &Layout)],
             like: [&Tensor; 3],
         ) -> candle_core::Result<[Tensor; 3]> {
             let sizes = sizes(cpu[0].1, cpu[1].1, cpu[2].1)?;
             let s = |i: usize| cpu_slice::<T>(cpu[i]);
-            let (dx, d_gate_up, d_down) = op.backward((s(0)?, s(1)?, s(2)?, s(3)?), sizes)?;
+            let (dx, d_weights, d_down) = op.backward((s(0)?, s(1)?, s(2)?, s(3)?), sizes)?;
             let wrap = |g: Vec<T>, like: &Tensor| Tensor::from_vec(g, like.shape(), &Device::Cpu);
             Ok([
                 wrap(dx, like[0])?,
-                wrap(d_gate_up, like[1])?,
+                wrap(d_weights, like[1])?,
                 wrap(d_down, like[2])?,
             ])
         }
-        let like = [x, gate_up, down];
-        let [dx, d_gate_up, d_down] = with_cpu(&[x, gate_up, down, &grad], |cpu| match cpu[0].0 {
+        let like = [x, weights, down];
+        let [dx, d_weights, d_down] = with_cpu(&[x, weights, down, &grad], |cpu| match cpu[0].0 {
             CpuStorage::F32(_) => run::<f32>(self, cpu, like),
             CpuStorage::F64(_) => run::<f64>(self, cpu, like),
             _ => candle_core::bail!("mlp: only f32 and f64 on the CPU"),
         })?;
-        Ok((Some(dx), Some(d_gate_up), Some(d_down)))
+        Ok((Some(dx), Some(d_weights), Some(d_down)))
     }
 }
 
@@ -285,34 +309,46 @@ mod tests {
     use candle_core::{DType, Var};
 
     #[test]
-    fn mlp_matches_the_composition_forward_and_backward() -> Result<()> {
+    fn block_matches_the_composition_forward_and_backward() -> Result<()> {
         let dev = Device::Cpu;
-        let (rows, hidden, inter) = (13, 8, 12);
+        // 150 rows: several row blocks of the norm's backward.
+        let (rows, hidden, inter) = (150, 8, 12);
         for dtype in [DType::F64, DType::F32] {
-            let var = |shape: (usize, usize), std: f64| -> Result<Var> {
+            let var = |shape: &[usize], mean: f64, std: f64| -> Result<Var> {
                 Ok(Var::from_tensor(
-                    &Tensor::randn(0f64, std, shape, &dev)?.to_dtype(dtype)?,
+                    &Tensor::randn(mean, std, shape, &dev)?.to_dtype(dtype)?,
                 )?)
             };
-            let x = var((rows, hidden), 1.0)?;
-            let gate = var((inter, hidden), 1.0)?;
-            let up = var((inter, hidden), 0.5)?;
-            let down = var((hidden, inter), 0.5)?;
+            let x = var(&[rows, hidden], 0.0, 1.0)?;
+            let norm = var(&[hidden], 1.0, 0.3)?;
+            let gate = var(&[inter, hidden], 0.0, 1.0)?;
+            let up = var(&[inter, hidden], 0.0, 0.5)?;
+            let down = var(&[hidden, inter], 0.0, 0.5)?;
             let w = Tensor::randn(0f64, 1.0, (rows, hidden), &dev)?.to_dtype(dtype)?;
-            let gate_up = Tensor::cat(&[gate.as_tensor(), up.as_tensor()], 0)?;
-            let ours = swiglu_mlp(&x, &gate_up, &down)?;
-            let hidden_act = (x.matmul(&gate.t()?)?.silu()? * x.matmul(&up.t()?)?)?;
-            let theirs = hidden_act.matmul(&down.t()?)?;
+            let weights = Tensor::cat(&[gate.as_tensor(), up.as_tensor(), &norm.unsqueeze(0)?], 0)?;
+            let ours = swiglu_block(&x, &weights, &down, 1e-6)?;
+            let n = candle_nn::ops::rms_norm_slow(&x, &norm, 1e-6)?;
+            let act = (n.matmul(&gate.t()?)?.silu()? * n.matmul(&up.t()?)?)?;
+            let theirs = (x.as_tensor() + act.matmul(&down.t()?)?)?;
             let tol = if dtype == DType::F64 { 1e-12 } else { 1e-4 };
             let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
             let diff = max_diff(&f64_of(&ours), &f64_of(&theirs));
             assert!(diff < tol, "{dtype:?} forward diff {diff}");
             let g1 = (ours * &w)?.sum_all()?.backward()?;
             let g2 = (theirs * &w)?.sum_all()?.backward()?;
-            for (name, var) in [("x", &x), ("gate", &gate), ("up", &up), ("down", &down)] {
+            let vars = [
+                ("x", &x),
+                ("norm", &norm),
+                ("gate", &gate),
+                ("up", &up),
+                ("down", &down),
+            ];
+            for (name, var) in vars {
                 let (a, b) = (g1.get(var).expect("grad"), g2.get(var).expect("grad"));
                 let diff = max_diff(&f64_of(a), &f64_of(b));
-                assert!(diff < tol, "{dtype:?} d{name} diff {diff}");
+                // Relative to the gradient's size: some sum over all rows.
+                let scale = f64_of(b).abs()?.max_all()?.to_scalar::<f64>()?;
+                assert!(diff < tol * (1.0 + scale), "{dtype:?} d{name} diff {diff}");
             }
         }
         Ok(())

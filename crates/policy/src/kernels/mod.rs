@@ -38,7 +38,7 @@ mod softmax;
 mod swiglu;
 
 pub(crate) use attention::{causal_attention, AttentionDims};
-pub(crate) use mlp::swiglu_mlp;
+pub(crate) use mlp::swiglu_block;
 pub(crate) use rms_norm::rms_norm;
 pub(crate) use rotary::rope;
 pub(crate) use softmax::softmax_last_dim;

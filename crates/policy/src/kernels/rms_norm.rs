@@ -65,7 +65,7 @@ fn backward_rows<T: Float>(x: &[T], w: &[T], dy: &[T], eps: f64, dx: &mut [T], d
 vectorised!(forward_f32, forward_f32_avx2, forward_rows::<f32>(x: &[f32], w: &[f32], eps: f64, out: &mut [f32]) -> ());
 vectorised!(backward_f32, backward_f32_avx2, backward_rows::<f32>(x: &[f32], w: &[f32], dy: &[f32], eps: f64, dx: &mut [f32], dw: &mut [f32]) -> ());
 
-trait RmsFloat: Float + candle_core::WithDType {
+pub(super) trait RmsFloat: Float + candle_core::WithDType {
     fn forward(x: &[Self], w: &[Self], eps: f64, out: &mut [Self]);
     fn backward(x: &[Self], w: &[Self], dy: &[Self], eps: f64, dx: &mut [Self], dw: &mut [Self]);
 }
@@ -88,7 +88,7 @@ impl RmsFloat for f64 {
     }
 }
 
-fn forward<T: RmsFloat>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
+pub(super) fn forward<T: RmsFloat>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     let d = w.len();
     let mut out = vec![T::ZERO; x.len()];
     let dst = SharedMut(out.as_mut_ptr());
@@ -100,8 +100,15 @@ fn forward<T: RmsFloat>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     out
 }
 
-/// The gradients for `x` and `w`.
-fn backward<T: RmsFloat>(x: &[T], w: &[T], dy: &[T], eps: f64) -> (Vec<T>, Vec<T>) {
+/// The gradients for `x` and `w`; `residual`, when given, is added to x's
+/// (the gradient of a residual connection around the norm).
+pub(super) fn backward<T: RmsFloat>(
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    eps: f64,
+    residual: Option<&[T]>,
+) -> (Vec<T>, Vec<T>) {
     let d = w.len();
     let rows = x.len() / d;
     let blocks = rows.div_ceil(BLOCK);
@@ -119,11 +126,23 @@ fn backward<T: RmsFloat>(x: &[T], w: &[T], dy: &[T], eps: f64) -> (Vec<T>, Vec<T
                     partial_ptr.slice(block * d..(block + 1) * d),
                 )
             };
-            T::backward(&x[span.clone()], w, &dy[span], eps, dx, dw);
+            T::backward(&x[span.clone()], w, &dy[span.clone()], eps, dx, dw);
+            if let Some(residual) = residual {
+                for (g, &r) in dx.iter_mut().zip(&residual[span]) {
+                    let own = *g;
+                    *g = own + r;
+                }
+            }
         }
     });
     let dw = (0..d)
-        .map(|j| partial.iter().skip(j).step_by(d).fold(T::ZERO, |a, &v| a + v))
+        .map(|j| {
+            partial
+                .iter()
+                .skip(j)
+                .step_by(d)
+                .fold(T::ZERO, |a, &v| a + v)
+        })
         .collect();
     (dx, dw)
 }
@@ -182,7 +201,7 @@ impl CustomOp2 for RmsNorm {
             shapes: (&Shape, &Shape),
         ) -> candle_core::Result<(Tensor, Tensor)> {
             let (x, w, dy) = (cpu_slice(cpu[0])?, cpu_slice(cpu[1])?, cpu_slice(cpu[2])?);
-            let (dx, dw) = backward::<T>(x, w, dy, eps);
+            let (dx, dw) = backward::<T>(x, w, dy, eps, None);
             Ok((
                 Tensor::from_vec(dx, shapes.0, &Device::Cpu)?,
                 Tensor::from_vec(dw, shapes.1, &Device::Cpu)?,
