@@ -196,21 +196,112 @@ fn attend_body(
         .enumerate()
     {
         let offset = (h / groups) * head_dim;
-        for (block, s) in keys
-            .chunks_exact(width * KEY_BLOCK)
+        let head = Head {
+            keys,
+            values,
+            width,
+            offset,
+            visible,
+            scale,
+        };
+        // The usual head sizes get loops with every bound known.
+        match head_dim {
+            16 => head.attend_fixed::<1>(q, scores, out),
+            32 => head.attend_fixed::<2>(q, scores, out),
+            64 => head.attend_fixed::<4>(q, scores, out),
+            128 => head.attend_fixed::<8>(q, scores, out),
+            _ => head.attend_any(q, scores, out),
+        }
+    }
+}
+
+/// One query head's view of the cache.
+struct Head<'a> {
+    keys: &'a [f32],
+    values: &'a [f32],
+    width: usize,
+    offset: usize,
+    visible: usize,
+    scale: f32,
+}
+
+impl Head<'_> {
+    /// Attention for a head of `16 * C` dimensions.
+    #[inline(always)]
+    fn attend_fixed<const C: usize>(&self, q: &[f32], scores: &mut [f32], out: &mut [f32]) {
+        let q: &[[f32; 4]] = q.as_chunks::<4>().0;
+        for (block, s) in self
+            .keys
+            .chunks_exact(self.width * KEY_BLOCK)
             .zip(scores.chunks_exact_mut(KEY_BLOCK))
         {
-            let sum = weighted_sum(q, block, KEY_BLOCK, offset * KEY_BLOCK, KEY_BLOCK);
-            for (s, v) in s.iter_mut().zip(sum) {
-                *s = v * scale;
+            let rows = &block[self.offset * KEY_BLOCK..][..16 * C * KEY_BLOCK];
+            let rows: &[[[f32; KEY_BLOCK]; 4]] = rows.as_chunks::<KEY_BLOCK>().0.as_chunks::<4>().0;
+            // Four partial sums: one would make every step wait for the last.
+            let mut acc = [[0f32; KEY_BLOCK]; 4];
+            for (q4, r4) in q.iter().zip(rows) {
+                for u in 0..4 {
+                    for l in 0..KEY_BLOCK {
+                        acc[u][l] = q4[u].mul_add(r4[u][l], acc[u][l]);
+                    }
+                }
+            }
+            for (l, s) in s.iter_mut().enumerate() {
+                *s = ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l])) * self.scale;
             }
         }
-        let scores = &mut scores[..visible];
-        softmax_in_place(scores);
-        // Each 16-wide slice of the output head accumulates in registers.
+        let probs = &mut scores[..self.visible];
+        softmax_in_place(probs);
+        let mut acc = [[[0f32; 16]; C]; 2];
+        let row = |j: usize| -> &[[f32; 16]; C] {
+            let v = &self.values[j * self.width + self.offset..][..16 * C];
+            v.as_chunks::<16>().0.try_into().expect("16 * C values")
+        };
+        let pairs = probs.as_chunks::<2>();
+        for (j, p) in pairs.0.iter().enumerate() {
+            for u in 0..2 {
+                let v = row(2 * j + u);
+                for c in 0..C {
+                    for l in 0..16 {
+                        acc[u][c][l] = p[u].mul_add(v[c][l], acc[u][c][l]);
+                    }
+                }
+            }
+        }
+        if let [p] = pairs.1 {
+            let v = row(self.visible - 1);
+            for c in 0..C {
+                for l in 0..16 {
+                    acc[0][c][l] = p.mul_add(v[c][l], acc[0][c][l]);
+                }
+            }
+        }
+        for (c, out) in out.as_chunks_mut::<16>().0.iter_mut().enumerate() {
+            for l in 0..16 {
+                out[l] = acc[0][c][l] + acc[1][c][l];
+            }
+        }
+    }
+
+    /// Attention for a head of any size.
+    #[inline(always)]
+    fn attend_any(&self, q: &[f32], scores: &mut [f32], out: &mut [f32]) {
+        for (block, s) in self
+            .keys
+            .chunks_exact(self.width * KEY_BLOCK)
+            .zip(scores.chunks_exact_mut(KEY_BLOCK))
+        {
+            let start = self.offset * KEY_BLOCK;
+            let sum = weighted_sum(q, block, KEY_BLOCK, start, KEY_BLOCK);
+            for (s, v) in s.iter_mut().zip(sum) {
+                *s = v * self.scale;
+            }
+        }
+        let probs = &mut scores[..self.visible];
+        softmax_in_place(probs);
         for (c, out) in out.chunks_mut(16).enumerate() {
-            let start = offset + 16 * c;
-            let sum = weighted_sum(scores, values, width, start, out.len());
+            let start = self.offset + 16 * c;
+            let sum = weighted_sum(probs, self.values, self.width, start, out.len());
             out.copy_from_slice(&sum[..out.len()]);
         }
     }
@@ -305,48 +396,73 @@ fn swiglu_body(gate_up: &[f32], width: usize, hidden: &mut [f32]) {
 mod tests {
     use super::*;
 
+    /// Every head size (the fixed-size loops and the general one), with
+    /// and without a partly filled last key block, against f64 arithmetic.
     #[test]
     fn attention_matches_the_definition() {
+        for head_dim in [8, 16, 32, 48, 64, 128] {
+            for visible in [1, 5, 16, 21] {
+                check_attention(head_dim, visible);
+            }
+        }
+    }
+
+    fn check_attention(d: usize, visible: usize) {
+        let (heads, kv_heads) = (4, 2);
         let dims = Dims {
             hidden: 0,
             intermediate: 0,
-            heads: 4,
-            kv_heads: 2,
-            head_dim: 8,
+            heads,
+            kv_heads,
+            head_dim: d,
             vocab: 0,
             eps: 0.0,
         };
+        let width = kv_heads * d;
         let value = |i: usize| ((i * 37 % 101) as f32 / 50.0) - 1.0;
-        let q: Vec<f32> = (0..32).map(value).collect();
-        let keys: Vec<f32> = (0..5 * 16).map(|i| value(i + 7)).collect();
-        let values: Vec<f32> = (0..5 * 16).map(|i| value(i + 11)).collect();
+        let q: Vec<f32> = (0..heads * d).map(value).collect();
+        let keys: Vec<f32> = (0..visible * width).map(|i| value(i + 7)).collect();
+        let values: Vec<f32> = (0..visible * width).map(|i| value(i + 11)).collect();
         let mut blocked = Vec::new();
-        for (position, key) in keys.chunks_exact(16).enumerate() {
+        for (position, key) in keys.chunks_exact(width).enumerate() {
             push_key(&mut blocked, position, key);
         }
-        assert_eq!(blocked.len(), 16 * KEY_BLOCK, "one block of 16 positions");
-        let mut out = vec![0f32; 32];
-        attend(&q, &blocked, &values, 5, &dims, &mut Vec::new(), &mut out);
-        for h in 0..4 {
-            let kvh = h / 2;
-            let scores: Vec<f64> = (0..5)
+        assert_eq!(
+            blocked.len(),
+            visible.div_ceil(KEY_BLOCK) * KEY_BLOCK * width
+        );
+        let mut out = vec![0f32; heads * d];
+        attend(
+            &q,
+            &blocked,
+            &values,
+            visible,
+            &dims,
+            &mut Vec::new(),
+            &mut out,
+        );
+        for h in 0..heads {
+            let kvh = h / (heads / kv_heads);
+            let scores: Vec<f64> = (0..visible)
                 .map(|j| {
-                    (0..8)
-                        .map(|i| q[h * 8 + i] as f64 * keys[j * 16 + kvh * 8 + i] as f64)
+                    (0..d)
+                        .map(|i| q[h * d + i] as f64 * keys[j * width + kvh * d + i] as f64)
                         .sum::<f64>()
-                        / 8f64.sqrt()
+                        / (d as f64).sqrt()
                 })
                 .collect();
             let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
-            for i in 0..8 {
-                let expected: f64 = (0..5)
-                    .map(|j| (scores[j] - max).exp() / total * values[j * 16 + kvh * 8 + i] as f64)
+            for i in 0..d {
+                let expected: f64 = (0..visible)
+                    .map(|j| {
+                        (scores[j] - max).exp() / total * values[j * width + kvh * d + i] as f64
+                    })
                     .sum();
-                let got = out[h * 8 + i] as f64;
+                let got = out[h * d + i] as f64;
                 assert!(
                     (got - expected).abs() < 1e-5,
-                    "head {h} [{i}]: {got} vs {expected}"
+                    "d {d}, {visible} keys, head {h} [{i}]: {got} vs {expected}"
                 );
             }
         }
