@@ -59,6 +59,8 @@
 //! # Ok::<(), policy::Error>(())
 //! ```
 
+#[macro_use]
+mod dispatch; // first: its macro is used by the modules below
 mod attention;
 mod cache;
 mod chat_template;

@@ -2,6 +2,8 @@
 
 use rand::Rng;
 
+use crate::kernels::simd::exp_f32;
+
 /// How the next token is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Sampler {
@@ -27,7 +29,8 @@ pub(crate) struct Choice {
 impl Sampler {
     /// Picks a token from `logits`; draws exactly one uniform number unless greedy.
     pub(crate) fn choose<R: Rng + ?Sized>(&self, logits: &[f32], rng: &mut R) -> Choice {
-        let raw_lse = log_sum_exp(logits.iter().map(|&l| l as f64));
+        let (raw_max, raw_total) = exp_sum(logits, 1.0, f32::NEG_INFINITY);
+        let raw_lse = lse(raw_max, raw_total);
         if self.temperature <= 0.0 {
             let token = argmax(logits);
             let raw_logprob = (logits[token] as f64 - raw_lse) as f32;
@@ -38,17 +41,24 @@ impl Sampler {
             };
         }
         let inv_t = 1.0 / self.temperature;
-        let scaled: Vec<f64> = logits.iter().map(|&l| l as f64 * inv_t).collect();
-        let lse = log_sum_exp(scaled.iter().copied());
         let u: f64 = rng.random::<f64>();
-        let token = if self.top_k > 0 && self.top_k < logits.len() || self.top_p < 1.0 {
-            self.sample_filtered(&scaled, lse, u)
+        let filtered = self.top_k > 0 && self.top_k < logits.len() || self.top_p < 1.0;
+        let (token, lse) = if filtered {
+            let scaled: Vec<f64> = logits.iter().map(|&l| l as f64 * inv_t).collect();
+            let lse = log_sum_exp(scaled.iter().copied());
+            (self.sample_filtered(&scaled, lse, u), lse)
         } else {
-            sample_full(&scaled, lse, u)
+            let scale = inv_t as f32;
+            let (max, total) = if scale == 1.0 {
+                (raw_max, raw_total)
+            } else {
+                exp_sum(logits, scale, f32::NEG_INFINITY)
+            };
+            (sample_full(logits, scale, max, u * total), lse(max, total))
         };
         Choice {
             token: token as u32,
-            logprob: (scaled[token] - lse) as f32,
+            logprob: (logits[token] as f64 * inv_t - lse) as f32,
             raw_logprob: (logits[token] as f64 - raw_lse) as f32,
         }
     }
@@ -107,22 +117,83 @@ impl Sampler {
     }
 }
 
-/// Inverse-CDF draw over the whole distribution softmax(scaled).
-fn sample_full(scaled: &[f64], lse: f64, u: f64) -> usize {
-    let mut target = u;
-    let mut last_positive = 0;
-    for (i, &s) in scaled.iter().enumerate() {
-        let p = (s - lse).exp();
-        if p > 0.0 {
-            last_positive = i;
+/// Inverse-CDF draw over softmax(logits * scale): the first token at which
+/// the running sum of `exp(logits * scale - max)` passes `target` (a
+/// uniform draw times their total). Blocks of tokens are summed whole until
+/// the one holding the target, so only that block is walked token by token.
+fn sample_full(logits: &[f32], scale: f32, max: f32, target: f64) -> usize {
+    const BLOCK: usize = 256;
+    let mut target = target;
+    for (b, block) in logits.chunks(BLOCK).enumerate() {
+        let (_, mass) = exp_sum(block, scale, max);
+        if target >= mass {
+            target -= mass;
+            continue;
         }
-        target -= p;
-        if target < 0.0 {
-            return i;
+        for (i, &l) in block.iter().enumerate() {
+            target -= exp_f32(l * scale - max) as f64;
+            if target < 0.0 {
+                return b * BLOCK + i;
+            }
         }
     }
     // Rounding left a sliver of mass: give it to the last token that has any.
-    last_positive
+    logits
+        .iter()
+        .rposition(|&l| exp_f32(l * scale - max) > 0.0)
+        .unwrap_or(0)
+}
+
+/// `max + ln(total)`, or the max itself when nothing is finite.
+fn lse(max: f32, total: f64) -> f64 {
+    if max.is_finite() {
+        max as f64 + total.ln()
+    } else {
+        max as f64
+    }
+}
+
+simd_fn! {
+    /// `(m, sum of exp(x * scale - m))` over `x`, with `m` the largest
+    /// `x * scale` unless a `max` is given (anything but -inf). Summed in
+    /// float64 lanes so a 150,000-token vocabulary loses no precision.
+    fn exp_sum(x: &[f32], scale: f32, max: f32) -> (f32, f64) => exp_sum_body
+}
+
+#[inline(always)]
+fn exp_sum_body(x: &[f32], scale: f32, max: f32) -> (f32, f64) {
+    let max = if max == f32::NEG_INFINITY {
+        let mut lanes = [f32::NEG_INFINITY; 16];
+        let chunks = x.chunks_exact(16);
+        let tail = chunks
+            .remainder()
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
+        for chunk in chunks {
+            for (m, &v) in lanes.iter_mut().zip(chunk) {
+                *m = m.max(v * scale);
+            }
+        }
+        lanes.iter().fold(tail, |m, &v| m.max(v))
+    } else {
+        max
+    };
+    if !max.is_finite() {
+        return (max, 0.0);
+    }
+    let mut lanes = [0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| exp_f32(v * scale - max) as f64)
+        .sum();
+    for chunk in chunks {
+        for (s, &v) in lanes.iter_mut().zip(chunk) {
+            *s += exp_f32(v * scale - max) as f64;
+        }
+    }
+    (max, lanes.iter().sum::<f64>() + tail)
 }
 
 /// Indices of the k largest values, largest first (ties: lower index first).
@@ -235,5 +306,40 @@ mod tests {
             })
             .count();
         assert_eq!(kept + 1, nucleus);
+    }
+
+    /// On a Qwen-sized vocabulary the draw is the f64 inverse CDF's and the
+    /// log-probabilities match f64 arithmetic.
+    #[test]
+    fn large_vocabularies_match_float64_arithmetic() {
+        let logits: Vec<f32> = (0..151_936u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) % 20_011) as f32 / 1000.0) - 12.0)
+            .collect();
+        for temperature in [1.0, 0.7] {
+            let scaled: Vec<f64> = logits.iter().map(|&l| l as f64 / temperature).collect();
+            let lse = log_sum_exp(scaled.iter().copied());
+            let raw_lse = log_sum_exp(logits.iter().map(|&l| l as f64));
+            let mut rng = StdRng::seed_from_u64(9);
+            for _ in 0..50 {
+                let u: f64 = StdRng::clone(&rng).random();
+                let c = sampler(temperature, 0, 1.0).choose(&logits, &mut rng);
+                // The f64 inverse CDF at u, allowing for rounding at a boundary.
+                let mut cdf = 0.0;
+                let expected = scaled
+                    .iter()
+                    .position(|&s| {
+                        cdf += (s - lse).exp();
+                        cdf > u
+                    })
+                    .unwrap();
+                assert!(
+                    (c.token as i64 - expected as i64).abs() <= 1,
+                    "T={temperature}"
+                );
+                let t = c.token as usize;
+                assert!((c.logprob as f64 - (scaled[t] - lse)).abs() < 1e-5);
+                assert!((c.raw_logprob as f64 - (logits[t] as f64 - raw_lse)).abs() < 1e-5);
+            }
+        }
     }
 }

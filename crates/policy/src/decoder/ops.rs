@@ -1,45 +1,13 @@
 //! The decoder's per-row operations: RMSNorm, RoPE, attention over one
 //! sequence's cache, SwiGLU. Written as plain loops the compiler vectorises,
-//! and compiled for AVX-512 or AVX2 + FMA when the CPU has them.
+//! and compiled for AVX-512 or AVX2 + FMA when the CPU has them
+//! (`simd_fn!`, crate::dispatch).
 
 use crate::kernels::simd::{dot3, exp_f32, sum};
 
 use super::Dims;
 
-/// Defines `$name`, which runs `$body` compiled for the widest vector
-/// instructions the CPU has.
-macro_rules! vectorised {
-    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
-        $(#[$doc])*
-        pub(crate) fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,fma")]
-                unsafe fn wide($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn narrow($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("avx512vl")
-                    && std::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has the features `wide` is compiled for.
-                    return unsafe { wide($($arg),*) };
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has the features `narrow` is compiled for.
-                    return unsafe { narrow($($arg),*) };
-                }
-            }
-            $body($($arg),*)
-        }
-    };
-}
-
-vectorised! {
+simd_fn! {
     /// `out = x / sqrt(mean(x^2) + eps) * weight`, row by row.
     fn rms_norm(x: &[f32], weight: &[f32], eps: f64, out: &mut [f32]) => rms_norm_body
 }
@@ -56,7 +24,7 @@ fn rms_norm_body(x: &[f32], weight: &[f32], eps: f64, out: &mut [f32]) {
     }
 }
 
-vectorised! {
+simd_fn! {
     /// [`rms_norm`] in place.
     fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f64) => rms_norm_in_place_body
 }
@@ -107,7 +75,7 @@ impl RopeTable {
     }
 }
 
-vectorised! {
+simd_fn! {
     /// Rotates one head in the rotate-half form:
     /// `x * cos + rotate_half(x) * sin`, rotate_half(x) = [-x2, x1].
     fn rotate(head: &mut [f32], cos: &[f32], sin: &[f32]) => rotate_body
@@ -164,7 +132,7 @@ pub(crate) fn attend(
     );
 }
 
-vectorised! {
+simd_fn! {
     fn attend_heads(
         q: &[f32],
         keys: &[f32],
@@ -374,7 +342,7 @@ fn softmax_in_place(x: &mut [f32]) {
     }
 }
 
-vectorised! {
+simd_fn! {
     /// `hidden = silu(gate) * up` per row, `gate_up` rows being [gate | up].
     fn swiglu(gate_up: &[f32], width: usize, hidden: &mut [f32]) => swiglu_body
 }
