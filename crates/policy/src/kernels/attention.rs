@@ -105,7 +105,7 @@ fn masked_softmax_rows<T: Float>(p: &mut [T], bias: &[T]) {
         for (x, &b) in seen[..i].iter_mut().zip(&bias[..i]) {
             *x = *x + b;
         }
-        let max = seen.iter().copied().fold(T::NEG_INFINITY, T::max);
+        let max = max_lanes(seen);
         for x in seen.iter_mut() {
             *x = (*x - max).exp_fast();
         }
@@ -125,11 +125,31 @@ fn rotate_heads_rows<T: Float>(x: &[T], o: &mut [T], cs: &[T]) {
     for (x, o) in x.chunks_exact(d).zip(o.chunks_exact_mut(d)) {
         let (x1, x2) = x.split_at(half);
         let (o1, o2) = o.split_at_mut(half);
-        for i in 0..half {
-            o1[i] = x1[i] * c[i] - x2[i] * s[i];
-            o2[i] = x2[i] * c[i] + x1[i] * s[i];
+        let pairs = o1.iter_mut().zip(o2.iter_mut()).zip(x1.iter().zip(x2));
+        for (((o1, o2), (&a, &b)), (&c, &s)) in pairs.zip(c.iter().zip(s)) {
+            *o1 = a * c - b * s;
+            *o2 = b * c + a * s;
         }
     }
+}
+
+/// The largest element, with eight running maxima so it vectorises.
+#[inline(always)]
+fn max_lanes<T: Float>(v: &[T]) -> T {
+    let bigger = |a: T, b: T| if a > b { a } else { b };
+    let mut acc = [T::NEG_INFINITY; 8];
+    let chunks = v.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(T::NEG_INFINITY, bigger);
+    for chunk in chunks {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a = bigger(*a, x);
+        }
+    }
+    acc.iter().copied().fold(tail, bigger)
 }
 
 vectorised!(rotate_heads_f32, rotate_heads_f32_avx2, rotate_heads_rows::<f32>(x: &[f32], o: &mut [f32], cs: &[f32]) -> ());
