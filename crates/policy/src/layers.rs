@@ -42,7 +42,11 @@ impl Linear {
         // A 2-D input needs no reshape: each reshape is one more node whose
         // gradient the backward pass allocates and adds.
         if x.rank() == 2 {
-            let y = x.matmul(&self.weight.t()?)?;
+            let y = if crate::kernels::fused_cpu(x) && x.dtype() == self.weight.dtype() {
+                crate::kernels::linear(x, &self.weight)?
+            } else {
+                x.matmul(&self.weight.t()?)?
+            };
             return Ok(match &self.bias {
                 Some(b) => y.broadcast_add(b)?,
                 None => y,

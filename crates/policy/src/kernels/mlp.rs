@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
-use super::parallel::{cpu_slice, par_for, with_cpu, SharedMut};
+use super::parallel::{cpu_slice, par_for, product, with_cpu, SharedMut};
 use super::rms_norm::{self, RmsFloat};
 use super::simd::Float;
 use super::swiglu::sigmoid;
@@ -79,104 +79,6 @@ impl MlpFloat for f64 {
     fn swiglu_grad(gate: &[f64], up: &[f64], dh: &[f64], d_gate: &mut [f64], d_up: &mut [f64]) {
         swiglu_grad_slices(gate, up, dh, d_gate, d_up)
     }
-}
-
-/// A row-major view: data, row stride, column stride.
-type View<'a, T> = (&'a [T], usize, usize);
-
-/// `dst (+)= lhs [m, k] * rhs [k, n]` for row-major `dst` with row stride
-/// `n`, on the calling thread.
-///
-/// # Safety
-/// `dst` must hold m x n elements no other thread touches during the call.
-unsafe fn gemm_serial<T: MlpFloat>(
-    (m, n, k): (usize, usize, usize),
-    dst: *mut T,
-    lhs: (*const T, usize, usize),
-    rhs: (*const T, usize, usize),
-) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        n as isize,
-        false,
-        lhs.0,
-        lhs.2 as isize,
-        lhs.1 as isize,
-        rhs.0,
-        rhs.2 as isize,
-        rhs.1 as isize,
-        T::ZERO,
-        T::ONE,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
-    );
-}
-
-/// `lhs [m, k] * rhs [k, n]` into a new row-major [m, n], split over
-/// candle's CPU worker threads (the ones the other kernels use, so none of
-/// them spins while another pool computes): by rows when there are many,
-/// else by k with the partial products added in a fixed order.
-fn product<T: MlpFloat>(m: usize, n: usize, k: usize, lhs: View<T>, rhs: View<T>) -> Vec<T> {
-    let reach = |(v, rs, cs): View<T>, rows: usize, cols: usize| {
-        rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < v.len()
-    };
-    assert!(
-        reach(lhs, m, k) && reach(rhs, k, n),
-        "mlp: product views out of bounds"
-    );
-    let parts = candle_core::utils::barrier_pool().n_workers() + 1;
-    let split = |len: usize, p: usize| len * p / parts..len * (p + 1) / parts;
-    if m >= k || parts == 1 {
-        let mut out: Vec<T> = Vec::with_capacity(m * n);
-        let dst = SharedMut(out.as_mut_ptr());
-        par_for(parts, |range| {
-            for p in range {
-                let rows = split(m, p);
-                // SAFETY: the views lie inside their slices (checked above);
-                // this task writes rows `rows` of `out` only, every element
-                // of them (gemm does not read dst).
-                unsafe {
-                    let lhs0 = lhs.0.as_ptr().add(rows.start * lhs.1);
-                    let dst0 = dst.ptr().add(rows.start * n);
-                    let rhs0 = (rhs.0.as_ptr(), rhs.1, rhs.2);
-                    gemm_serial((rows.len(), n, k), dst0, (lhs0, lhs.1, lhs.2), rhs0);
-                }
-            }
-        });
-        // SAFETY: every row was written above.
-        unsafe { out.set_len(m * n) };
-        return out;
-    }
-    let mut partial = vec![T::ZERO; parts * m * n];
-    let dst = SharedMut(partial.as_mut_ptr());
-    par_for(parts, |range| {
-        for p in range {
-            let span = split(k, p);
-            // SAFETY: as above; this task writes partial product `p` only.
-            unsafe {
-                let lhs0 = lhs.0.as_ptr().add(span.start * lhs.2);
-                let rhs0 = rhs.0.as_ptr().add(span.start * rhs.1);
-                let dst0 = dst.ptr().add(p * m * n);
-                let (l, r) = ((lhs0, lhs.1, lhs.2), (rhs0, rhs.1, rhs.2));
-                gemm_serial((m, n, span.len()), dst0, l, r);
-            }
-        }
-    });
-    let (first, rest) = partial.split_at_mut(m * n);
-    for part in rest.chunks_exact(m * n) {
-        for (acc, &v) in first.iter_mut().zip(part) {
-            let own = *acc;
-            *acc = own + v;
-        }
-    }
-    partial.truncate(m * n);
-    partial
 }
 
 /// Calls `f(row, that row of out)` for every row of `out` [rows, width], in parallel.

@@ -29,6 +29,7 @@ macro_rules! vectorised {
 }
 
 mod attention;
+mod linear;
 mod mlp;
 mod parallel;
 mod rms_norm;
@@ -38,6 +39,7 @@ mod softmax;
 mod swiglu;
 
 pub(crate) use attention::{causal_attention, AttentionDims};
+pub(crate) use linear::linear;
 pub(crate) use mlp::swiglu_block;
 pub(crate) use rms_norm::rms_norm;
 pub(crate) use rotary::rope;
