@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
-use super::parallel::{cpu_slice, par_for, with_cpu, SharedMut};
+use super::parallel::{cpu_slice, par_for, with_cpu, zeros, SharedMut};
 
 use super::simd::{dot3, sum, Float};
 use crate::error::Result;
@@ -304,8 +304,8 @@ impl CausalAttention {
         } = self.dims;
         let (width, k_col, _) = self.columns();
         let rows = qkv.len() / width;
-        let mut qr = vec![T::ZERO; rows * heads * d];
-        let mut kr = vec![T::ZERO; rows * kv_heads * d];
+        let mut qr = zeros::<T>(rows * heads * d);
+        let mut kr = zeros::<T>(rows * kv_heads * d);
         let (qw, kw) = (heads * d, kv_heads * d);
         let q_dst = (SharedMut(qr.as_mut_ptr()), qw, 0);
         self.rotate((qkv, width, 0), heads, false, self.scale(), q_dst);
@@ -327,8 +327,8 @@ impl CausalAttention {
         let (width, _, v_col) = self.columns();
         let qw = heads * d;
         let (qr, kr) = self.rotated(qkv);
-        let mut out = vec![T::ZERO; batch * t * qw];
-        let mut probs = vec![T::ZERO; batch * heads * t * t];
+        let mut out = zeros::<T>(batch * t * qw);
+        let mut probs = zeros::<T>(batch * heads * t * t);
         let (dst, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
         par_for(batch * heads, |range| {
             let mut bias = vec![T::ZERO; t];
@@ -377,9 +377,9 @@ impl CausalAttention {
         let groups = heads / kv_heads;
         let (width, k_col, v_col) = self.columns();
         let (qw, kw) = (heads * d, kv_heads * d);
-        let mut dqr = vec![T::ZERO; qr.len()];
-        let mut dkr = vec![T::ZERO; kr.len()];
-        let mut dqkv = vec![T::ZERO; qkv.len()];
+        let mut dqr = zeros::<T>(qr.len());
+        let mut dkr = zeros::<T>(kr.len());
+        let mut dqkv = zeros::<T>(qkv.len());
         let (dq_ptr, dk_ptr, dqkv_ptr) = (
             SharedMut(dqr.as_mut_ptr()),
             SharedMut(dkr.as_mut_ptr()),

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
-use super::parallel::{cpu_slice, par_for, product, with_cpu, SharedMut};
+use super::parallel::{cpu_slice, par_for, product, with_cpu, zeros, SharedMut};
 use super::rms_norm::{self, RmsFloat};
 use super::simd::Float;
 use super::swiglu::sigmoid;
@@ -95,8 +95,7 @@ fn rows_par<T: Send + Sync>(rows: usize, out: &mut [T], f: impl Fn(usize, &mut [
 
 /// The activation `silu(gate) * up` [rows, I] of the projections `gu` [rows, 2I].
 fn activate<T: MlpFloat>(gu: &[T], rows: usize, inter: usize) -> Vec<T> {
-    let mut h = Vec::with_capacity(rows * inter);
-    h.resize(rows * inter, T::ZERO);
+    let mut h = zeros::<T>(rows * inter);
     rows_par(rows, &mut h, |row, out| {
         let gu = &gu[row * 2 * inter..(row + 1) * 2 * inter];
         T::swiglu(&gu[..inter], &gu[inter..], out);
@@ -154,8 +153,7 @@ impl SwigluBlock {
         let (gate_up, norm) = weights.split_at(2 * inter * hidden);
         let d_down = product(hidden, inter, rows, (dy, 1, hidden), (h, inter, 1));
         let dh = product(rows, inter, hidden, (dy, hidden, 1), (down, inter, 1));
-        let mut dgu = Vec::with_capacity(rows * 2 * inter);
-        dgu.resize(rows * 2 * inter, T::ZERO);
+        let mut dgu = zeros::<T>(rows * 2 * inter);
         rows_par(rows, &mut dgu, |row, out| {
             let gu = &gu[row * 2 * inter..(row + 1) * 2 * inter];
             let (d_gate, d_up) = out.split_at_mut(inter);

@@ -35,6 +35,23 @@ pub(crate) fn par_for(n: usize, f: impl Fn(Range<usize>) + Sync) {
     candle_core::utils::barrier_pool().execute_chunked(n, f);
 }
 
+/// `n` zeros, written by the worker threads: a large single-threaded
+/// memset was a visible share of a training step.
+pub(crate) fn zeros<T: Float>(n: usize) -> Vec<T> {
+    const CHUNK: usize = 1 << 16;
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    let dst = SharedMut(v.as_mut_ptr());
+    par_for(n.div_ceil(CHUNK), |range| {
+        let span = range.start * CHUNK..(range.end * CHUNK).min(n);
+        // SAFETY: inside the capacity, and this task's span only; all-zero
+        // bytes are 0.0 for f32 and f64, the floats this crate uses.
+        unsafe { dst.ptr().add(span.start).write_bytes(0, span.len()) };
+    });
+    // SAFETY: every element was written above.
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// Calls `f` with the CPU storage and layout of each tensor.
 pub(crate) fn with_cpu<R>(
     tensors: &[&Tensor],
@@ -139,7 +156,7 @@ pub(crate) fn product<T: Float + WithDType>(
         unsafe { out.set_len(m * n) };
         return out;
     }
-    let mut partial = vec![T::ZERO; parts * m * n];
+    let mut partial = zeros::<T>(parts * m * n);
     let dst = SharedMut(partial.as_mut_ptr());
     par_for(parts, |range| {
         for p in range {

@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor};
 
-use super::parallel::{cpu_slice, par_for, with_cpu, SharedMut};
+use super::parallel::{cpu_slice, par_for, with_cpu, zeros, SharedMut};
 use super::simd::{dot3, Float};
 use crate::error::Result;
 
@@ -90,7 +90,7 @@ impl RmsFloat for f64 {
 
 pub(super) fn forward<T: RmsFloat>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     let d = w.len();
-    let mut out = vec![T::ZERO; x.len()];
+    let mut out = zeros::<T>(x.len());
     let dst = SharedMut(out.as_mut_ptr());
     par_for(x.len() / d, |rows| {
         let span = rows.start * d..rows.end * d;
@@ -112,7 +112,7 @@ pub(super) fn backward<T: RmsFloat>(
     let d = w.len();
     let rows = x.len() / d;
     let blocks = rows.div_ceil(BLOCK);
-    let mut dx = vec![T::ZERO; x.len()];
+    let mut dx = zeros::<T>(x.len());
     let mut partial = vec![T::ZERO; blocks * d];
     let (dx_ptr, partial_ptr) = (SharedMut(dx.as_mut_ptr()), SharedMut(partial.as_mut_ptr()));
     par_for(blocks, |range| {
