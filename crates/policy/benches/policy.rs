@@ -241,6 +241,16 @@ fn bench_matmul(reps: usize) {
         let label = format!("matmul [{m}x{k}] x [{k}x{n}] (transposed copy)");
         report(&label, &times, 2.0 * (m * k * n) as f64 / 1e9, "GFLOP");
     }
+    // Weight gradients of the training pass: dy^T x, summing over the rows.
+    for (rows, out, inp) in [(5120, 704, 256), (5120, 256, 704), (5120, 1408, 256)] {
+        let dy = Tensor::randn(0f32, 1.0, (rows, out), &device).expect("dy");
+        let x = Tensor::randn(0f32, 1.0, (rows, inp), &device).expect("x");
+        let times = time(reps * 4, || {
+            dy.t().and_then(|t| t.matmul(&x)).expect("matmul");
+        });
+        let label = format!("matmul [{rows}x{out}]^T x [{rows}x{inp}]");
+        report(&label, &times, 2.0 * (rows * out * inp) as f64 / 1e9, "GFLOP");
+    }
 }
 
 /// glibc returns every large freed block to the system and faults fresh
