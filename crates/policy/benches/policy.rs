@@ -249,7 +249,12 @@ fn bench_matmul(reps: usize) {
             dy.t().and_then(|t| t.matmul(&x)).expect("matmul");
         });
         let label = format!("matmul [{rows}x{out}]^T x [{rows}x{inp}]");
-        report(&label, &times, 2.0 * (rows * out * inp) as f64 / 1e9, "GFLOP");
+        report(
+            &label,
+            &times,
+            2.0 * (rows * out * inp) as f64 / 1e9,
+            "GFLOP",
+        );
     }
 }
 
