@@ -105,31 +105,61 @@ where
     R: Rng + ?Sized,
     F: Fn(&[u32]) -> bool + Sync,
 {
-    let sampler = validate(prompts, samples_per_prompt, config)?;
-    let group = samples_per_prompt;
-    let seeds: Vec<u64> = (0..prompts.len() * group).map(|_| rng.random()).collect();
-    if CpuDecoder::handles(model) && !seeds.is_empty() && config.max_new_tokens > 0 {
+    let request = Request::new(prompts, samples_per_prompt, config, rng)?;
+    if CpuDecoder::handles(model) && !request.seeds.is_empty() && config.max_new_tokens > 0 {
         let threads = candle_core::utils::get_num_threads();
-        return crate::decoder::generate(
-            model, prompts, group, config, &sampler, &seeds, threads, &is_done,
-        );
+        return crate::decoder::generate(model, &request, threads, &is_done);
     }
-    generate_batched(model, prompts, group, config, &sampler, &seeds, &is_done)
+    generate_batched(model, &request, &is_done)
+}
+
+/// A checked generation request: every sequence's random seed drawn.
+pub(crate) struct Request<'a> {
+    pub(crate) prompts: &'a [Vec<u32>],
+    /// Samples per prompt; sequence `i` continues prompt `i / group`.
+    pub(crate) group: usize,
+    pub(crate) config: &'a SamplingConfig,
+    pub(crate) sampler: Sampler,
+    /// Sequence `i` draws from a generator seeded with `seeds[i]`.
+    pub(crate) seeds: Vec<u64>,
+}
+
+impl<'a> Request<'a> {
+    fn new<R: Rng + ?Sized>(
+        prompts: &'a [Vec<u32>],
+        group: usize,
+        config: &'a SamplingConfig,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let sampler = validate(prompts, group, config)?;
+        let seeds = (0..prompts.len() * group).map(|_| rng.random()).collect();
+        Ok(Request {
+            prompts,
+            group,
+            config,
+            sampler,
+            seeds,
+        })
+    }
 }
 
 /// Generation as one batch of tensors (any device and dtype).
 fn generate_batched<F>(
     model: &Transformer,
-    prompts: &[Vec<u32>],
-    group: usize,
-    config: &SamplingConfig,
-    sampler: &Sampler,
-    seeds: &[u64],
+    request: &Request,
     is_done: &F,
 ) -> Result<Vec<Generation>>
 where
     F: Fn(&[u32]) -> bool,
 {
+    let Request {
+        prompts,
+        group,
+        config,
+        sampler,
+        seeds,
+    } = request;
+    let (prompts, group, config) = (*prompts, *group, *config);
     let mut rngs: Vec<StdRng> = seeds.iter().map(|&s| StdRng::seed_from_u64(s)).collect();
     let mut seqs: Vec<Generation> = (0..prompts.len() * group)
         .map(|i| Generation {
@@ -327,30 +357,12 @@ mod tests {
     fn the_decoder_and_the_tensor_path_agree() {
         for (name, policy) in models() {
             for temperature in [0.0, 1.0] {
-                let config = config(temperature);
-                let sampler = validate(&prompts(), 3, &config).unwrap();
-                let seeds: Vec<u64> = (0..9).map(|i| 1000 + i).collect();
-                let fast = crate::decoder::generate(
-                    &policy.model,
-                    &prompts(),
-                    3,
-                    &config,
-                    &sampler,
-                    &seeds,
-                    2,
-                    &|_| false,
-                )
-                .unwrap();
-                let batched = generate_batched(
-                    &policy.model,
-                    &prompts(),
-                    3,
-                    &config,
-                    &sampler,
-                    &seeds,
-                    &|_| false,
-                )
-                .unwrap();
+                let (config, prompts) = (config(temperature), prompts());
+                let mut rng = StdRng::seed_from_u64(1000);
+                let request = Request::new(&prompts, 3, &config, &mut rng).unwrap();
+                let fast =
+                    crate::decoder::generate(&policy.model, &request, 2, &|_| false).unwrap();
+                let batched = generate_batched(&policy.model, &request, &|_| false).unwrap();
                 assert_eq!(fast.len(), batched.len());
                 for (a, b) in fast.iter().zip(&batched) {
                     assert_eq!(a.tokens, b.tokens, "{name} T={temperature}");
@@ -376,21 +388,10 @@ mod tests {
     #[test]
     fn samples_do_not_depend_on_the_thread_count() {
         let (_, policy) = models().remove(0);
-        let config = config(1.0);
-        let sampler = validate(&prompts(), 4, &config).unwrap();
-        let seeds: Vec<u64> = (0..12).collect();
+        let (config, prompts) = (config(1.0), prompts());
+        let request = Request::new(&prompts, 4, &config, &mut StdRng::seed_from_u64(0)).unwrap();
         let run = |threads| {
-            crate::decoder::generate(
-                &policy.model,
-                &prompts(),
-                4,
-                &config,
-                &sampler,
-                &seeds,
-                threads,
-                &|_| false,
-            )
-            .unwrap()
+            crate::decoder::generate(&policy.model, &request, threads, &|_| false).unwrap()
         };
         let one = run(1);
         for threads in [2, 3, 5, 16] {

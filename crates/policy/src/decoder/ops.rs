@@ -16,12 +16,18 @@ simd_fn! {
 fn rms_norm_body(x: &[f32], weight: &[f32], eps: f64, out: &mut [f32]) {
     let width = weight.len();
     for (x, out) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-        let mean_square = dot3(x, x, None) / width as f32;
-        let inv = 1.0 / (mean_square + eps as f32).sqrt();
+        let inv = inverse_rms(x, eps);
         for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
             *o = v * inv * w;
         }
     }
+}
+
+/// `1 / sqrt(mean(x^2) + eps)`.
+#[inline(always)]
+fn inverse_rms(x: &[f32], eps: f64) -> f32 {
+    let mean_square = dot3(x, x, None) / x.len() as f32;
+    1.0 / (mean_square + eps as f32).sqrt()
 }
 
 simd_fn! {
@@ -33,8 +39,7 @@ simd_fn! {
 fn rms_norm_in_place_body(x: &mut [f32], weight: &[f32], eps: f64) {
     let width = weight.len();
     for x in x.chunks_exact_mut(width) {
-        let mean_square = dot3(x, x, None) / width as f32;
-        let inv = 1.0 / (mean_square + eps as f32).sqrt();
+        let inv = inverse_rms(x, eps);
         for (v, &w) in x.iter_mut().zip(weight) {
             *v = *v * inv * w;
         }

@@ -10,30 +10,24 @@ use rand::{rngs::StdRng, SeedableRng};
 use super::forward::{Run, Scratch, Sequence};
 use super::CpuDecoder;
 use crate::error::{Error, Result};
-use crate::generate::{stops, FinishReason, Generation, SamplingConfig};
+use crate::generate::{stops, FinishReason, Generation, Request};
 use crate::model::Transformer;
-use crate::sampling::Sampler;
 
 /// Prompt tokens per prefill pass: bounds the activation buffers.
 const PREFILL_TOKENS: usize = 2048;
 
-/// Samples `group` completions of every prompt on up to `threads` threads;
-/// sequence `i` (prompt `i / group`) draws from a generator seeded with
-/// `seeds[i]`. The results do not depend on `threads`.
-#[allow(clippy::too_many_arguments)]
+/// Generates `request` on up to `threads` threads. The results do not
+/// depend on `threads`.
 pub(crate) fn generate<F>(
     model: &Transformer,
-    prompts: &[Vec<u32>],
-    group: usize,
-    config: &SamplingConfig,
-    sampler: &Sampler,
-    seeds: &[u64],
+    request: &Request,
     threads: usize,
     is_done: &F,
 ) -> Result<Vec<Generation>>
 where
     F: Fn(&[u32]) -> bool + Sync,
 {
+    let (prompts, config) = (request.prompts, request.config);
     let vocab = model.config().vocab_size;
     for (i, prompt) in prompts.iter().enumerate() {
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
@@ -44,16 +38,12 @@ where
     }
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let decoder = CpuDecoder::new(model, longest + config.max_new_tokens)?;
-    let total = prompts.len() * group;
+    let total = prompts.len() * request.group;
     let threads = threads.clamp(1, total.max(1));
     let share = |t: usize| t * total / threads..(t + 1) * total / threads;
     let job = Job {
         decoder: &decoder,
-        prompts,
-        group,
-        config,
-        sampler,
-        seeds,
+        request,
     };
     let shares: Vec<Vec<Generation>> = std::thread::scope(|scope| {
         let job = &job;
@@ -74,11 +64,7 @@ where
 /// What every thread shares.
 struct Job<'a> {
     decoder: &'a CpuDecoder,
-    prompts: &'a [Vec<u32>],
-    group: usize,
-    config: &'a SamplingConfig,
-    sampler: &'a Sampler,
-    seeds: &'a [u64],
+    request: &'a Request<'a>,
 }
 
 impl Job<'_> {
@@ -89,25 +75,27 @@ impl Job<'_> {
         }
         let vocab = self.decoder.dims.vocab;
         let mut scratch = Scratch::default();
-        let first = share.start / self.group;
-        let (prompts, prompt_logits) =
-            self.prefill(first..(share.end - 1) / self.group + 1, &mut scratch);
+        let first = share.start / self.request.group;
+        let (prompts, prompt_logits) = self.prefill(
+            first..(share.end - 1) / self.request.group + 1,
+            &mut scratch,
+        );
 
         let mut caches: Vec<Sequence> = Vec::with_capacity(share.len());
         let mut logits = Vec::with_capacity(share.len() * vocab);
         let mut rngs = Vec::with_capacity(share.len());
         let mut out = Vec::with_capacity(share.len());
         for i in share.clone() {
-            let p = i / self.group - first;
+            let p = i / self.request.group - first;
             caches.push(prompts[p].clone());
             logits.extend_from_slice(&prompt_logits[p * vocab..(p + 1) * vocab]);
-            rngs.push(StdRng::seed_from_u64(self.seeds[i]));
+            rngs.push(StdRng::seed_from_u64(self.request.seeds[i]));
             out.push(Generation {
-                prompt_index: i / self.group,
-                sample_index: i % self.group,
-                tokens: Vec::with_capacity(self.config.max_new_tokens),
-                logprobs: Vec::with_capacity(self.config.max_new_tokens),
-                raw_logprobs: Vec::with_capacity(self.config.max_new_tokens),
+                prompt_index: i / self.request.group,
+                sample_index: i % self.request.group,
+                tokens: Vec::with_capacity(self.request.config.max_new_tokens),
+                logprobs: Vec::with_capacity(self.request.config.max_new_tokens),
+                raw_logprobs: Vec::with_capacity(self.request.config.max_new_tokens),
                 finish: FinishReason::Length,
             });
         }
@@ -118,15 +106,16 @@ impl Job<'_> {
             let mut continuing = Vec::with_capacity(active.len());
             for (row, &s) in active.iter().enumerate() {
                 let choice = self
+                    .request
                     .sampler
                     .choose(&logits[row * vocab..(row + 1) * vocab], &mut rngs[s]);
                 let seq = &mut out[s];
                 seq.tokens.push(choice.token);
                 seq.logprobs.push(choice.logprob);
                 seq.raw_logprobs.push(choice.raw_logprob);
-                if stops(&seq.tokens, self.config) || is_done(&seq.tokens) {
+                if stops(&seq.tokens, self.request.config) || is_done(&seq.tokens) {
                     seq.finish = FinishReason::Stop;
-                } else if seq.tokens.len() < self.config.max_new_tokens {
+                } else if seq.tokens.len() < self.request.config.max_new_tokens {
                     continuing.push(s);
                 }
             }
@@ -148,16 +137,16 @@ impl Job<'_> {
     /// Runs prompts `range` through the model: their caches and last-token
     /// logits `[prompts, vocab]`.
     fn prefill(&self, range: Range<usize>, scratch: &mut Scratch) -> (Vec<Sequence>, Vec<f32>) {
-        let room = self.config.max_new_tokens.min(256);
+        let room = self.request.config.max_new_tokens.min(256);
         let mut caches: Vec<Sequence> = range
             .clone()
-            .map(|p| Sequence::new(self.decoder, self.prompts[p].len() + room))
+            .map(|p| Sequence::new(self.decoder, self.request.prompts[p].len() + room))
             .collect();
         let mut logits = Vec::with_capacity(range.len() * self.decoder.dims.vocab);
         let mut runs: Vec<Run> = Vec::new();
         let mut tokens = 0;
         for (k, p) in range.enumerate() {
-            let prompt = &self.prompts[p];
+            let prompt = &self.request.prompts[p];
             if tokens + prompt.len() > PREFILL_TOKENS && !runs.is_empty() {
                 logits.extend(self.decoder.forward(&mut caches, &runs, scratch));
                 runs.clear();
