@@ -1,11 +1,13 @@
 //! Throughput of generation and of a training pass at the "bench-tiny" shape
 //! (Llama, vocab 99, hidden 256, intermediate 704, 4 layers, 8 heads, 4 KV
 //! heads, tied embeddings, rope_theta 10000), the shape the Python peer
-//! benchmark (../shared/bench) measures.
+//! benchmark (../shared/bench) measures; and generation of 8 x (16 + 32)
+//! tokens at its "bench-small" shape (SmolLM2-135M: vocab 49,152, hidden 576,
+//! 30 layers, 9 heads, 3 KV heads).
 //!
 //! `cargo bench -p verity-policy` prints medians with min/max so noise shows.
 //! `VERITY_BENCH_REPS` sets the repetitions (default 7); `VERITY_BENCH_ONLY`
-//! a comma list of `generate,grouped,train,matmul`; `VERITY_BENCH_GLIBC_DEFAULTS`
+//! a comma list of `generate,grouped,train,matmul,small`; `VERITY_BENCH_GLIBC_DEFAULTS`
 //! keeps glibc's allocator thresholds as they are.
 
 use std::time::Instant;
@@ -13,6 +15,14 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, Var};
 use policy::{completion_logprobs, generate, Architecture, ModelConfig, Policy, SamplingConfig};
 use rand::{rngs::StdRng, Rng, SeedableRng};
+
+/// "bench-small": SmolLM2-135M's shape, random weights.
+fn bench_small() -> ModelConfig {
+    let mut cfg = ModelConfig::new(Architecture::Llama, 49_152, 576, 1536, 30, 9, 3);
+    cfg.rope_theta = 10_000.0;
+    cfg.tie_word_embeddings = true;
+    cfg
+}
 
 fn bench_tiny() -> ModelConfig {
     let mut cfg = ModelConfig::new(Architecture::Llama, 99, 256, 704, 4, 8, 4);
@@ -81,9 +91,9 @@ fn random_prompts(n: usize, len: usize, seed: u64) -> Vec<Vec<u32>> {
         .collect()
 }
 
-fn bench_generate(policy: &Policy, reps: usize, prompts: usize, group: usize) {
+fn bench_generate(policy: &Policy, reps: usize, prompts: usize, group: usize, new_tokens: usize) {
     let sampling = SamplingConfig {
-        max_new_tokens: 64,
+        max_new_tokens: new_tokens,
         temperature: 1.0,
         ..SamplingConfig::default()
     };
@@ -102,8 +112,8 @@ fn bench_generate(policy: &Policy, reps: usize, prompts: usize, group: usize) {
         .expect("generation runs");
         generated = out.iter().map(|g| g.tokens.len()).sum::<usize>();
     });
-    assert_eq!(generated, prompts * group * 64);
-    let label = format!("generate {prompts}x{group} seqs, 16 + 64 tokens (T=1)");
+    assert_eq!(generated, prompts * group * new_tokens);
+    let label = format!("generate {prompts}x{group} seqs, 16 + {new_tokens} tokens (T=1)");
     report(&label, &times, generated as f64, "tok");
 
     let one = SamplingConfig {
@@ -125,7 +135,7 @@ fn bench_generate(policy: &Policy, reps: usize, prompts: usize, group: usize) {
         "{:<44} prefill + 1 token {:.2} ms, decode {:.3} ms/step",
         "",
         pre * 1e3,
-        (full - pre) * 1e3 / 63.0
+        (full - pre) * 1e3 / (new_tokens - 1) as f64
     );
 }
 
@@ -291,15 +301,20 @@ fn main() {
         policy.config.num_parameters()
     );
     if wanted("generate") {
-        bench_generate(&policy, reps, 64, 1);
+        bench_generate(&policy, reps, 64, 1, 64);
     }
     if wanted("grouped") {
-        bench_generate(&policy, reps, 8, 8);
+        bench_generate(&policy, reps, 8, 8, 64);
     }
     if wanted("train") {
         bench_train(&policy, reps);
     }
     if wanted("matmul") {
         bench_matmul(reps);
+    }
+    if wanted("small") {
+        let small = Policy::random(&bench_small(), 0, &Device::Cpu).expect("bench-small builds");
+        println!("bench-small: {} parameters", small.config.num_parameters());
+        bench_generate(&small, reps.min(3), 8, 1, 32);
     }
 }

@@ -3,7 +3,7 @@
 //! decode step is one single-token run per sequence.
 
 use super::ops::{attend, push_key, rms_norm, rms_norm_in_place, rotate, swiglu};
-use super::packed::Output;
+use super::packed::{Output, PackedLinear};
 use super::{CpuDecoder, LayerWeights};
 
 /// One sequence's keys and values per layer: keys in blocks of positions
@@ -96,8 +96,13 @@ impl CpuDecoder {
         }
         rms_norm_in_place(&mut last, &self.norm, d.eps);
         let mut logits = vec![0f32; runs.len() * d.vocab];
-        self.lm_head
-            .forward(&last, runs.len(), &mut logits, Output::Overwrite);
+        self.product(
+            &self.lm_head,
+            &last,
+            runs.len(),
+            &mut logits,
+            Output::Overwrite,
+        );
         logits
     }
 
@@ -115,9 +120,7 @@ impl CpuDecoder {
         let (q_width, kv_width) = (d.heads * d.head_dim, d.kv_heads * d.head_dim);
         let qkv_width = q_width + 2 * kv_width;
         rms_norm(&s.x, &layer.input_norm, d.eps, &mut s.normed);
-        layer
-            .qkv
-            .forward(&s.normed, rows, &mut s.qkv, Output::Overwrite);
+        self.product(&layer.qkv, &s.normed, rows, &mut s.qkv, Output::Overwrite);
 
         // Normalise and rotate queries and keys, then cache keys and values.
         let mut row = 0;
@@ -162,22 +165,45 @@ impl CpuDecoder {
             }
             row += run.tokens.len();
         }
-        layer
-            .o_proj
-            .forward(&s.attended, rows, &mut s.x, Output::Accumulate);
+        self.product(
+            &layer.o_proj,
+            &s.attended,
+            rows,
+            &mut s.x,
+            Output::Accumulate,
+        );
     }
 
     /// `x += down(silu(gate(h)) * up(h))`, h = post_attention_layernorm(x).
     fn mlp_block(&self, layer: &LayerWeights, rows: usize, s: &mut Scratch) {
         let d = &self.dims;
         rms_norm(&s.x, &layer.post_norm, d.eps, &mut s.normed);
-        layer
-            .gate_up
-            .forward(&s.normed, rows, &mut s.gate_up, Output::Overwrite);
+        self.product(
+            &layer.gate_up,
+            &s.normed,
+            rows,
+            &mut s.gate_up,
+            Output::Overwrite,
+        );
         swiglu(&s.gate_up, d.intermediate, &mut s.hidden);
-        layer
-            .down_proj
-            .forward(&s.hidden, rows, &mut s.x, Output::Accumulate);
+        self.product(
+            &layer.down_proj,
+            &s.hidden,
+            rows,
+            &mut s.x,
+            Output::Accumulate,
+        );
+    }
+}
+
+impl CpuDecoder {
+    /// `w.forward`, on this thread or split over the worker threads.
+    fn product(&self, w: &PackedLinear, x: &[f32], rows: usize, y: &mut [f32], output: Output) {
+        if self.split_products {
+            w.forward_split(x, rows, y, output);
+        } else {
+            w.forward(x, rows, y, output);
+        }
     }
 }
 

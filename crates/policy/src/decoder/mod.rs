@@ -62,6 +62,9 @@ pub(crate) struct CpuDecoder {
     norm: Vec<f32>,
     lm_head: PackedLinear,
     rope: RopeTable,
+    /// Whether products split their columns over the worker threads (see
+    /// [`workers`]) rather than running on the calling thread.
+    split_products: bool,
 }
 
 impl CpuDecoder {
@@ -151,7 +154,20 @@ impl CpuDecoder {
             norm,
             lm_head,
             rope,
+            split_products: false,
         })
+    }
+}
+
+impl CpuDecoder {
+    /// Bytes of packed weights a forward pass reads.
+    fn weight_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| l.qkv.len() + l.o_proj.len() + l.gate_up.len() + l.down_proj.len())
+            .sum();
+        4 * (layers + self.lm_head.len())
     }
 }
 
@@ -176,25 +192,35 @@ mod tests {
             cfg.tie_word_embeddings = arch != Architecture::Llama;
             let policy = Policy::random(&cfg, 3, &Device::Cpu).unwrap();
             let decoder = CpuDecoder::new(&policy.model, 32).unwrap();
+            let split = CpuDecoder {
+                split_products: true,
+                ..decoder.clone()
+            };
             let prompts: [&[u32]; 2] = [&[1, 2, 3, 4, 5], &[7, 8]];
             let steps: [[u32; 2]; 3] = [[9, 10], [11, 12], [13, 14]];
-            let mut seqs = vec![Sequence::new(&decoder, 8), Sequence::new(&decoder, 8)];
-            let mut scratch = Scratch::default();
-            let runs: Vec<Run> = prompts
-                .iter()
-                .enumerate()
-                .map(|(sequence, tokens)| Run { sequence, tokens })
-                .collect();
-            let mut logits = decoder.forward(&mut seqs, &runs, &mut scratch);
-            for step in &steps {
-                let runs: Vec<Run> = (0..2)
-                    .map(|s| Run {
-                        sequence: s,
-                        tokens: &step[s..s + 1],
-                    })
+            let run = |decoder: &CpuDecoder| {
+                let mut seqs = vec![Sequence::new(decoder, 8), Sequence::new(decoder, 8)];
+                let mut scratch = Scratch::default();
+                let runs: Vec<Run> = prompts
+                    .iter()
+                    .enumerate()
+                    .map(|(sequence, tokens)| Run { sequence, tokens })
                     .collect();
-                logits = decoder.forward(&mut seqs, &runs, &mut scratch);
-            }
+                let mut logits = decoder.forward(&mut seqs, &runs, &mut scratch);
+                for step in &steps {
+                    let runs: Vec<Run> = (0..2)
+                        .map(|s| Run {
+                            sequence: s,
+                            tokens: &step[s..s + 1],
+                        })
+                        .collect();
+                    logits = decoder.forward(&mut seqs, &runs, &mut scratch);
+                }
+                (seqs, logits)
+            };
+            let (seqs, logits) = run(&decoder);
+            // Products split over threads compute every output the same way.
+            assert_eq!(run(&split).1, logits, "{arch:?} split products");
             for (s, prompt) in prompts.iter().enumerate() {
                 let mut ids = prompt.to_vec();
                 ids.extend(steps.iter().map(|step| step[s]));

@@ -7,6 +7,10 @@
 //! core for any row count; a general matrix library tuned for large
 //! products loses most of that at the 8-64 rows of a decode step.
 
+use std::ops::Range;
+
+use crate::kernels::parallel::{par_for, SharedMut};
+
 /// Output columns per panel: two 16-lane vectors.
 pub(crate) const NR: usize = 32;
 /// Rows per micro-kernel call.
@@ -36,13 +40,28 @@ impl PackedLinear {
     pub(crate) fn new(weight: &[f32], out_dim: usize, in_dim: usize, bias: Option<&[f32]>) -> Self {
         assert_eq!(weight.len(), out_dim * in_dim, "weight shape");
         let n_panels = out_dim.div_ceil(NR);
-        let mut panels = vec![0f32; n_panels * in_dim * NR];
-        for (o, row) in weight.chunks_exact(in_dim).enumerate() {
-            let (panel, col) = (o / NR, o % NR);
-            let base = panel * in_dim * NR + col;
-            for (i, &w) in row.iter().enumerate() {
-                panels[base + i * NR] = w;
+        let panel_len = in_dim * NR;
+        let mut panels = vec![0f32; n_panels * panel_len];
+        let pack = |range: Range<usize>, out: SharedMut<f32>| {
+            for p in range {
+                // SAFETY: panel p's own span of `panels`, written by this call only.
+                let panel = unsafe { out.slice(p * panel_len..(p + 1) * panel_len) };
+                let rows = weight[p * NR * in_dim..].chunks_exact(in_dim).take(NR);
+                for (col, row) in rows.enumerate() {
+                    for (i, &w) in row.iter().enumerate() {
+                        panel[i * NR + col] = w;
+                    }
+                }
             }
+        };
+        let out = SharedMut(panels.as_mut_ptr());
+        // A large model's weights are repacked at every generation call:
+        // share big matrices out over the worker threads (panels are disjoint).
+        // Small ones stay here, leaving the workers idle rather than spinning.
+        if weight.len() >= 1 << 20 {
+            par_for(n_panels, |range| pack(range, out));
+        } else {
+            pack(0..n_panels, out);
         }
         let bias = bias.map(|b| {
             assert_eq!(b.len(), out_dim, "bias shape");
@@ -61,13 +80,53 @@ impl PackedLinear {
     /// `y[rows, out] (=|+=) x[rows, in] W^T + b`.
     pub(crate) fn forward(&self, x: &[f32], rows: usize, y: &mut [f32], output: Output) {
         assert!(x.len() >= rows * self.in_dim && y.len() >= rows * self.out_dim);
+        // SAFETY: y holds rows x out values (asserted) and this thread owns all of them.
+        unsafe { self.forward_panels(x, rows, y.as_mut_ptr(), 0..self.panels(), output) };
+    }
+
+    /// [`PackedLinear::forward`] with the output panels shared out over
+    /// candle's CPU worker threads. For large weights and few rows, reading
+    /// the weights bounds the time: this way each core reads only its part.
+    pub(crate) fn forward_split(&self, x: &[f32], rows: usize, y: &mut [f32], output: Output) {
+        assert!(x.len() >= rows * self.in_dim && y.len() >= rows * self.out_dim);
+        let out = SharedMut(y.as_mut_ptr());
+        par_for(self.panels(), |panels| {
+            // SAFETY: y holds rows x out values (asserted); each task writes
+            // only the columns of its own panels.
+            unsafe { self.forward_panels(x, rows, out.ptr(), panels, output) };
+        });
+    }
+
+    /// Weights held, padding included.
+    pub(crate) fn len(&self) -> usize {
+        self.panels.len()
+    }
+
+    fn panels(&self) -> usize {
+        self.out_dim.div_ceil(NR)
+    }
+
+    /// The products for output panels `panels` only.
+    ///
+    /// # Safety
+    /// `y` must point to `rows * out_dim` values whose columns in `panels`
+    /// no other thread touches meanwhile.
+    unsafe fn forward_panels(
+        &self,
+        x: &[f32],
+        rows: usize,
+        y: *mut f32,
+        panels: Range<usize>,
+        output: Output,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F; the bounds are asserted above.
-            unsafe { avx512::forward(self, x, rows, y, output) };
+            // SAFETY: the CPU has AVX-512F; the caller vouches for y.
+            unsafe { avx512::forward(self, x, rows, y, panels, output) };
             return;
         }
-        portable::forward(self, x, rows, y, output);
+        // SAFETY: the caller vouches for y.
+        unsafe { portable::forward(self, x, rows, y, panels, output) };
     }
 
     fn panel(&self, p: usize) -> &[f32] {
@@ -81,16 +140,28 @@ impl PackedLinear {
 
 /// Plain Rust the compiler vectorises; used where AVX-512 is missing.
 mod portable {
+    use std::ops::Range;
+
     use super::{Output, PackedLinear, NR, R};
 
-    pub(super) fn forward(w: &PackedLinear, x: &[f32], rows: usize, y: &mut [f32], output: Output) {
+    /// # Safety
+    /// As [`PackedLinear::forward_panels`].
+    pub(super) unsafe fn forward(
+        w: &PackedLinear,
+        x: &[f32],
+        rows: usize,
+        y: *mut f32,
+        panels: Range<usize>,
+        output: Output,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA.
-            unsafe { forward_avx2(w, x, rows, y, output) };
+            // SAFETY: the CPU has AVX2 and FMA; the caller vouches for y.
+            unsafe { forward_avx2(w, x, rows, y, panels, output) };
             return;
         }
-        forward_generic(w, x, rows, y, output);
+        // SAFETY: the caller vouches for y.
+        unsafe { forward_generic(w, x, rows, y, panels, output) };
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -99,16 +170,25 @@ mod portable {
         w: &PackedLinear,
         x: &[f32],
         rows: usize,
-        y: &mut [f32],
+        y: *mut f32,
+        panels: Range<usize>,
         output: Output,
     ) {
-        forward_generic(w, x, rows, y, output);
+        // SAFETY: the caller vouches for y.
+        unsafe { forward_generic(w, x, rows, y, panels, output) };
     }
 
     #[inline(always)]
-    fn forward_generic(w: &PackedLinear, x: &[f32], rows: usize, y: &mut [f32], output: Output) {
+    unsafe fn forward_generic(
+        w: &PackedLinear,
+        x: &[f32],
+        rows: usize,
+        y: *mut f32,
+        panels: Range<usize>,
+        output: Output,
+    ) {
         let (k, n) = (w.in_dim, w.out_dim);
-        for p in 0..n.div_ceil(NR) {
+        for p in panels {
             let panel = w.panel(p);
             let cols = NR.min(n - p * NR);
             for r0 in (0..rows).step_by(R) {
@@ -123,7 +203,10 @@ mod portable {
                     }
                 }
                 for (r, acc) in acc.iter().enumerate().take(block) {
-                    let out = &mut y[(r0 + r) * n + p * NR..][..cols];
+                    // SAFETY: row r0 + r, columns of panel p: the caller's to write.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(y.add((r0 + r) * n + p * NR), cols)
+                    };
                     let bias = w.bias_panel(p);
                     for (c, o) in out.iter_mut().enumerate() {
                         let v = acc[c] + bias.map_or(0.0, |b| b[c]);
@@ -141,19 +224,23 @@ mod portable {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+    use std::ops::Range;
 
     use super::{Output, PackedLinear, NR, R};
 
+    /// # Safety
+    /// As [`PackedLinear::forward_panels`]; the CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn forward(
         w: &PackedLinear,
         x: &[f32],
         rows: usize,
-        y: &mut [f32],
+        y: *mut f32,
+        panels: Range<usize>,
         output: Output,
     ) {
         let (k, n) = (w.in_dim, w.out_dim);
-        for p in 0..n.div_ceil(NR) {
+        for p in panels {
             let panel = w.panel(p).as_ptr();
             let bias = w.bias_panel(p).map(<[f32]>::as_ptr);
             let cols = NR.min(n - p * NR);
@@ -165,7 +252,7 @@ mod avx512 {
             let mut r0 = 0;
             while r0 < rows {
                 let a = x.as_ptr().add(r0 * k);
-                let c = y.as_mut_ptr().add(r0 * n + p * NR);
+                let c = y.add(r0 * n + p * NR);
                 // SAFETY (all arms): rows r0.. of x hold k values each, and
                 // rows r0.. of y hold n values, p * NR + cols <= n of them here.
                 match rows - r0 {
@@ -301,7 +388,20 @@ mod tests {
                 packed.forward(&x, rows, &mut y, Output::Overwrite);
                 check(&y, &expected, &format!("{rows}x{k} * {n}"));
                 let mut portable_y = vec![f32::NAN; rows * n];
-                portable::forward(&packed, &x, rows, &mut portable_y, Output::Overwrite);
+                // SAFETY: the buffer holds rows x n values, all this thread's.
+                unsafe {
+                    portable::forward(
+                        &packed,
+                        &x,
+                        rows,
+                        portable_y.as_mut_ptr(),
+                        0..n.div_ceil(NR),
+                        Output::Overwrite,
+                    )
+                };
+                let mut split_y = vec![f32::NAN; rows * n];
+                packed.forward_split(&x, rows, &mut split_y, Output::Overwrite);
+                assert_eq!(split_y, y, "split over threads");
                 check(
                     &portable_y,
                     &expected,
@@ -318,7 +418,17 @@ mod tests {
                     .collect();
                 check(&acc, &plus, "accumulate");
                 let mut portable_acc = start.clone();
-                portable::forward(&packed, &x, rows, &mut portable_acc, Output::Accumulate);
+                // SAFETY: as above.
+                unsafe {
+                    portable::forward(
+                        &packed,
+                        &x,
+                        rows,
+                        portable_acc.as_mut_ptr(),
+                        0..n.div_ceil(NR),
+                        Output::Accumulate,
+                    )
+                };
                 check(&portable_acc, &plus, "portable accumulate");
             }
         }

@@ -31,7 +31,7 @@ macro_rules! vectorised {
 mod attention;
 mod linear;
 mod mlp;
-mod parallel;
+pub(crate) mod parallel;
 mod rms_norm;
 mod rotary;
 pub(crate) mod simd;
