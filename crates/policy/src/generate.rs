@@ -165,9 +165,9 @@ where
         .map(|i| Generation {
             prompt_index: i / group,
             sample_index: i % group,
-            tokens: Vec::with_capacity(config.max_new_tokens),
-            logprobs: Vec::with_capacity(config.max_new_tokens),
-            raw_logprobs: Vec::with_capacity(config.max_new_tokens),
+            tokens: Vec::with_capacity(config.max_new_tokens.min(1024)),
+            logprobs: Vec::with_capacity(config.max_new_tokens.min(1024)),
+            raw_logprobs: Vec::with_capacity(config.max_new_tokens.min(1024)),
             finish: FinishReason::Length,
         })
         .collect();

@@ -292,3 +292,26 @@ fn fused_kernels_agree_with_differentiable_ones() {
         );
     }
 }
+
+/// A length limit far beyond memory reserves nothing up front: generation
+/// stops on the caller's test as usual.
+#[test]
+fn a_huge_length_limit_reserves_nothing() {
+    let policy = policy(Architecture::Llama);
+    let config = SamplingConfig {
+        max_new_tokens: usize::MAX / 2,
+        ..SamplingConfig::default()
+    };
+    let out = generate_until(
+        &policy.model,
+        &prompts(),
+        2,
+        &config,
+        &mut StdRng::seed_from_u64(0),
+        |t| t.len() == 3,
+    )
+    .unwrap();
+    assert!(out
+        .iter()
+        .all(|g| g.tokens.len() == 3 && g.finish == FinishReason::Stop));
+}

@@ -2,6 +2,7 @@
 //! continuing one sequence's KV cache. A prefill is one run per prompt; a
 //! decode step is one single-token run per sequence.
 
+use super::ops::RopeTable;
 use super::ops::{attend, push_key, rms_norm, rms_norm_in_place, rotate, swiglu};
 use super::packed::{Output, PackedLinear};
 use super::{CpuDecoder, LayerWeights};
@@ -42,9 +43,11 @@ pub(crate) struct Run<'a> {
     pub(crate) tokens: &'a [u32],
 }
 
-/// Activation buffers, reused from pass to pass.
-#[derive(Debug, Default)]
+/// Activation buffers and rotary angles, reused from pass to pass.
+#[derive(Debug)]
 pub(crate) struct Scratch {
+    /// Grown to the longest sequence seen.
+    rope: RopeTable,
     x: Vec<f32>,
     normed: Vec<f32>,
     qkv: Vec<f32>,
@@ -52,6 +55,21 @@ pub(crate) struct Scratch {
     gate_up: Vec<f32>,
     hidden: Vec<f32>,
     scores: Vec<f32>,
+}
+
+impl Scratch {
+    pub(crate) fn new(decoder: &CpuDecoder) -> Self {
+        Scratch {
+            rope: decoder.rope.clone(),
+            x: Vec::new(),
+            normed: Vec::new(),
+            qkv: Vec::new(),
+            attended: Vec::new(),
+            gate_up: Vec::new(),
+            hidden: Vec::new(),
+            scores: Vec::new(),
+        }
+    }
 }
 
 impl CpuDecoder {
@@ -73,6 +91,10 @@ impl CpuDecoder {
         resize(&mut s.attended, rows * d.heads * d.head_dim);
         resize(&mut s.gate_up, rows * 2 * d.intermediate);
         resize(&mut s.hidden, rows * d.intermediate);
+        let end = runs
+            .iter()
+            .map(|r| sequences[r.sequence].len + r.tokens.len());
+        s.rope.extend_to(end.max().unwrap_or(0));
 
         let ids = runs.iter().flat_map(|r| r.tokens.iter());
         for (x, &id) in s.x.chunks_exact_mut(d.hidden).zip(ids) {
@@ -136,7 +158,7 @@ impl CpuDecoder {
                         rms_norm_in_place(part, w, d.eps);
                     }
                     for head in part.chunks_exact_mut(d.head_dim) {
-                        let (cos, sin) = self.rope.at(position);
+                        let (cos, sin) = s.rope.at(position);
                         rotate(head, cos, sin);
                     }
                 }

@@ -61,6 +61,7 @@ pub(crate) struct CpuDecoder {
     layers: Vec<LayerWeights>,
     norm: Vec<f32>,
     lm_head: PackedLinear,
+    /// Rotary frequencies; each [`forward::Scratch`] grows its own angles.
     rope: RopeTable,
     /// Whether products split their columns over the worker threads (see
     /// [`workers`]) rather than running on the calling thread.
@@ -74,9 +75,8 @@ impl CpuDecoder {
         model.device().is_cpu() && model.dtype() == DType::F32
     }
 
-    /// Copies and packs the weights of `model`, with rotary angles for
-    /// positions `0..max_positions`.
-    pub(crate) fn new(model: &Transformer, max_positions: usize) -> Result<Self> {
+    /// Copies and packs the weights of `model`.
+    pub(crate) fn new(model: &Transformer) -> Result<Self> {
         let cfg = model.config();
         let mut weights: HashMap<String, Tensor> = model.named_weights().into_iter().collect();
         let mut take = |name: &str| -> Result<Vec<f32>> {
@@ -137,8 +137,7 @@ impl CpuDecoder {
         } else {
             PackedLinear::new(&take("lm_head.weight")?, cfg.vocab_size, h, None)
         };
-        let mut rope = RopeTable::new(RotaryEmbedding::new(cfg).inv_freq);
-        rope.extend_to(max_positions);
+        let rope = RopeTable::new(RotaryEmbedding::new(cfg).inv_freq);
         Ok(CpuDecoder {
             dims: Dims {
                 hidden: h,
@@ -191,7 +190,7 @@ mod tests {
             let mut cfg = ModelConfig::new(arch, 50, 64, 96, 2, 4, 2);
             cfg.tie_word_embeddings = arch != Architecture::Llama;
             let policy = Policy::random(&cfg, 3, &Device::Cpu).unwrap();
-            let decoder = CpuDecoder::new(&policy.model, 32).unwrap();
+            let decoder = CpuDecoder::new(&policy.model).unwrap();
             let split = CpuDecoder {
                 split_products: true,
                 ..decoder.clone()
@@ -200,7 +199,7 @@ mod tests {
             let steps: [[u32; 2]; 3] = [[9, 10], [11, 12], [13, 14]];
             let run = |decoder: &CpuDecoder| {
                 let mut seqs = vec![Sequence::new(decoder, 8), Sequence::new(decoder, 8)];
-                let mut scratch = Scratch::default();
+                let mut scratch = Scratch::new(decoder);
                 let runs: Vec<Run> = prompts
                     .iter()
                     .enumerate()

@@ -34,7 +34,7 @@ pub(crate) fn generate<F>(
 where
     F: Fn(&[u32]) -> bool + Sync,
 {
-    let (prompts, config) = (request.prompts, request.config);
+    let prompts = request.prompts;
     let vocab = model.config().vocab_size;
     for (i, prompt) in prompts.iter().enumerate() {
         if let Some(&bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
@@ -43,8 +43,7 @@ where
             )));
         }
     }
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let mut decoder = CpuDecoder::new(model, longest + config.max_new_tokens)?;
+    let mut decoder = CpuDecoder::new(model)?;
     let total = prompts.len() * request.group;
     let mut threads = threads.clamp(1, total.max(1));
     // Weights beyond the last-level cache: threads each decoding a share
@@ -88,7 +87,7 @@ impl Job<'_> {
             return Vec::new();
         }
         let vocab = self.decoder.dims.vocab;
-        let mut scratch = Scratch::default();
+        let mut scratch = Scratch::new(self.decoder);
         let first = share.start / self.request.group;
         let (prompts, prompt_logits) = self.prefill(
             first..(share.end - 1) / self.request.group + 1,
@@ -107,9 +106,9 @@ impl Job<'_> {
             out.push(Generation {
                 prompt_index: i / self.request.group,
                 sample_index: i % self.request.group,
-                tokens: Vec::with_capacity(self.request.config.max_new_tokens),
-                logprobs: Vec::with_capacity(self.request.config.max_new_tokens),
-                raw_logprobs: Vec::with_capacity(self.request.config.max_new_tokens),
+                tokens: Vec::with_capacity(self.request.config.max_new_tokens.min(1024)),
+                logprobs: Vec::with_capacity(self.request.config.max_new_tokens.min(1024)),
+                raw_logprobs: Vec::with_capacity(self.request.config.max_new_tokens.min(1024)),
                 finish: FinishReason::Length,
             });
         }
