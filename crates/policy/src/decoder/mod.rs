@@ -182,12 +182,16 @@ mod tests {
     /// steps equal the model's logits over the whole sequence.
     #[test]
     fn decoder_matches_the_model() {
-        for arch in [
-            Architecture::Llama,
-            Architecture::Qwen2,
-            Architecture::Qwen3,
+        // Head sizes 16 and 32 (fixed-size loops) and 12 (the general one),
+        // two and three query heads per KV head, tied and untied heads.
+        for (arch, hidden, heads) in [
+            (Architecture::Llama, 64, 4),
+            (Architecture::Qwen2, 64, 4),
+            (Architecture::Qwen3, 64, 4),
+            (Architecture::Llama, 192, 6),
+            (Architecture::Qwen2, 72, 6),
         ] {
-            let mut cfg = ModelConfig::new(arch, 50, 64, 96, 2, 4, 2);
+            let mut cfg = ModelConfig::new(arch, 50, hidden, 96, 2, heads, 2);
             cfg.tie_word_embeddings = arch != Architecture::Llama;
             let policy = Policy::random(&cfg, 3, &Device::Cpu).unwrap();
             let decoder = CpuDecoder::new(&policy.model).unwrap();
@@ -195,7 +199,9 @@ mod tests {
                 split_products: true,
                 ..decoder.clone()
             };
-            let prompts: [&[u32]; 2] = [&[1, 2, 3, 4, 5], &[7, 8]];
+            // 20 tokens: the keys span two blocks.
+            let long: Vec<u32> = (1..=20).collect();
+            let prompts: [&[u32]; 2] = [&long, &[7, 8]];
             let steps: [[u32; 2]; 3] = [[9, 10], [11, 12], [13, 14]];
             let run = |decoder: &CpuDecoder| {
                 let mut seqs = vec![Sequence::new(decoder, 8), Sequence::new(decoder, 8)];

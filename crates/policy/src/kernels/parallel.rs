@@ -11,8 +11,8 @@ use super::simd::Float;
 #[derive(Clone, Copy)]
 pub(crate) struct SharedMut<T>(pub(crate) *mut T);
 // SAFETY: only used for writes to disjoint ranges, joined before the owner is read.
-unsafe impl<T> Send for SharedMut<T> {}
-unsafe impl<T> Sync for SharedMut<T> {}
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send + Sync> Sync for SharedMut<T> {}
 
 impl<T> SharedMut<T> {
     /// Through a method, so closures capture the wrapper, not the raw pointer.

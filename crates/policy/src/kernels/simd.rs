@@ -98,6 +98,8 @@ pub(crate) trait Exp {
 
 pub(crate) trait Float:
     Copy
+    + Send
+    + Sync
     + Exp
     + PartialOrd
     + std::ops::Add<Output = Self>
