@@ -31,7 +31,8 @@ impl Sampler {
     pub(crate) fn choose<R: Rng + ?Sized>(&self, logits: &[f32], rng: &mut R) -> Choice {
         let (raw_max, raw_total) = exp_sum(logits, 1.0, f32::NEG_INFINITY);
         let raw_lse = lse(raw_max, raw_total);
-        if self.temperature <= 0.0 {
+        // An infinite logit takes all the probability, as greedy would.
+        if self.temperature <= 0.0 || raw_max == f32::INFINITY {
             let token = argmax(logits);
             let raw_logprob = (logits[token] as f64 - raw_lse) as f32;
             return Choice {
@@ -42,13 +43,15 @@ impl Sampler {
         }
         let inv_t = 1.0 / self.temperature;
         let u: f64 = rng.random::<f64>();
-        let filtered = self.top_k > 0 && self.top_k < logits.len() || self.top_p < 1.0;
+        let scale = inv_t as f32;
+        // Temperatures so small that 1/T overflows float32 take the float64 path.
+        let filtered =
+            self.top_k > 0 && self.top_k < logits.len() || self.top_p < 1.0 || !scale.is_finite();
         let (token, lse) = if filtered {
             let scaled: Vec<f64> = logits.iter().map(|&l| l as f64 * inv_t).collect();
             let lse = log_sum_exp(scaled.iter().copied());
             (self.sample_filtered(&scaled, lse, u), lse)
         } else {
-            let scale = inv_t as f32;
             let (max, total) = if scale == 1.0 {
                 (raw_max, raw_total)
             } else {
@@ -306,6 +309,20 @@ mod tests {
             })
             .count();
         assert_eq!(kept + 1, nucleus);
+    }
+
+    /// Temperatures whose inverse overflows float32 still sample the most
+    /// likely token, and an infinite logit takes the draw.
+    #[test]
+    fn extreme_temperatures_and_logits() {
+        let logits = [0.5f32, 1.0, 2.0];
+        let c = sampler(1e-39, 0, 1.0).choose(&logits, &mut StdRng::seed_from_u64(0));
+        assert_eq!(c.token, 2);
+        let c =
+            sampler(1.0, 0, 1.0).choose(&[0.0, f32::INFINITY, 1.0], &mut StdRng::seed_from_u64(0));
+        assert_eq!(c.token, 1);
+        let c = sampler(1.0, 0, 1.0).choose(&[f32::NAN; 3], &mut StdRng::seed_from_u64(0));
+        assert!(c.token < 3);
     }
 
     /// On a Qwen-sized vocabulary the draw is the f64 inverse CDF's and the
