@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 
 use crate::cache::{CacheSlot, KvCache};
 use crate::config::ModelConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layers::{linear_concat, Linear, RmsNorm};
 use crate::model::Kernels;
 use crate::rope::RopeAngles;
@@ -89,9 +89,16 @@ impl Attention {
         let groups = heads / kv_heads;
 
         let fused = cache.is_none() && kernels == Kernels::Differentiable;
+        // The model passes the token mask instead of an additive one only for
+        // this path: anything else would attend to every key.
         let fused = match key_valid {
-            Some(valid) if fused && crate::kernels::fused_cpu(x) => Some(valid),
-            _ => None,
+            Some(_) if !(fused && crate::kernels::fused_cpu(x)) => {
+                return Err(Error::Input(
+                    "attention: a token mask without an additive mask needs the fused CPU path"
+                        .into(),
+                ))
+            }
+            valid => valid,
         };
         let attend = |qkv: &Tensor, valid: &Arc<Vec<bool>>| -> Result<Tensor> {
             let dims = crate::kernels::AttentionDims {
