@@ -6,9 +6,8 @@
 //! cache row is then copied to the group of samples that share it. Rows
 //! finish independently (stop token, stop sequence, caller's stop test, or
 //! the length limit); finished rows are dropped from the batch once a
-//! quarter of it has finished. Either way each prompt is prefilled once per
-//! thread and every sequence draws from its own random stream, seeded from
-//! the caller's generator.
+//! quarter of it has finished. Either way every sequence draws from its own
+//! random stream, seeded from the caller's generator.
 
 use candle_core::{DType, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -143,6 +142,22 @@ impl<'a> Request<'a> {
     }
 }
 
+impl Request<'_> {
+    /// Sequence `i`, before its first token.
+    pub(crate) fn start(&self, i: usize) -> Generation {
+        // Room for the usual lengths; a huge limit must not allocate up front.
+        let room = self.config.max_new_tokens.min(1024);
+        Generation {
+            prompt_index: i / self.group,
+            sample_index: i % self.group,
+            tokens: Vec::with_capacity(room),
+            logprobs: Vec::with_capacity(room),
+            raw_logprobs: Vec::with_capacity(room),
+            finish: FinishReason::Length,
+        }
+    }
+}
+
 /// Generation as one batch of tensors (any device and dtype).
 fn generate_batched<F>(
     model: &Transformer,
@@ -162,14 +177,7 @@ where
     let (prompts, group, config) = (*prompts, *group, *config);
     let mut rngs: Vec<StdRng> = seeds.iter().map(|&s| StdRng::seed_from_u64(s)).collect();
     let mut seqs: Vec<Generation> = (0..prompts.len() * group)
-        .map(|i| Generation {
-            prompt_index: i / group,
-            sample_index: i % group,
-            tokens: Vec::with_capacity(config.max_new_tokens.min(1024)),
-            logprobs: Vec::with_capacity(config.max_new_tokens.min(1024)),
-            raw_logprobs: Vec::with_capacity(config.max_new_tokens.min(1024)),
-            finish: FinishReason::Length,
-        })
+        .map(|i| request.start(i))
         .collect();
     if seqs.is_empty() || config.max_new_tokens == 0 {
         return Ok(seqs);
@@ -255,7 +263,9 @@ fn prefill(
     let mut cache = KvCache::new(
         model.config(),
         prompts.len(),
-        width + max_new_tokens,
+        // Sequences longer than the model's positions stop with an error, not
+        // a cache sized by an arbitrary length limit.
+        width + max_new_tokens.min(model.config().max_position_embeddings.max(1)),
         model.dtype(),
         device,
     )?;
@@ -356,8 +366,13 @@ mod tests {
     #[test]
     fn the_decoder_and_the_tensor_path_agree() {
         for (name, policy) in models() {
-            for temperature in [0.0, 1.0] {
-                let (config, prompts) = (config(temperature), prompts());
+            // Greedy, the whole distribution, tempered and cut by top-k.
+            for (temperature, top_k) in [(0.0, 0), (1.0, 0), (0.7, 0), (1.0, 40)] {
+                let config = SamplingConfig {
+                    top_k,
+                    ..config(temperature)
+                };
+                let prompts = prompts();
                 let mut rng = StdRng::seed_from_u64(1000);
                 let request = Request::new(&prompts, 3, &config, &mut rng).unwrap();
                 let fast =

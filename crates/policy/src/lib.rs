@@ -30,8 +30,9 @@
 //! models generate with a decoder of their own: weights packed for products
 //! of few rows, a growing KV cache per sequence, and the sequences shared
 //! out over `RAYON_NUM_THREADS` threads that decode independently (the
-//! samples do not depend on the thread count). Other devices and dtypes
-//! generate through the tensor model. Two
+//! samples do not depend on the thread count; a model whose weights exceed
+//! 32 MiB decodes on one thread, each product split over the threads).
+//! Other devices and dtypes generate through the tensor model. Two
 //! process-wide settings matter to a program using the crate: set
 //! `RAYON_NUM_THREADS` (otherwise candle re-reads `/proc/cpuinfo` on every
 //! matrix product), and keep glibc from returning large freed blocks to the

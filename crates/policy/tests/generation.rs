@@ -314,4 +314,18 @@ fn a_huge_length_limit_reserves_nothing() {
     assert!(out
         .iter()
         .all(|g| g.tokens.len() == 3 && g.finish == FinishReason::Stop));
+    // The tensor path (half precision) too.
+    let half = policy.to_dtype(candle_core::DType::BF16).unwrap();
+    let out = generate_until(
+        &half.model,
+        &prompts(),
+        2,
+        &config,
+        &mut StdRng::seed_from_u64(0),
+        |t| t.len() == 3,
+    )
+    .unwrap();
+    assert!(out
+        .iter()
+        .all(|g| g.tokens.len() == 3 && g.finish == FinishReason::Stop));
 }

@@ -103,14 +103,7 @@ impl Job<'_> {
             caches.push(prompts[p].clone());
             logits.extend_from_slice(&prompt_logits[p * vocab..(p + 1) * vocab]);
             rngs.push(StdRng::seed_from_u64(self.request.seeds[i]));
-            out.push(Generation {
-                prompt_index: i / self.request.group,
-                sample_index: i % self.request.group,
-                tokens: Vec::with_capacity(self.request.config.max_new_tokens.min(1024)),
-                logprobs: Vec::with_capacity(self.request.config.max_new_tokens.min(1024)),
-                raw_logprobs: Vec::with_capacity(self.request.config.max_new_tokens.min(1024)),
-                finish: FinishReason::Length,
-            });
+            out.push(self.request.start(i));
         }
 
         // `logits` row r belongs to sequence active[r].
