@@ -294,38 +294,28 @@ fn fused_kernels_agree_with_differentiable_ones() {
 }
 
 /// A length limit far beyond memory reserves nothing up front: generation
-/// stops on the caller's test as usual.
+/// stops on the caller's test as usual, on the CPU decoder (float32) and on
+/// the tensor path (half precision).
 #[test]
 fn a_huge_length_limit_reserves_nothing() {
     let policy = policy(Architecture::Llama);
+    let half = policy.to_dtype(candle_core::DType::BF16).unwrap();
     let config = SamplingConfig {
         max_new_tokens: usize::MAX / 2,
         ..SamplingConfig::default()
     };
-    let out = generate_until(
-        &policy.model,
-        &prompts(),
-        2,
-        &config,
-        &mut StdRng::seed_from_u64(0),
-        |t| t.len() == 3,
-    )
-    .unwrap();
-    assert!(out
-        .iter()
-        .all(|g| g.tokens.len() == 3 && g.finish == FinishReason::Stop));
-    // The tensor path (half precision) too.
-    let half = policy.to_dtype(candle_core::DType::BF16).unwrap();
-    let out = generate_until(
-        &half.model,
-        &prompts(),
-        2,
-        &config,
-        &mut StdRng::seed_from_u64(0),
-        |t| t.len() == 3,
-    )
-    .unwrap();
-    assert!(out
-        .iter()
-        .all(|g| g.tokens.len() == 3 && g.finish == FinishReason::Stop));
+    for model in [&policy.model, &half.model] {
+        let out = generate_until(
+            model,
+            &prompts(),
+            2,
+            &config,
+            &mut StdRng::seed_from_u64(0),
+            |t| t.len() == 3,
+        )
+        .unwrap();
+        assert!(out
+            .iter()
+            .all(|g| g.tokens.len() == 3 && g.finish == FinishReason::Stop));
+    }
 }
