@@ -167,6 +167,30 @@ pub(crate) fn judge_exact(reference: &str, answer: &str) -> Score {
     }
 }
 
+/// `text` (an extracted, trimmed answer) in the canonical form of `check`'s
+/// kind of answer, so that answers its judge treats alike are equal strings;
+/// text that does not read as that kind keeps its words, whitespace runs
+/// collapsed. A fraction not in lowest terms stays as written (its judge
+/// fails it, unlike the reduced form).
+pub(crate) fn normalize(check: &Check, text: &str) -> String {
+    let canonical = match check {
+        Check::Number => canonical_integer(text, true),
+        Check::Fraction => parse_fraction(text)
+            .ok()
+            .filter(|&f| in_lowest_terms(f))
+            .map(|(num, den)| match den {
+                1 => num.to_string(),
+                _ => format!("{num}/{den}"),
+            }),
+        Check::List => parse_list(text).map(|items| format!("[{}]", items.join(", "))),
+        Check::CodeOutput { .. } => {
+            crate::sandbox::parse_literal(text).map(|v| crate::sandbox::canonical(&v))
+        }
+        Check::Exact | Check::Countdown { .. } | Check::CodeTests { .. } => None,
+    };
+    canonical.unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
 /// `[+-]digits` (or `[+-]d,ddd,ddd` when `grouping`) as sign and digits with
 /// no leading zeros; zero has no sign. Returns None for anything else.
 pub(crate) fn canonical_integer(text: &str, grouping: bool) -> Option<String> {
@@ -390,6 +414,25 @@ mod tests {
         ] {
             assert_eq!(judge_list("[1, 2]", bad).reward, 0.0, "{bad}");
         }
+    }
+
+    #[test]
+    fn answers_the_judge_treats_alike_normalise_alike() {
+        let same = |check: &Check, a: &str, b: &str| normalize(check, a) == normalize(check, b);
+        assert!(same(&Check::Number, "-0012", "-12"));
+        assert!(same(&Check::Number, "1,234", "1234"));
+        assert!(!same(&Check::Number, "12", "13"));
+        assert!(same(&Check::Fraction, "3 / -4", "-3/4"));
+        assert!(same(&Check::Fraction, "2/1", "2"));
+        assert!(!same(&Check::Fraction, "6/8", "3/4"));
+        assert!(same(&Check::List, "[1 , 02, -3]", "1 2 -3"));
+        assert!(!same(&Check::List, "[1, 2]", "[2, 1]"));
+        assert!(same(&Check::Exact, "a  b", "a b"));
+        assert_eq!(normalize(&Check::Number, "3 or  4"), "3 or 4");
+        let trace = Check::CodeOutput {
+            program: String::new(),
+        };
+        assert!(same(&trace, "[1,2]", "[1, 2]"));
     }
 
     #[test]

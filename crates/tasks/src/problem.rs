@@ -69,6 +69,13 @@ pub struct Verdict {
     pub format_ok: bool,
     /// The answer taken from the last answer block, if there was one.
     pub extracted: Option<String>,
+    /// The extracted answer in the family's canonical form, so that answers
+    /// the verifier treats alike compare equal (`-012` and `-12`, `[1,2]`
+    /// and `1 2`): what majority voting counts. Where many texts are right
+    /// (countdown, code written to tests), every passing answer normalises to
+    /// the reference answer. `None` without an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalized: Option<String>,
     /// A short human-readable reason.
     pub reason: String,
 }

@@ -23,6 +23,7 @@ impl Problem {
                 reward: 0.0,
                 format_ok: found.format_ok,
                 extracted: None,
+                normalized: None,
                 reason: "no <answer> block".to_string(),
             };
         };
@@ -32,10 +33,19 @@ impl Problem {
         } else {
             self.judge(text)
         };
+        let reward = clamp_reward(score.reward);
+        let normalized = match &self.check {
+            // Many texts are right: every passing one is the reference's equal.
+            Check::Countdown { .. } | Check::CodeTests { .. } if reward >= 1.0 => {
+                self.answer.trim().to_string()
+            }
+            check => answer::normalize(check, text),
+        };
         Verdict {
-            reward: clamp_reward(score.reward),
+            reward,
             format_ok: found.format_ok,
             extracted: Some(shorten(text).to_string()),
+            normalized: Some(shorten(&normalized).to_string()),
             reason: score.reason,
         }
     }

@@ -107,3 +107,19 @@ fn generation_is_pinned() {
         assert_eq!((p.prompt.as_str(), p.solution.as_str()), (prompt, solution));
     }
 }
+
+#[test]
+fn passing_answers_normalise_to_the_reference_and_wrong_ones_differ() {
+    for family in tasks::all() {
+        for level in 1..=family.max_level() {
+            let p = problem(family.name(), level, Split::Train, 3).unwrap();
+            let right = p.verify(&p.solution);
+            let reference = p.verify(&common::answered(&p.answer));
+            assert!(right.normalized.is_some(), "{}", p.id);
+            assert_eq!(right.normalized, reference.normalized, "{}", p.id);
+            let wrong = p.verify(&common::answered(&common::perturbed(&p)));
+            assert_ne!(wrong.normalized, right.normalized, "{}", p.id);
+            assert_eq!(p.verify("<think>x</think>").normalized, None);
+        }
+    }
+}

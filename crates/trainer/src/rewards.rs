@@ -66,6 +66,7 @@ mod tests {
             reward,
             format_ok,
             extracted: None,
+            normalized: None,
             reason: String::new(),
         }
     }
