@@ -4,14 +4,19 @@
 //! A completion passes when its verifier gives full reward (1.0). Greedy
 //! pass@1 decodes one completion per problem at temperature 0; pass@k draws
 //! `samples` completions per problem at the evaluation temperature and
-//! averages [`pass_at_k`] over problems.
+//! averages [`pass_at_k`] over problems. A few greedy completions, the best
+//! and the worst of each task and level, are kept with their verdicts.
+//!
+//! [`evaluate_budgets`] measures the same held-out problems at several
+//! thinking budgets (most new tokens): greedy pass@1 and majority-vote
+//! maj@k over sampled completions.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
-use tasks::Problem;
+use tasks::{Problem, Verdict};
 
 use crate::error::Result;
 use crate::model::Model;
@@ -85,12 +90,34 @@ pub struct EvalRecord {
     pub seconds: f64,
     /// Per task and level, in name then level order.
     pub tasks: Vec<TaskScore>,
+    /// Greedy completions with their verdicts: the best and the worst of
+    /// each task and level (older logs have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<EvalExample>,
 }
+
+/// One greedy completion of an evaluation and what the verifier said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalExample {
+    /// The problem's id (`add/3/heldout/17`).
+    pub problem_id: String,
+    /// The prompt text.
+    pub prompt: String,
+    /// The completion, cut at [`EXAMPLE_CHARS`] characters.
+    pub completion: String,
+    /// The verifier's verdict on the whole completion.
+    pub verdict: Verdict,
+}
+
+/// Longest completion an [`EvalExample`] keeps, in characters.
+pub const EXAMPLE_CHARS: usize = 1000;
 
 /// What happened on one problem.
 struct Outcome {
     greedy_pass: bool,
     greedy_format: bool,
+    /// The greedy completion and its verdict.
+    greedy: (String, Verdict),
     /// Passing samples, out of `settings.samples`.
     sampled_passes: usize,
 }
@@ -111,20 +138,21 @@ pub fn evaluate(
         outcomes.extend(evaluate_chunk(model, chunk, settings, rng)?);
     }
     let overall = summarize(outcomes.iter(), settings)?;
-    let mut groups: BTreeMap<(&str, u32), Vec<&Outcome>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, u32), Vec<(&Problem, &Outcome)>> = BTreeMap::new();
     for (problem, outcome) in problems.iter().zip(&outcomes) {
         groups
             .entry((&problem.task, problem.level))
             .or_default()
-            .push(outcome);
+            .push((problem, outcome));
     }
+    let examples = groups.values().flat_map(|g| best_and_worst(g)).collect();
     let tasks = groups
         .into_iter()
         .map(|((task, level), group)| {
             Ok(TaskScore {
                 task: task.to_string(),
                 level,
-                score: summarize(group.into_iter(), settings)?,
+                score: summarize(group.into_iter().map(|(_, o)| o), settings)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -136,7 +164,39 @@ pub fn evaluate(
         overall,
         seconds: start.elapsed().as_secs_f64(),
         tasks,
+        examples,
     })
+}
+
+/// The first of the highest-rewarded greedy completions of a group and, when
+/// it differs, the first of the lowest (a format failure before a merely
+/// wrong answer).
+fn best_and_worst(group: &[(&Problem, &Outcome)]) -> Vec<EvalExample> {
+    let rank = |o: &Outcome| (o.greedy.1.reward, o.greedy.1.format_ok);
+    let first_by = |better: fn(&(f64, bool), &(f64, bool)) -> bool| {
+        group
+            .iter()
+            .copied()
+            .reduce(|kept, next| match better(&rank(next.1), &rank(kept.1)) {
+                true => next,
+                false => kept,
+            })
+    };
+    let best = first_by(|a, b| a.partial_cmp(b) == Some(std::cmp::Ordering::Greater));
+    let worst = first_by(|a, b| a.partial_cmp(b) == Some(std::cmp::Ordering::Less));
+    let mut picked: Vec<(&Problem, &Outcome)> = best.into_iter().collect();
+    if let Some(worst) = worst.filter(|w| best.is_some_and(|b| rank(b.1) != rank(w.1))) {
+        picked.push(worst);
+    }
+    picked
+        .into_iter()
+        .map(|(problem, outcome)| EvalExample {
+            problem_id: problem.id.clone(),
+            prompt: problem.prompt.clone(),
+            completion: outcome.greedy.0.chars().take(EXAMPLE_CHARS).collect(),
+            verdict: outcome.greedy.1.clone(),
+        })
+        .collect()
 }
 
 fn evaluate_chunk(
@@ -155,10 +215,12 @@ fn evaluate_chunk(
     let greedy = policy::generate(&model.policy.model, &prompts, 1, &greedy, rng)?;
     let mut outcomes = Vec::with_capacity(problems.len());
     for (problem, generation) in problems.iter().zip(&greedy) {
-        let verdict = problem.verify(&model.decode(&generation.tokens)?);
+        let text = model.decode(&generation.tokens)?;
+        let verdict = problem.verify(&text);
         outcomes.push(Outcome {
             greedy_pass: passes(verdict.reward),
             greedy_format: verdict.format_ok,
+            greedy: (text, verdict),
             sampled_passes: 0,
         });
     }
@@ -206,6 +268,151 @@ fn summarize<'a>(
         pass_at_k: (settings.samples > 0).then(|| frac(sampled)),
         format_rate: frac(format as f64),
     })
+}
+
+/// Where `verity eval --budgets` records the curves of a run's checkpoints,
+/// one [`BudgetRecord`] per line, in the run folder.
+pub const BUDGETS_FILE: &str = "budgets.jsonl";
+
+/// Held-out accuracy at one thinking budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetScore {
+    /// The budget: most new tokens per completion.
+    pub max_new_tokens: usize,
+    /// Problems scored.
+    pub problems: usize,
+    /// Fraction solved by greedy decoding within the budget.
+    pub pass_at_1: f64,
+    /// Fraction whose most frequent sampled answer (by the verifier's
+    /// normalised form) passes; `None` without sampling.
+    pub maj_at_k: Option<f64>,
+    /// Fraction of greedy completions in the output format.
+    pub format_rate: f64,
+    /// Mean greedy completion length in tokens.
+    pub mean_length: f64,
+}
+
+/// The thinking-budget curve of one model: [`BudgetScore`]s in budget order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetRecord {
+    /// The k of maj@k: sampled completions voting per problem (0: none).
+    pub k: usize,
+    /// Sampling temperature of the votes.
+    pub temperature: f64,
+    /// One score per budget, smallest first.
+    pub budgets: Vec<BudgetScore>,
+    /// Seconds the evaluation took.
+    pub seconds: f64,
+}
+
+/// Greedy pass@1 and maj@k (k = `settings.samples`, at
+/// `settings.temperature`) at each budget in `budgets`.
+///
+/// Completions are generated once, at the largest budget, and cut at each
+/// smaller one: a model cut at `b` tokens has written exactly the first `b`
+/// tokens it writes with more room (sampled ones follow the same
+/// distribution), so this equals separate runs at each budget and keeps the
+/// curve free of sampling noise between budgets.
+pub fn evaluate_budgets(
+    model: &Model,
+    problems: &[Problem],
+    budgets: &[usize],
+    settings: &EvalSettings,
+    rng: &mut StdRng,
+) -> Result<BudgetRecord> {
+    let start = Instant::now();
+    let mut budgets = budgets.to_vec();
+    budgets.sort_unstable();
+    budgets.dedup();
+    let largest = budgets.last().copied().unwrap_or(0);
+    let mut tallies = vec![BudgetTally::default(); budgets.len()];
+    for chunk in problems.chunks(settings.batch_size.max(1)) {
+        let prompts = chunk
+            .iter()
+            .map(|p| model.prompt_ids(&p.prompt))
+            .collect::<Result<Vec<_>>>()?;
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        model.check_fits(longest, largest, "--budgets")?;
+        let greedy = model.sampling(0.0, 1.0, 0, largest);
+        let greedy = policy::generate(&model.policy.model, &prompts, 1, &greedy, rng)?;
+        let samples = match settings.samples {
+            0 => Vec::new(),
+            n => {
+                let sampling = model.sampling(settings.temperature, 1.0, 0, largest);
+                policy::generate(&model.policy.model, &prompts, n, &sampling, rng)?
+            }
+        };
+        for (tally, &budget) in tallies.iter_mut().zip(&budgets) {
+            for (i, problem) in chunk.iter().enumerate() {
+                let tokens = &greedy[i].tokens;
+                let kept = &tokens[..tokens.len().min(budget)];
+                let verdict = problem.verify(&model.decode(kept)?);
+                tally.problems += 1;
+                tally.greedy_passes += usize::from(passes(verdict.reward));
+                tally.formatted += usize::from(verdict.format_ok);
+                tally.tokens += kept.len();
+                let votes = samples
+                    .iter()
+                    .filter(|g| g.prompt_index == i)
+                    .map(|g| {
+                        let kept = &g.tokens[..g.tokens.len().min(budget)];
+                        let v = problem.verify(&model.decode(kept)?);
+                        Ok((v.normalized, passes(v.reward)))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                tally.majority_passes += usize::from(majority_passes(&votes));
+            }
+        }
+    }
+    let scores = budgets
+        .iter()
+        .zip(&tallies)
+        .map(|(&max_new_tokens, t)| {
+            let frac = |x: usize| x as f64 / t.problems.max(1) as f64;
+            BudgetScore {
+                max_new_tokens,
+                problems: t.problems,
+                pass_at_1: frac(t.greedy_passes),
+                maj_at_k: (settings.samples > 0).then(|| frac(t.majority_passes)),
+                format_rate: frac(t.formatted),
+                mean_length: frac(t.tokens),
+            }
+        })
+        .collect();
+    Ok(BudgetRecord {
+        k: settings.samples,
+        temperature: settings.temperature,
+        budgets: scores,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Counts behind one [`BudgetScore`].
+#[derive(Debug, Clone, Default)]
+struct BudgetTally {
+    problems: usize,
+    greedy_passes: usize,
+    majority_passes: usize,
+    formatted: usize,
+    tokens: usize,
+}
+
+/// Whether the most frequent answer among `votes` (normalised answer, pass)
+/// passes. Completions without an answer do not vote; a tie goes to the
+/// answer that reached the top count first in sample order; no answer at
+/// all fails.
+fn majority_passes(votes: &[(Option<String>, bool)]) -> bool {
+    let mut counts: BTreeMap<&str, (usize, bool)> = BTreeMap::new();
+    let mut leader: Option<(usize, bool)> = None;
+    for (answer, pass) in votes {
+        let Some(answer) = answer else { continue };
+        let entry = counts.entry(answer).or_insert((0, *pass));
+        entry.0 += 1;
+        if leader.is_none_or(|(count, _)| entry.0 > count) {
+            leader = Some(*entry);
+        }
+    }
+    leader.is_some_and(|(_, pass)| pass)
 }
 
 /// The evaluation as a small table: a headline, then one row per task and
@@ -263,7 +470,18 @@ mod tests {
         Outcome {
             greedy_pass,
             greedy_format: true,
+            greedy: (String::new(), verdict(f64::from(u8::from(greedy_pass)), true, None)),
             sampled_passes,
+        }
+    }
+
+    fn verdict(reward: f64, format_ok: bool, normalized: Option<&str>) -> Verdict {
+        Verdict {
+            reward,
+            format_ok,
+            extracted: normalized.map(str::to_string),
+            normalized: normalized.map(str::to_string),
+            reason: String::new(),
         }
     }
 
@@ -293,6 +511,63 @@ mod tests {
     }
 
     #[test]
+    fn majority_vote_counts_normalised_answers() {
+        let v = |answer: Option<&str>, pass: bool| (answer.map(str::to_string), pass);
+        // Two wrong "5" outvote one right "7", whatever the order.
+        assert!(!majority_passes(&[
+            v(Some("7"), true),
+            v(Some("5"), false),
+            v(Some("5"), false)
+        ]));
+        // Missing answers do not vote.
+        assert!(majority_passes(&[
+            v(None, false),
+            v(None, false),
+            v(Some("7"), true)
+        ]));
+        // A tie goes to the answer that reached the top count first.
+        assert!(!majority_passes(&[
+            v(Some("5"), false),
+            v(Some("7"), true),
+            v(Some("7"), true),
+            v(Some("5"), false)
+        ]));
+        assert!(majority_passes(&[
+            v(Some("7"), true),
+            v(Some("5"), false)
+        ]));
+        assert!(!majority_passes(&[v(None, false)]));
+        assert!(!majority_passes(&[]));
+    }
+
+    #[test]
+    fn examples_are_the_best_and_worst_of_each_group() {
+        let problem = |id: &str| Problem {
+            id: id.into(),
+            task: "add".into(),
+            level: 1,
+            prompt: String::new(),
+            answer: "1".into(),
+            solution: String::new(),
+            check: tasks::Check::Number,
+        };
+        let (p1, p2, p3) = (problem("a"), problem("b"), problem("c"));
+        let with = |reward: f64, format_ok: bool| Outcome {
+            greedy_pass: reward >= 1.0,
+            greedy_format: format_ok,
+            greedy: ("x".repeat(2 * EXAMPLE_CHARS), verdict(reward, format_ok, None)),
+            sampled_passes: 0,
+        };
+        let (o1, o2, o3) = (with(0.0, true), with(1.0, true), with(0.0, false));
+        let picked = best_and_worst(&[(&p1, &o1), (&p2, &o2), (&p3, &o3)]);
+        let ids: Vec<&str> = picked.iter().map(|e| e.problem_id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"]);
+        assert_eq!(picked[0].completion.chars().count(), EXAMPLE_CHARS);
+        // All alike: one example.
+        assert_eq!(best_and_worst(&[(&p1, &o1), (&p2, &o1)]).len(), 1);
+    }
+
+    #[test]
     fn records_serialise_with_the_documented_keys() {
         let record = EvalRecord {
             phase: Phase::Grpo,
@@ -316,6 +591,7 @@ mod tests {
                     format_rate: 1.0,
                 },
             }],
+            examples: Vec::new(),
         };
         let json: serde_json::Value = serde_json::to_value(&record).unwrap();
         assert_eq!(json["phase"], "grpo");

@@ -21,7 +21,7 @@ use tasks::{Mixture, MixtureEntry, Problem, Source, Verdict};
 use crate::checkpoint::{TrainerState, CHECKPOINTS_DIR, OPTIMIZER_FILE, STATE_FILE};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::eval::{evaluate, EvalRecord, EvalSettings};
+use crate::eval::{evaluate, evaluate_budgets, BudgetRecord, EvalRecord, EvalSettings};
 use crate::model::{Model, Prompting};
 use crate::progress::Phase;
 use crate::run::CONFIG_FILE;
@@ -219,6 +219,32 @@ impl Checkpoint {
             step,
             global_step,
         )
+    }
+
+    /// [`evaluate_budgets`] on `problems`, sampling from the same stream as
+    /// [`Checkpoint::evaluate`].
+    pub fn evaluate_budgets(
+        &self,
+        problems: &[Problem],
+        budgets: &[usize],
+        settings: &EvalSettings,
+        seed: Option<u64>,
+    ) -> Result<BudgetRecord> {
+        let global_step = self.position().map_or(0, |(_, _, g)| g);
+        let mut rng = rng_for(
+            seed.unwrap_or_else(|| self.seed()),
+            Purpose::EvalSampling,
+            global_step,
+        );
+        evaluate_budgets(&self.model, problems, budgets, settings, &mut rng)
+    }
+
+    /// The run folder of a run checkpoint whose run folder still holds its
+    /// config.toml (`OUT_DIR/NAME`); `None` otherwise.
+    pub fn run_dir(&self) -> Option<PathBuf> {
+        self.run_config.as_ref()?;
+        let full = std::fs::canonicalize(&self.dir).ok()?;
+        Some(full.parent()?.parent()?.to_path_buf())
     }
 
     /// The characters of `text` the tokenizer drops: a model trained from

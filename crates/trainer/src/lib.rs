@@ -100,7 +100,10 @@ pub use config::{
     TasksSection, RESUMABLE_KEYS,
 };
 pub use error::{Error, Result};
-pub use eval::{evaluate, render_table, EvalRecord, EvalSettings, Score, TaskScore};
+pub use eval::{
+    evaluate, evaluate_budgets, render_table, BudgetRecord, BudgetScore, EvalExample, EvalRecord,
+    EvalSettings, Score, TaskScore, BUDGETS_FILE, EXAMPLE_CHARS,
+};
 pub use grpo::{GrpoMetrics, SampleRecord};
 pub use inspect::{Checkpoint, Sample, SamplePrompt};
 pub use logs::{LogPositions, EVAL_FILE, METRICS_FILE, SAMPLES_FILE};

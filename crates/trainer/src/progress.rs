@@ -2,6 +2,8 @@
 //! this trait; the `verity` binary draws progress bars with it, tests and
 //! library users can ignore it ([`Silent`]).
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 /// A training phase.
@@ -54,6 +56,9 @@ pub trait Progress {
     fn phase_finished(&mut self, _phase: Phase) {}
     /// A line worth showing: an evaluation table, a checkpoint, a notice.
     fn message(&mut self, _text: &str) {}
+    /// The run folder's logs hold something new worth looking at: an
+    /// evaluation was just written, or the run ended (finished or stopped).
+    fn logs_updated(&mut self, _run_dir: &Path) {}
 }
 
 /// Progress that goes nowhere.

@@ -289,6 +289,7 @@ impl<'a> Run<'a> {
         if !self.stopped {
             self.grpo_phase(sft_optimizer, progress)?;
         }
+        progress.logs_updated(&self.run_dir);
         Ok(RunSummary {
             run_dir: self.run_dir,
             state: self.state,
@@ -543,6 +544,7 @@ impl<'a> Run<'a> {
                 record.step = 0;
                 self.logs.eval.write(&record)?;
                 self.evals.push(record);
+                progress.logs_updated(&self.run_dir);
             }
             None => {
                 self.evaluate(Phase::Grpo, 0, true, progress)?;
@@ -594,6 +596,7 @@ impl<'a> Run<'a> {
         )?;
         self.logs.eval.write(&record)?;
         progress.message(render_table(&record).trim_end());
+        progress.logs_updated(&self.run_dir);
         self.live.pass_at_1 = Some(record.overall.pass_at_1);
         self.evals.push(record.clone());
         Ok(record)

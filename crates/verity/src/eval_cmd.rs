@@ -7,7 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
-use trainer::{heldout_problems, render_table, Checkpoint, EvalRecord, EvalSettings};
+use std::io::Write;
+
+use tasks::Problem;
+use trainer::{
+    heldout_problems, render_table, Checkpoint, EvalRecord, EvalSettings, BUDGETS_FILE,
+};
 
 use crate::bad_input;
 
@@ -54,6 +59,13 @@ pub struct EvalArgs {
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Thinking budgets (most new tokens), comma-separated, e.g.
+    /// `64,128,256`: measure greedy pass@1 and the majority vote of the
+    /// samples (maj@k, k = --samples) at each instead of the usual
+    /// evaluation. For a run checkpoint the curve is also added to the
+    /// run's budgets.jsonl, which `verity report` draws.
+    #[arg(long, value_name = "B,B", value_delimiter = ',')]
+    budgets: Vec<usize>,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -66,6 +78,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         )));
     }
     let settings = settings(&args, checkpoint.eval_settings())?;
+    if args.budgets.contains(&0) {
+        return Err(bad_input(anyhow!("--budgets: every budget must be at least 1 token")));
+    }
     let mixture = checkpoint
         .selection(&args.tasks, levels.as_deref())
         .map_err(into_anyhow)?;
@@ -81,6 +96,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             None => String::new(),
         }
     );
+    if !args.budgets.is_empty() {
+        return budgets(&args, &checkpoint, &problems, &settings, per_entry);
+    }
     let record = checkpoint
         .evaluate(&problems, &settings, args.seed)
         .map_err(into_anyhow)?;
@@ -90,6 +108,71 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let text = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `--budgets`: the budget curve, printed, written to `--json`, and added to
+/// the run's budgets.jsonl for a run checkpoint.
+fn budgets(
+    args: &EvalArgs,
+    checkpoint: &Checkpoint,
+    problems: &[Problem],
+    settings: &EvalSettings,
+    per_entry: usize,
+) -> Result<()> {
+    let record = checkpoint
+        .evaluate_budgets(problems, &args.budgets, settings, args.seed)
+        .map_err(into_anyhow)?;
+    println!(
+        "{}: {} held-out problems, maj@{} at temperature {} ({:.1} s)",
+        checkpoint.dir.display(),
+        problems.len(),
+        record.k,
+        record.temperature,
+        record.seconds
+    );
+    println!("  budget  pass@1  maj@{:<3} format  mean length", record.k);
+    for b in &record.budgets {
+        println!(
+            "  {:>6}  {:>6.3}  {:>6}  {:>6.3}  {:>11.1}",
+            b.max_new_tokens,
+            b.pass_at_1,
+            b.maj_at_k.map_or("-".to_string(), |v| format!("{v:.3}")),
+            b.format_rate,
+            b.mean_length
+        );
+    }
+    let mut json = serde_json::to_value(&record)?;
+    if let Some(map) = json.as_object_mut() {
+        if let Some((phase, step, global_step)) = checkpoint.position() {
+            map.insert("phase".into(), phase.name().into());
+            map.insert("step".into(), step.into());
+            map.insert("global_step".into(), global_step.into());
+        }
+        map.insert("checkpoint".into(), checkpoint.dir.display().to_string().into());
+        map.insert("problems_per_task".into(), per_entry.into());
+        map.insert(
+            "seed".into(),
+            args.seed.unwrap_or_else(|| checkpoint.seed()).into(),
+        );
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&json)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(run_dir) = checkpoint.run_dir() {
+        let path = run_dir.join(BUDGETS_FILE);
+        let line = serde_json::to_string(&json)? + "\n";
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.write_all(line.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("added to {} (verity report draws it)", path.display());
     }
     Ok(())
 }

@@ -16,6 +16,7 @@
 //! underlying cause, on stderr, without a backtrace.
 
 mod eval_cmd;
+mod report_cmd;
 mod sample_cmd;
 mod tasks_cmd;
 mod train;
@@ -49,6 +50,9 @@ enum Command {
     /// Print what a model writes for held-out problems (with verdicts) or a
     /// prompt of your own.
     Sample(sample_cmd::SampleArgs),
+    /// Write one offline HTML page with the curves and tables of run
+    /// folders (several are overlaid) and print its path.
+    Report(report_cmd::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval_cmd::run(args),
         Command::Sample(args) => sample_cmd::run(args),
+        Command::Report(args) => report_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -66,6 +66,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
             checkpoint.display(),
             summary.run_dir.display()
         );
+        eprintln!(
+            "report: {}",
+            summary.run_dir.join(report::REPORT_FILE).display()
+        );
         std::process::exit(130);
     }
     if let Some((before, after)) = summary.grpo_gain() {
@@ -80,6 +84,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
         summary.state.global_step,
         summary.run_dir.display()
     );
+    let report = summary.run_dir.join(report::REPORT_FILE);
+    if report.is_file() {
+        eprintln!("report: {}", report.display());
+    }
     Ok(())
 }
 
@@ -171,6 +179,15 @@ impl Progress for Bars {
         match &self.bar {
             Some(bar) if !bar.is_hidden() => bar.println(text),
             _ => eprintln!("{text}"),
+        }
+    }
+
+    /// Rewrites RUN_DIR/report.html, so a page kept open shows the run so
+    /// far on reload. A report that cannot be written does not stop training.
+    fn logs_updated(&mut self, run_dir: &Path) {
+        let out = run_dir.join(report::REPORT_FILE);
+        if let Err(e) = report::write_report(&[run_dir.to_path_buf()], &out) {
+            self.message(&format!("warning: report not written: {e}"));
         }
     }
 }

@@ -473,3 +473,50 @@ fn bad_input_exits_2_naming_it() {
         "256 positions",
     );
 }
+
+#[test]
+fn budgets_are_measured_recorded_in_the_run_and_drawn_by_the_report() {
+    let run = micro_run();
+    // Training wrote the run's report after its evaluations.
+    let trained = std::fs::read_to_string(run.join("report.html")).unwrap();
+    for plot in ["heldout", "reward", "loss"] {
+        assert!(trained.contains(&format!("data-plot=\"{plot}\"")), "{plot}");
+    }
+
+    let out = scratch("budgets");
+    let json = out.join("budgets.json");
+    let checkpoint = run.join("checkpoints/step-61");
+    #[rustfmt::skip]
+    let table = ok(&[
+        "eval", "--checkpoint", s(&checkpoint), "--budgets", "24,2,12", "--samples", "3",
+        "--json", s(&json),
+    ]);
+    assert!(table.contains("maj@3"), "{table}");
+    let got = read_json(&json);
+    let budgets: Vec<u64> = got["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["max_new_tokens"].as_u64().unwrap())
+        .collect();
+    assert_eq!(budgets, [2, 12, 24]);
+    assert_eq!((got["k"].as_u64(), got["global_step"].as_u64()), (Some(3), Some(61)));
+    assert_rates_in_unit_interval(&serde_json::json!({ "tasks": got["budgets"] }));
+    for b in got["budgets"].as_array().unwrap() {
+        assert!(b["maj_at_k"].as_f64().is_some(), "{b}");
+    }
+    // Recorded in the run, whole, as the last line of budgets.jsonl.
+    let recorded = json_lines(&std::fs::read_to_string(run.join("budgets.jsonl")).unwrap());
+    assert_eq!(recorded.last(), Some(&got));
+
+    let page = out.join("report.html");
+    let printed = ok(&["report", s(run), "--out", s(&page)]);
+    assert_eq!(printed.trim(), s(&page));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("data-plot=\"budgets-micro\""));
+    assert!(html.contains("checkpoint at step 61"));
+
+    let c = s(&checkpoint);
+    assert_bad_input(&["eval", "--checkpoint", c, "--budgets", "0,8"], "at least 1");
+    assert_bad_input(&["eval", "--checkpoint", c, "--budgets", "8,1000"], "64 positions");
+}
