@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use crate::error::{Error, Result};
 
 /// Width and height of a chart, in pixels.
-pub(crate) const SIZE: (u32, u32) = (470, 270);
+pub(crate) const SIZE: (u32, u32) = (460, 260);
 
 /// Colours of runs (and of checkpoints in a budget chart), in order:
 /// Tableau 10, readable on white and told apart by most colour-blind readers.
@@ -130,9 +130,12 @@ impl Chart {
             let drawn = match (self.x_log2, self.y_axis) {
                 (false, YAxis::Log) => self.draw(&root, x.clone(), y.clone().log_scale(), &y),
                 (false, _) => self.draw(&root, x.clone(), y.clone(), &y),
-                (true, YAxis::Log) => {
-                    self.draw(&root, x.clone().log_scale().base(2.0), y.clone().log_scale(), &y)
-                }
+                (true, YAxis::Log) => self.draw(
+                    &root,
+                    x.clone().log_scale().base(2.0),
+                    y.clone().log_scale(),
+                    &y,
+                ),
                 (true, _) => self.draw(&root, x.clone().log_scale().base(2.0), y.clone(), &y),
             };
             drawn.map_err(fail)?;
@@ -146,7 +149,12 @@ impl Chart {
         let xs = self
             .series
             .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.0).chain(s.band.iter().map(|b| b.0)))
+            .flat_map(|s| {
+                s.points
+                    .iter()
+                    .map(|p| p.0)
+                    .chain(s.band.iter().map(|b| b.0))
+            })
             .chain(self.boundaries.iter().map(|b| b.1));
         let ys = self.series.iter().flat_map(|s| {
             s.points
@@ -155,10 +163,14 @@ impl Chart {
                 .chain(s.band.iter().flat_map(|b| [b.1, b.2]))
         });
         let (x0, x1) = min_max(xs).unwrap_or((0.0, 1.0));
+        // Steps are whole numbers: a span of at least 10 keeps ticks whole.
         let x = match self.x_log2 {
             true => x0 / 1.25..x1 * 1.25,
-            false if x1 > x0 => x0..x1 + (x1 - x0) * 0.02,
-            false => x0 - 1.0..x1 + 1.0,
+            false if x1 - x0 >= 10.0 => x0..x1 + (x1 - x0) * 0.02,
+            false => {
+                let start = (x0 - (10.0 - (x1 - x0)) / 2.0).max(x0.min(0.0)).floor();
+                start..start + 10.0
+            }
         };
         let positive = |v: &f64| *v > 0.0;
         let y = match self.y_axis {
@@ -174,7 +186,11 @@ impl Chart {
                     _ => (hi.abs() * 0.1).max(0.5),
                 };
                 // A series of non-negative numbers keeps 0 in view when close to it.
-                let floor = if lo >= 0.0 && lo - pad < 0.0 { 0.0 } else { lo - pad };
+                let floor = if lo >= 0.0 && lo - pad < 0.0 {
+                    0.0
+                } else {
+                    lo - pad
+                };
                 floor..hi + pad
             }
         };

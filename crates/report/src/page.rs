@@ -15,7 +15,7 @@ use crate::read::{RunLog, VerdictLine};
 const NOT_SETTINGS: [&str; 2] = ["run.name", "run.out_dir"];
 
 const STYLE: &str = "
-body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 24px 32px;
+body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 20px 24px;
        color: #222; background: #fafafa; max-width: 1540px; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 18px; margin: 28px 0 10px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
@@ -23,7 +23,7 @@ h3 { font-size: 15px; margin: 18px 0 8px; }
 p.lead { color: #555; margin: 0 0 12px; font-size: 14px; }
 .plots { display: flex; flex-wrap: wrap; gap: 14px; }
 figure.plot { margin: 0; background: #fff; border: 1px solid #e2e2e2; border-radius: 6px;
-              padding: 8px 8px 6px; width: 470px; }
+              padding: 6px 6px 6px; width: 460px; }
 figure.plot figcaption { font-size: 14px; margin: 0 4px 4px; }
 figure.plot figcaption .note { color: #666; font-size: 12px; display: block; margin-top: 2px; }
 figure.plot svg { display: block; }
@@ -49,7 +49,11 @@ pub(crate) fn render(runs: &[RunLog]) -> Result<String> {
     let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
     let mut html = String::with_capacity(1 << 20);
     html.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n");
-    let _ = writeln!(html, "<title>verity report: {}</title>", esc(&names.join(", ")));
+    let _ = writeln!(
+        html,
+        "<title>verity report: {}</title>",
+        esc(&names.join(", "))
+    );
     let _ = writeln!(html, "<style>{STYLE}</style>\n</head>\n<body>");
     let _ = writeln!(html, "<h1>verity report: {}</h1>", esc(&names.join(", ")));
     html.push_str(
@@ -209,7 +213,12 @@ fn runs_table(html: &mut String, runs: &[RunLog]) {
     html.push_str("</table>\n");
     for run in runs.iter().filter(|r| !r.notes.is_empty()) {
         for note in &run.notes {
-            let _ = writeln!(html, "<p class=\"notes\">{}: {}</p>", esc(&run.name), esc(note));
+            let _ = writeln!(
+                html,
+                "<p class=\"notes\">{}: {}</p>",
+                esc(&run.name),
+                esc(note)
+            );
         }
     }
 }
@@ -222,7 +231,8 @@ fn last_eval_tables(html: &mut String, runs: &[RunLog]) {
     html.push_str("<h2>Last evaluation per task and level</h2>\n");
     for run in with_evals {
         let Some(e) = run.last_eval() else { continue };
-        let k = e.k.map_or_else(|| "pass@k".to_string(), |k| format!("pass@{k}"));
+        let k =
+            e.k.map_or_else(|| "pass@k".to_string(), |k| format!("pass@{k}"));
         let _ = writeln!(
             html,
             "<h3>{}: {} step {} (global step {})</h3>",
@@ -301,7 +311,11 @@ fn completion_tables(html: &mut String, runs: &[RunLog]) {
             let mut samples: Vec<_> = run.samples.iter().collect();
             samples.sort_by(|a, b| b.reward.total_cmp(&a.reward));
             let shown: Vec<_> = if samples.len() > 6 {
-                samples[..3].iter().chain(&samples[samples.len() - 3..]).copied().collect()
+                samples[..3]
+                    .iter()
+                    .chain(&samples[samples.len() - 3..])
+                    .copied()
+                    .collect()
             } else {
                 samples
             };
@@ -336,7 +350,9 @@ fn config_table(html: &mut String, runs: &[RunLog]) {
     let differing = differing_keys(runs);
     html.push_str("<h2>Resolved config</h2>\n");
     if !differing.is_empty() {
-        html.push_str("<p class=\"lead\">Highlighted: settings that differ between the runs.</p>\n");
+        html.push_str(
+            "<p class=\"lead\">Highlighted: settings that differ between the runs.</p>\n",
+        );
     }
     html.push_str("<table data-table=\"config\"><tr><th>key</th>");
     for (i, run) in runs.iter().enumerate() {
@@ -349,7 +365,11 @@ fn config_table(html: &mut String, runs: &[RunLog]) {
     }
     html.push_str("</tr>\n");
     for key in keys {
-        let class = if differing.contains(key) { " class=\"diff\"" } else { "" };
+        let class = if differing.contains(key) {
+            " class=\"diff\""
+        } else {
+            ""
+        };
         let _ = write!(html, "<tr{class}><td><code>{}</code></td>", esc(key));
         for run in runs {
             let value = run.config.get(key).map_or("", String::as_str);

@@ -317,7 +317,9 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(
     let text = String::from_utf8_lossy(&bytes);
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
-    let file = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let file = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let mut records = Vec::with_capacity(lines.len());
     let mut bad = Vec::new();
     for (i, line) in lines.iter().enumerate() {
@@ -327,7 +329,9 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(
         match serde_json::from_str(line) {
             Ok(record) => records.push(record),
             Err(_) if i + 1 == lines.len() && !complete => {
-                notes.push(format!("{file}: the last line is still being written; left out"));
+                notes.push(format!(
+                    "{file}: the last line is still being written; left out"
+                ));
             }
             Err(_) => bad.push(i + 1),
         }
@@ -376,7 +380,10 @@ fn latest_samples(lines: Vec<SampleLine>) -> Vec<SampleLine> {
         previous = Some(line.step);
         blocks.entry(line.step).or_default().push(line);
     }
-    blocks.pop_last().map(|(_, block)| block).unwrap_or_default()
+    blocks
+        .pop_last()
+        .map(|(_, block)| block)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -437,7 +444,10 @@ mod tests {
             .map(|e| (e.global_step, e.overall.pass_at_1))
             .collect();
         assert_eq!(evals, [(10, 0.2), (20, 0.3)]);
-        assert_eq!(run.notes, ["eval.jsonl: 1 unreadable line(s) left out (line 2)"]);
+        assert_eq!(
+            run.notes,
+            ["eval.jsonl: 1 unreadable line(s) left out (line 2)"]
+        );
     }
 
     #[test]
@@ -479,7 +489,10 @@ mod tests {
         assert!(err.to_string().ends_with("no such folder"), "{err}");
         write(dir.path(), CONFIG_FILE, "[run\nname=");
         let err = RunLog::read(dir.path()).unwrap_err();
-        assert!(err.is_bad_input() && err.to_string().contains("config.toml"), "{err}");
+        assert!(
+            err.is_bad_input() && err.to_string().contains("config.toml"),
+            "{err}"
+        );
     }
 
     #[test]

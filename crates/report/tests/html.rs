@@ -65,7 +65,12 @@ fn full_run(dir: &Path, lr: &str, curriculum: bool, budgets: bool) {
             true => format!(",\"curriculum/add\":{},\"curriculum/sub\":2", 1 + step / 2),
             false => String::new(),
         };
-        metrics.push_str(&grpo_line(4 + step, step, Some(0.001 * step as f64), &extra));
+        metrics.push_str(&grpo_line(
+            4 + step,
+            step,
+            Some(0.001 * step as f64),
+            &extra,
+        ));
     }
     std::fs::write(dir.join("metrics.jsonl"), metrics).unwrap();
     let evals = [
@@ -159,7 +164,7 @@ fn every_logged_quantity_gets_a_plot_and_no_other_does() {
     // One svg per plot, plus the line samples of the keys.
     let charts = svgs(&html)
         .into_iter()
-        .filter(|s| s.starts_with("<svg width=\"470\""))
+        .filter(|s| s.starts_with("<svg width=\"460\""))
         .count();
     assert_eq!(charts, want.len());
 
@@ -206,14 +211,24 @@ fn svg_is_well_formed_and_nothing_is_fetched() {
     roxmltree::Document::parse(body).unwrap_or_else(|e| panic!("{e}"));
 
     let lower = html.to_lowercase();
-    for banned in ["<script", "<link", "<img", "<iframe", "@import", "url(", "@font-face"] {
+    for banned in [
+        "<script",
+        "<link",
+        "<img",
+        "<iframe",
+        "@import",
+        "url(",
+        "@font-face",
+    ] {
         assert!(!lower.contains(banned), "{banned}");
     }
     for attribute in ["src=", "href="] {
         for part in lower.split(attribute).skip(1) {
             let value = part.trim_start_matches(['"', '\'']);
             assert!(
-                !(value.starts_with("http:") || value.starts_with("https:") || value.starts_with("//")),
+                !(value.starts_with("http:")
+                    || value.starts_with("https:")
+                    || value.starts_with("//")),
                 "{attribute}{}",
                 &part[..part.len().min(60)]
             );
@@ -251,7 +266,10 @@ fn overlaid_runs_get_a_colour_each_and_name_the_settings_that_differ() {
     let reward = &html[html.find("data-plot=\"reward\"").unwrap()..];
     let reward = &reward[..reward.find("</figure>").unwrap()];
     for colour in ["#4E79A7", "#F28E2B"] {
-        assert!(reward.contains(colour), "{colour} missing in the reward plot");
+        assert!(
+            reward.contains(colour),
+            "{colour} missing in the reward plot"
+        );
     }
     // write_report writes the same page.
     let out = dir.path().join("both.html");

@@ -470,7 +470,10 @@ mod tests {
         Outcome {
             greedy_pass,
             greedy_format: true,
-            greedy: (String::new(), verdict(f64::from(u8::from(greedy_pass)), true, None)),
+            greedy: (
+                String::new(),
+                verdict(f64::from(u8::from(greedy_pass)), true, None),
+            ),
             sampled_passes,
         }
     }
@@ -532,10 +535,7 @@ mod tests {
             v(Some("7"), true),
             v(Some("5"), false)
         ]));
-        assert!(majority_passes(&[
-            v(Some("7"), true),
-            v(Some("5"), false)
-        ]));
+        assert!(majority_passes(&[v(Some("7"), true), v(Some("5"), false)]));
         assert!(!majority_passes(&[v(None, false)]));
         assert!(!majority_passes(&[]));
     }
@@ -555,7 +555,10 @@ mod tests {
         let with = |reward: f64, format_ok: bool| Outcome {
             greedy_pass: reward >= 1.0,
             greedy_format: format_ok,
-            greedy: ("x".repeat(2 * EXAMPLE_CHARS), verdict(reward, format_ok, None)),
+            greedy: (
+                "x".repeat(2 * EXAMPLE_CHARS),
+                verdict(reward, format_ok, None),
+            ),
             sampled_passes: 0,
         };
         let (o1, o2, o3) = (with(0.0, true), with(1.0, true), with(0.0, false));

@@ -37,7 +37,10 @@ fn budget_curve_matches_separate_evaluations_at_each_budget() {
     let config = Config::from_toml(&text, "micro.toml", "micro", &[]).unwrap();
     let summary = train(&config, &mut Silent).unwrap();
     let checkpoint = Checkpoint::open(summary.last_checkpoint.as_ref().unwrap(), None).unwrap();
-    assert_eq!(checkpoint.run_dir().unwrap(), summary.run_dir.canonicalize().unwrap());
+    assert_eq!(
+        checkpoint.run_dir().unwrap(),
+        summary.run_dir.canonicalize().unwrap()
+    );
     let mixture = checkpoint.selection(&[], None).unwrap();
     let problems = heldout_problems(&mixture, 12).unwrap();
     let settings = EvalSettings {

@@ -10,9 +10,7 @@ use clap::Args;
 use std::io::Write;
 
 use tasks::Problem;
-use trainer::{
-    heldout_problems, render_table, Checkpoint, EvalRecord, EvalSettings, BUDGETS_FILE,
-};
+use trainer::{heldout_problems, render_table, Checkpoint, EvalRecord, EvalSettings, BUDGETS_FILE};
 
 use crate::bad_input;
 
@@ -79,7 +77,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let settings = settings(&args, checkpoint.eval_settings())?;
     if args.budgets.contains(&0) {
-        return Err(bad_input(anyhow!("--budgets: every budget must be at least 1 token")));
+        return Err(bad_input(anyhow!(
+            "--budgets: every budget must be at least 1 token"
+        )));
     }
     let mixture = checkpoint
         .selection(&args.tasks, levels.as_deref())
@@ -150,7 +150,10 @@ fn budgets(
             map.insert("step".into(), step.into());
             map.insert("global_step".into(), global_step.into());
         }
-        map.insert("checkpoint".into(), checkpoint.dir.display().to_string().into());
+        map.insert(
+            "checkpoint".into(),
+            checkpoint.dir.display().to_string().into(),
+        );
         map.insert("problems_per_task".into(), per_entry.into());
         map.insert(
             "seed".into(),

@@ -500,7 +500,10 @@ fn budgets_are_measured_recorded_in_the_run_and_drawn_by_the_report() {
         .map(|b| b["max_new_tokens"].as_u64().unwrap())
         .collect();
     assert_eq!(budgets, [2, 12, 24]);
-    assert_eq!((got["k"].as_u64(), got["global_step"].as_u64()), (Some(3), Some(61)));
+    assert_eq!(
+        (got["k"].as_u64(), got["global_step"].as_u64()),
+        (Some(3), Some(61))
+    );
     assert_rates_in_unit_interval(&serde_json::json!({ "tasks": got["budgets"] }));
     for b in got["budgets"].as_array().unwrap() {
         assert!(b["maj_at_k"].as_f64().is_some(), "{b}");
@@ -517,6 +520,12 @@ fn budgets_are_measured_recorded_in_the_run_and_drawn_by_the_report() {
     assert!(html.contains("checkpoint at step 61"));
 
     let c = s(&checkpoint);
-    assert_bad_input(&["eval", "--checkpoint", c, "--budgets", "0,8"], "at least 1");
-    assert_bad_input(&["eval", "--checkpoint", c, "--budgets", "8,1000"], "64 positions");
+    assert_bad_input(
+        &["eval", "--checkpoint", c, "--budgets", "0,8"],
+        "at least 1",
+    );
+    assert_bad_input(
+        &["eval", "--checkpoint", c, "--budgets", "8,1000"],
+        "64 positions",
+    );
 }

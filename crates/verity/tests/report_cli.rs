@@ -37,7 +37,10 @@ fn report_writes_where_asked_and_prints_the_path() {
 
     let out = verity(dir.path(), &["report", "a"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), Path::new("a").join("report.html").to_str().unwrap());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        Path::new("a").join("report.html").to_str().unwrap()
+    );
     assert!(a.join("report.html").is_file());
 
     let out = verity(dir.path(), &["report", "a", "b", "--out", "both.html"]);
@@ -53,13 +56,22 @@ fn a_folder_that_is_not_a_run_exits_with_code_2_and_says_why() {
     std::fs::create_dir(dir.path().join("empty")).unwrap();
     tiny_run(&dir.path().join("a"), 1);
     for (args, reason) in [
-        (vec!["report", "empty"], "not a run folder: it holds none of config.toml"),
-        (vec!["report", "a", "missing"], "missing: not a run folder: no such folder"),
+        (
+            vec!["report", "empty"],
+            "not a run folder: it holds none of config.toml",
+        ),
+        (
+            vec!["report", "a", "missing"],
+            "missing: not a run folder: no such folder",
+        ),
     ] {
         let out = verity(dir.path(), &args);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.starts_with("error: ") && stderr.contains(reason), "{stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(reason),
+            "{stderr}"
+        );
         assert!(!stderr.contains("backtrace"), "{stderr}");
         assert!(text(&out.stdout).is_empty());
     }
