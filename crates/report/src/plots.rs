@@ -109,7 +109,7 @@ const SPECS: &[(&str, &[Spec])] = &[
             Spec {
                 id: "format",
                 title: "Format rate",
-                note: "Share of completions written as <think>…</think><answer>…</answer>.",
+                note: "Share of completions in the output format: <think>…</think> then <answer>…</answer>.",
                 y_label: "share in format",
                 y_axis: YAxis::Unit,
                 lines: &[
@@ -332,6 +332,10 @@ fn spec_figure(spec: &Spec, runs: &[RunLog], boundaries: &[(usize, f64)]) -> Opt
     if series.is_empty() || (spec.skip_all_zero && all_zero) {
         return None;
     }
+    let note = match all_zero {
+        true => format!("{} Zero throughout.", spec.note),
+        false => spec.note.to_string(),
+    };
     let y_axis = match spec.y_axis {
         YAxis::Log if !spans_decades(&series) => YAxis::Linear,
         axis => axis,
@@ -339,7 +343,7 @@ fn spec_figure(spec: &Spec, runs: &[RunLog], boundaries: &[(usize, f64)]) -> Opt
     Some(Figure {
         id: spec.id.to_string(),
         title: spec.title.to_string(),
-        note: spec.note.to_string(),
+        note,
         key: strokes
             .into_iter()
             .map(|i| KeyEntry {

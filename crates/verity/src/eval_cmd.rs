@@ -87,6 +87,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     let per_entry = args.n.unwrap_or(checkpoint.config().eval.problems);
     let problems = heldout_problems(&mixture, per_entry).map_err(into_anyhow)?;
     warn_dropped(&checkpoint, problems.iter().map(|p| p.prompt.as_str()))?;
+    if !args.budgets.is_empty() {
+        return budgets(&args, &checkpoint, &problems, &settings, per_entry);
+    }
     eprintln!(
         "evaluating {} on {} held-out problems{}",
         args.checkpoint.display(),
@@ -96,9 +99,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
             None => String::new(),
         }
     );
-    if !args.budgets.is_empty() {
-        return budgets(&args, &checkpoint, &problems, &settings, per_entry);
-    }
     let record = checkpoint
         .evaluate(&problems, &settings, args.seed)
         .map_err(into_anyhow)?;
