@@ -8,7 +8,9 @@ use std::fmt::Write;
 
 use crate::chart::{css_colour, Stroke};
 use crate::error::Result;
-use crate::plots::{budget_figures, curriculum_figures, step_sections, task_figures, Figure};
+use crate::plots::{
+    budget_figures, curriculum_figures, step_sections, task_figures, Figure, HELDOUT_SECTION,
+};
 use crate::read::{RunLog, VerdictLine};
 
 /// Config keys that name where a run went rather than how it trained.
@@ -65,13 +67,15 @@ pub(crate) fn render(runs: &[RunLog]) -> Result<String> {
     runs_table(&mut html, runs);
 
     let mut sections = step_sections(runs);
+    // Per task and level beside the overall rates (evaluations draw both).
     let tasks = task_figures(runs);
-    if !tasks.is_empty() {
-        let index = sections
-            .iter()
-            .position(|(name, _)| *name == "Held-out evaluation")
-            .map_or(0, |i| i + 1);
-        sections.insert(index, ("Held-out pass rate per task and level", tasks));
+    match sections
+        .iter_mut()
+        .find(|(name, _)| *name == HELDOUT_SECTION)
+    {
+        Some((_, figures)) => figures.extend(tasks),
+        None if !tasks.is_empty() => sections.insert(0, (HELDOUT_SECTION, tasks)),
+        None => {}
     }
     let curriculum = curriculum_figures(runs);
     if !curriculum.is_empty() {
@@ -109,12 +113,14 @@ fn figure_html(html: &mut String, figure: &Figure, runs: usize) -> Result<()> {
     html.push_str("</figcaption>\n");
     html.push_str(&figure.chart.svg(&figure.title)?);
     html.push_str("\n<div class=\"key\">");
+    // Colours name runs, or (where entries have their own) checkpoints; a
+    // line style alone is shown in the one run's colour, else in grey.
+    let own_colours = figure.key.iter().any(|e| e.colour.is_some());
     for entry in &figure.key {
-        // With one run and no colour of its own, the key shows the run's colour.
-        let colour = match (entry.colour, runs) {
-            (Some(c), _) => css_colour(c),
-            (None, 1) => css_colour(0),
-            (None, _) => "#555555".to_string(),
+        let colour = match (entry.colour, runs, own_colours) {
+            (Some(c), _, _) => css_colour(c),
+            (None, 1, false) => css_colour(0),
+            (None, _, _) => "#555555".to_string(),
         };
         let _ = write!(
             html,

@@ -88,10 +88,13 @@ const fn eval(f: fn(&EvalLine) -> Option<f64>, stroke: Stroke, label: &'static s
     }
 }
 
+/// The section of held-out evaluations.
+pub(crate) const HELDOUT_SECTION: &str = "Held-out evaluation";
+
 /// The plots against the global step, in page order, by section.
 const SPECS: &[(&str, &[Spec])] = &[
     (
-        "Held-out evaluation",
+        HELDOUT_SECTION,
         &[
             Spec {
                 id: "heldout",
@@ -349,7 +352,7 @@ fn spec_figure(spec: &Spec, runs: &[RunLog], boundaries: &[(usize, f64)]) -> Opt
             .map(|i| KeyEntry {
                 stroke: spec.lines[i].stroke,
                 colour: None,
-                label: spec.lines[i].label.to_string(),
+                label: with_k(spec.lines[i].label, runs),
             })
             .collect(),
         chart: Chart {
@@ -361,6 +364,22 @@ fn spec_figure(spec: &Spec, runs: &[RunLog], boundaries: &[(usize, f64)]) -> Opt
             boundaries: boundaries.to_vec(),
         },
     })
+}
+
+/// `label` with the k of pass@k filled in when every evaluation of every
+/// run used the same one.
+fn with_k(label: &str, runs: &[RunLog]) -> String {
+    let ks: BTreeSet<usize> = runs
+        .iter()
+        .flat_map(|r| r.evals.iter().filter_map(|e| e.k))
+        .collect();
+    match ks.len() {
+        1 => label.replace(
+            "pass@k",
+            &format!("pass@{}", ks.iter().next().unwrap_or(&0)),
+        ),
+        _ => label.to_string(),
+    }
 }
 
 /// True when every value is positive and the largest is 30 times the smallest.
@@ -462,13 +481,13 @@ pub(crate) fn task_figures(runs: &[RunLog]) -> Vec<Figure> {
                 key.push(KeyEntry {
                     stroke: Stroke::Dashed,
                     colour: None,
-                    label: "sampled pass@k".to_string(),
+                    label: with_k("sampled pass@k", runs),
                 });
             }
             Figure {
                 id: format!("heldout-{task}-{level}"),
                 title: format!("{task}, level {level}"),
-                note: String::new(),
+                note: "Held-out pass rate of this task and level.".to_string(),
                 key,
                 chart: Chart {
                     x_label: "global step".to_string(),
