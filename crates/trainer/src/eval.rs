@@ -529,13 +529,14 @@ mod tests {
             v(Some("7"), true)
         ]));
         // A tie goes to the answer that reached the top count first.
-        assert!(!majority_passes(&[
+        assert!(majority_passes(&[
             v(Some("5"), false),
             v(Some("7"), true),
             v(Some("7"), true),
             v(Some("5"), false)
         ]));
         assert!(majority_passes(&[v(Some("7"), true), v(Some("5"), false)]));
+        assert!(!majority_passes(&[v(Some("5"), false), v(Some("7"), true)]));
         assert!(!majority_passes(&[v(None, false)]));
         assert!(!majority_passes(&[]));
     }

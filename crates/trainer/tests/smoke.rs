@@ -150,7 +150,10 @@ fn micro_run_writes_finite_metrics_samples_evals_and_checkpoints() {
     assert_eq!(at, [("sft", 3), ("grpo", 0), ("grpo", 1), ("grpo", 2)]);
     assert_eq!(evals[0]["pass_at_1"], evals[1]["pass_at_1"]);
     for e in &evals {
-        assert_finite(e, &[], "eval");
+        assert_finite(e, &["verdict.extracted"], "eval");
+        // The best and worst greedy completion of each of the 2 tasks and levels.
+        let examples = e["examples"].as_array().expect("examples");
+        assert!((2..=4).contains(&examples.len()), "{examples:?}");
         assert_eq!(e["k"], 2);
         assert_eq!(e["problems"], 8);
         let tasks = e["tasks"].as_array().unwrap();
