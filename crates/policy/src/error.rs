@@ -75,6 +75,11 @@ pub enum Error {
     #[error("chat template: {0}")]
     ChatTemplate(String),
 
+    /// A GGUF file is unreadable, truncated, or holds something verity cannot
+    /// load (an architecture, tensor type or tokenizer it does not know).
+    #[error("{path}: {message}")]
+    Gguf { path: PathBuf, message: String },
+
     /// A hub repository could not be resolved to a local folder.
     #[error("hub repo '{repo}': {message}")]
     Hub { repo: String, message: String },

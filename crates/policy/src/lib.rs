@@ -75,6 +75,8 @@ mod decoder;
 mod device;
 mod error;
 mod generate;
+mod gguf;
+mod gguf_tokenizer;
 mod hub;
 mod init;
 mod kernels;
@@ -93,6 +95,7 @@ pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use device::parse_device;
 pub use error::{Error, Result};
 pub use generate::{generate, generate_until, FinishReason, Generation, SamplingConfig};
+pub use gguf::{gguf_name, hf_name, is_gguf_file, GgufModel, GGUF_EXTENSION, TENSOR_NAMES};
 pub use hub::{hub_model_dir, resolve_model_dir, HubOptions};
 pub use logprobs::{
     completion_logprobs, completion_logprobs_and_entropy, token_cross_entropy, TokenScores,

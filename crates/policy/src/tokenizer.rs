@@ -31,7 +31,7 @@ const CHATML_TEMPLATE: &str = "{%- for message in messages %}{{- '<|im_start|>' 
 /// Qwen2's pre-tokenizer split pattern: character-level tokenizers keep
 /// Qwen2's whole pipeline so that transformers, which rebuilds a Qwen2
 /// tokenizer's pipeline from the model type, tokenizes them the same way.
-const QWEN2_SPLIT_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub(crate) const QWEN2_SPLIT_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// A text tokenizer with its special tokens and chat template.
 ///
@@ -226,7 +226,7 @@ impl Tokenizer {
 
     /// Resolves special tokens and compiles the chat template; `*_path` only
     /// name the files in errors.
-    fn assemble(
+    pub(crate) fn assemble(
         inner: tokenizers::Tokenizer,
         config: Map<String, Value>,
         config_path: &Path,
@@ -426,7 +426,7 @@ fn single_char(text: &str) -> Option<char> {
 /// GPT-2's byte-to-character table, which byte-level tokenizers store tokens
 /// in: printable bytes stand for themselves, the others are shifted past 255
 /// in order (space is `Ġ`, newline `Ċ`).
-fn byte_level_char(byte: u8) -> char {
+pub(crate) fn byte_level_char(byte: u8) -> char {
     let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
     if printable(byte) {
         return char::from(byte);
@@ -440,13 +440,23 @@ fn byte_level_char(byte: u8) -> char {
 fn load_tokenizer_json(path: &Path) -> Result<tokenizers::Tokenizer> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| Error::json(path, e))?;
-    check_bpe_merges(&value).map_err(|message| Error::Tokenizer {
+    build_tokenizer(&text, &value, path)
+}
+
+/// Checks a parsed tokenizer.json (`text`, parsed as `value`), then builds it;
+/// `path` names where it came from in errors.
+pub(crate) fn build_tokenizer(
+    text: &str,
+    value: &Value,
+    path: &Path,
+) -> Result<tokenizers::Tokenizer> {
+    check_bpe_merges(value).map_err(|message| Error::Tokenizer {
         path: path.to_owned(),
         message,
     })?;
     // The check above covers the panics known in tokenizers 0.23; a panic
     // the check missed still becomes an error naming the file.
-    let loaded = panic::catch_unwind(AssertUnwindSafe(|| tokenizers::Tokenizer::from_str(&text)));
+    let loaded = panic::catch_unwind(AssertUnwindSafe(|| tokenizers::Tokenizer::from_str(text)));
     match loaded {
         Ok(Ok(tokenizer)) => Ok(tokenizer),
         Ok(Err(e)) => Err(Error::Tokenizer {

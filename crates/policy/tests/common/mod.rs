@@ -2,6 +2,8 @@
 //! reading the reference numbers transformers wrote.
 #![allow(dead_code)]
 
+pub mod gguf_writer;
+
 use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
