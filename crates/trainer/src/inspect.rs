@@ -1,6 +1,6 @@
 //! Opening a saved model to evaluate it or read what it writes: a run
-//! checkpoint (`OUT_DIR/NAME/checkpoints/step-N`) or any Hugging Face model
-//! folder.
+//! checkpoint (`OUT_DIR/NAME/checkpoints/step-N`), any Hugging Face model
+//! folder, or a GGUF file.
 //!
 //! A run checkpoint is read as its run saw it: the prompt format recorded in
 //! trainer_state.json, the tasks and evaluation settings of the run's
@@ -8,7 +8,8 @@
 //! at that step drew from, so evaluating it repeats the evaluation logged
 //! when it was written. A plain model folder is read as training reads one
 //! with `source = "local"` and `prompt_format = "auto"`: the chat template
-//! when its tokenizer has one, else the plain format.
+//! when its tokenizer has one, else the plain format. A GGUF file is read
+//! the same way.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use crate::seeds::{rng_for, Purpose};
 
 /// A model folder opened for evaluation or sampling.
 pub struct Checkpoint {
-    /// The folder as given.
+    /// The folder (or GGUF file) as given.
     pub dir: PathBuf,
     /// Weights, tokenizer and prompt format.
     pub model: Model,
@@ -46,6 +47,16 @@ impl Checkpoint {
     /// trainer state or run config and unusable model files are usage
     /// errors naming the file.
     pub fn open(dir: &Path, device: Option<&str>) -> Result<Checkpoint> {
+        if policy::is_gguf_file(dir) {
+            let device = parse_device(device.unwrap_or("cpu"))?;
+            let model = Model::load_gguf(dir, Prompting::Plain, &device).map_err(as_input)?;
+            return Ok(Checkpoint {
+                dir: dir.to_path_buf(),
+                model: chat_if_templated(model),
+                state: None,
+                run_config: None,
+            });
+        }
         check_model_folder(dir)?;
         let state_path = dir.join(STATE_FILE);
         let state = if state_path.is_file() {
@@ -61,18 +72,10 @@ impl Checkpoint {
             .map(str::to_string)
             .or_else(|| run_config.as_ref().map(|c| c.run.device.clone()))
             .unwrap_or_else(|| "cpu".to_string());
-        let device = policy::parse_device(&device_name)
-            .map_err(|e| Error::invalid("device", e.to_string()))?;
+        let device = parse_device(&device_name)?;
         let model = match &state {
             Some(state) => Model::load(dir, state.prompting.clone(), &device),
-            None => Model::load(dir, Prompting::Plain, &device).map(|mut model| {
-                if model.tokenizer.chat_template().is_ok() {
-                    model.prompting = Prompting::Chat {
-                        system_prompt: String::new(),
-                    };
-                }
-                model
-            }),
+            None => Model::load(dir, Prompting::Plain, &device).map(chat_if_templated),
         }
         .map_err(as_input)?;
         Ok(Checkpoint {
@@ -306,6 +309,7 @@ impl Checkpoint {
                 };
                 Ok(Sample {
                     prompt: prompt.clone(),
+                    prompt_ids: ids[generation.prompt_index].clone(),
                     completion,
                     generation,
                     verdict,
@@ -339,6 +343,9 @@ impl SamplePrompt {
 pub struct Sample {
     /// What was asked.
     pub prompt: SamplePrompt,
+    /// The ids the model read: the prompt as formatted (chat template or
+    /// plain) and encoded.
+    pub prompt_ids: Vec<u32>,
     /// The completion's text, control tokens left out: what a verifier reads.
     pub completion: String,
     /// The generated ids with their log-probabilities
@@ -348,12 +355,30 @@ pub struct Sample {
     pub verdict: Option<Verdict>,
 }
 
+fn parse_device(name: &str) -> Result<candle_core::Device> {
+    policy::parse_device(name).map_err(|e| Error::invalid("device", e.to_string()))
+}
+
+/// A model without a run's recorded format: the chat template when its
+/// tokenizer has one, with no system message (the template's default
+/// applies), as training with `prompt_format = "auto"` would.
+fn chat_if_templated(mut model: Model) -> Model {
+    if model.tokenizer.chat_template().is_ok() {
+        model.prompting = Prompting::Chat {
+            system_prompt: String::new(),
+        };
+    }
+    model
+}
+
 /// A model folder needs config.json, tokenizer.json and safetensors weights.
 fn check_model_folder(dir: &Path) -> Result<()> {
     let bad = |message: String| Error::invalid("checkpoint", message);
     if !dir.is_dir() {
         let what = if dir.exists() {
-            "is not a folder"
+            "is not a folder (nor a GGUF file)"
+        } else if dir.extension().is_some_and(|e| e == policy::GGUF_EXTENSION) {
+            "no such file"
         } else {
             "no such folder"
         };

@@ -16,7 +16,8 @@ use std::path::Path;
 
 use candle_core::Device;
 use policy::{
-    Architecture, ChatMessage, HubOptions, ModelConfig, Policy, SamplingConfig, Tokenizer,
+    Architecture, ChatMessage, GgufModel, HubOptions, ModelConfig, Policy, SamplingConfig,
+    Tokenizer,
 };
 use serde::{Deserialize, Serialize};
 use tasks::{Mixture, Problem, Split};
@@ -62,7 +63,7 @@ pub struct Model {
 impl Model {
     /// The model a config asks for: random weights and a character-level
     /// tokenizer over the tasks' text, or a pretrained folder (local or from
-    /// the hub).
+    /// the hub) or GGUF file.
     pub fn from_config(config: &Config, mixture: &Mixture, device: &Device) -> Result<Model> {
         let m = &config.model;
         match m.source {
@@ -74,6 +75,7 @@ impl Model {
                 let dir = policy::hub_model_dir(&m.repo, &options)?;
                 Self::load(&dir, prompting(m, true), device)
             }
+            ModelSource::Gguf => Self::load_gguf(Path::new(&m.path), prompting(m, true), device),
         }
     }
 
@@ -82,6 +84,15 @@ impl Model {
     pub fn load(dir: &Path, prompting: Prompting, device: &Device) -> Result<Model> {
         let policy = Policy::load(dir, device)?;
         let tokenizer = Tokenizer::from_dir(dir)?;
+        Self::assemble(policy, tokenizer, prompting)
+    }
+
+    /// A GGUF file, dequantized to float32, with its tokenizer and chat
+    /// template from the metadata.
+    pub fn load_gguf(path: &Path, prompting: Prompting, device: &Device) -> Result<Model> {
+        let gguf = GgufModel::open(path)?;
+        let tokenizer = gguf.tokenizer()?;
+        let policy = gguf.policy(device)?;
         Self::assemble(policy, tokenizer, prompting)
     }
 

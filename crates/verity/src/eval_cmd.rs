@@ -1,6 +1,6 @@
 //! `verity eval`: greedy pass@1 and sampled pass@k per task and level on
-//! held-out problems, for a run checkpoint or any Hugging Face model folder,
-//! measured by the same code as training's evaluations.
+//! held-out problems, for a run checkpoint, any Hugging Face model folder or
+//! a GGUF file, measured by the same code as training's evaluations.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -16,9 +16,10 @@ use crate::bad_input;
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// A run checkpoint (runs/NAME/checkpoints/step-N) or a Hugging Face
-    /// model folder (config.json, *.safetensors, tokenizer.json).
-    #[arg(long, value_name = "DIR")]
+    /// A run checkpoint (runs/NAME/checkpoints/step-N), a Hugging Face
+    /// model folder (config.json, *.safetensors, tokenizer.json) or a GGUF
+    /// file (dequantized to float32).
+    #[arg(long, value_name = "PATH")]
     checkpoint: PathBuf,
     /// Task families, comma-separated (`verity tasks list`). Default: the
     /// run's tasks; required for a folder that is not a run checkpoint.

@@ -45,7 +45,8 @@ enum Command {
     /// evaluations and checkpoints.
     Train(train::TrainArgs),
     /// Measure greedy pass@1 and sampled pass@k per task and level on
-    /// held-out problems, for a run checkpoint or a Hugging Face model folder.
+    /// held-out problems, for a run checkpoint, a Hugging Face model folder
+    /// or a GGUF file.
     Eval(eval_cmd::EvalArgs),
     /// Print what a model writes for held-out problems (with verdicts) or a
     /// prompt of your own.

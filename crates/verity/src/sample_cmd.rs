@@ -2,6 +2,7 @@
 //! task (with the verifier's verdict) or for a prompt of your own.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 use clap::{ArgGroup, Args};
@@ -14,9 +15,10 @@ use crate::eval_cmd::{into_anyhow, open, warn_dropped};
 #[derive(Args)]
 #[command(group(ArgGroup::new("source").required(true).args(["task", "prompt"])))]
 pub struct SampleArgs {
-    /// A run checkpoint (runs/NAME/checkpoints/step-N) or a Hugging Face
-    /// model folder (config.json, *.safetensors, tokenizer.json).
-    #[arg(long, value_name = "DIR")]
+    /// A run checkpoint (runs/NAME/checkpoints/step-N), a Hugging Face
+    /// model folder (config.json, *.safetensors, tokenizer.json) or a GGUF
+    /// file (dequantized to float32).
+    #[arg(long, value_name = "PATH")]
     checkpoint: PathBuf,
     /// A task family: one completion for each of its first N held-out
     /// problems, with verdicts.
@@ -45,12 +47,19 @@ pub struct SampleArgs {
     #[arg(long, value_name = "M")]
     max_new_tokens: Option<usize>,
     /// Feed the prompt text exactly as it is: no chat template, no newline
-    /// after it.
+    /// after it. Without it, a pretrained model's prompt goes through its
+    /// chat template as the user's message, with the generation prompt and
+    /// no system message (the template's default applies).
     #[arg(long)]
     raw: bool,
-    /// Print one JSON object per sample: prompt, completion, token_ids,
-    /// logprobs (per generated token, untempered), finish, and verdict when
-    /// a task was given.
+    /// Keep decoding past the end-of-sequence token, up to
+    /// --max-new-tokens (for parity checks and benchmarks).
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Print one JSON object per sample: prompt, prompt_ids (the encoded
+    /// prompt the model read), completion, token_ids, logprobs (per
+    /// generated token, untempered), finish, and verdict when a task was
+    /// given.
     #[arg(long)]
     json: bool,
     /// Seed of the sampling; the same seed gives the same samples.
@@ -74,7 +83,9 @@ pub fn run(args: SampleArgs) -> Result<()> {
     if args.max_new_tokens == Some(0) {
         return Err(bad_input(anyhow!("--max-new-tokens must be at least 1")));
     }
+    let started = Instant::now();
     let checkpoint = open(&args.checkpoint, args.device.as_deref())?;
+    let loaded = started.elapsed().as_secs_f64();
     let (prompts, per_prompt) = match (&args.task, &args.prompt) {
         (Some(task), _) => (problems(&checkpoint, task, args.level, args.n)?, 1),
         (None, Some(text)) => (vec![SamplePrompt::Text(text.clone())], args.n),
@@ -84,12 +95,22 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let max_new_tokens = args
         .max_new_tokens
         .unwrap_or(checkpoint.eval_settings().max_new_tokens);
-    let sampling = checkpoint
+    let mut sampling = checkpoint
         .model
         .sampling(args.temperature, 1.0, 0, max_new_tokens);
+    if args.ignore_eos {
+        sampling.stop_token_ids.clear();
+    }
+    let started = Instant::now();
     let samples = checkpoint
         .sample(&prompts, per_prompt, &sampling, args.raw, args.seed)
         .map_err(into_anyhow)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let tokens: usize = samples.iter().map(|s| s.generation.tokens.len()).sum();
+    eprintln!(
+        "{tokens} tokens in {seconds:.2} s ({:.1} tokens/s); model loaded in {loaded:.2} s",
+        tokens as f64 / seconds.max(1e-9)
+    );
     let total = samples.len();
     for (i, sample) in samples.iter().enumerate() {
         if args.json {
@@ -172,6 +193,7 @@ fn json(index: usize, sample: &Sample) -> serde_json::Value {
     let mut value = serde_json::json!({
         "index": index,
         "prompt": sample.prompt.text(),
+        "prompt_ids": sample.prompt_ids,
         "completion": sample.completion,
         "token_ids": g.tokens,
         "logprobs": g.raw_logprobs,

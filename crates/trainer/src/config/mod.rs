@@ -36,6 +36,9 @@ pub enum ModelSource {
     /// A Hugging Face Hub repository (`model.repo`), through the local hub
     /// cache.
     Hub,
+    /// A GGUF file (`model.path`), dequantized to float32; checkpoints are
+    /// Hugging Face folders.
+    Gguf,
 }
 
 /// How a problem's prompt becomes the model's input text.
@@ -83,16 +86,19 @@ section! {
 
 section! {
     /// The policy model: trained from scratch, or a pretrained Hugging Face
-    /// model. Size keys apply to `source = "scratch"` only; pretrained models
-    /// bring their own config.json and tokenizer.
+    /// model or GGUF file. Size keys apply to `source = "scratch"` only;
+    /// pretrained models bring their own config and tokenizer.
     pub struct ModelSection in "model" {
         /// `scratch` (random weights and a character-level tokenizer over the
-        /// tasks' text), `local` (a Hugging Face folder at `path`) or `hub`
+        /// tasks' text), `local` (a Hugging Face folder at `path`), `hub`
         /// (a Hub repo id in `repo`, from the local hub cache, downloading
-        /// only when `HF_HUB_OFFLINE` is not set).
+        /// only when `HF_HUB_OFFLINE` is not set) or `gguf` (a llama.cpp
+        /// GGUF file at `path`, dequantized to float32; its tokenizer and
+        /// chat template come from its metadata).
         source: ModelSource = ModelSource::Scratch,
         /// Model folder with config.json, *.safetensors and tokenizer.json
-        /// (`source = "local"`), relative to the current directory.
+        /// (`source = "local"`), or a .gguf file (`source = "gguf"`),
+        /// relative to the current directory.
         path: String = "",
         /// Hub repository id such as `Qwen/Qwen2.5-0.5B-Instruct`
         /// (`source = "hub"`).

@@ -51,7 +51,26 @@ fn model(m: &ModelSection) -> Result<()> {
             "source = \"hub\" needs a repo id such as \"Qwen/Qwen2.5-0.5B-Instruct\"",
         )),
         ModelSource::Hub => Ok(()),
+        ModelSource::Gguf => gguf_model(Path::new(&m.path)),
     }
+}
+
+/// A GGUF source needs an existing file (its contents are checked when it loads).
+fn gguf_model(path: &Path) -> Result<()> {
+    let key = "model.path";
+    if path.as_os_str().is_empty() {
+        return Err(Error::invalid(
+            key,
+            "source = \"gguf\" needs the .gguf file's path",
+        ));
+    }
+    if !path.is_file() {
+        return Err(Error::invalid(
+            key,
+            format!("{} is not a file", path.display()),
+        ));
+    }
+    Ok(())
 }
 
 fn scratch_model(m: &ModelSection) -> Result<()> {
