@@ -22,6 +22,9 @@
 //!   ([`Tokenizer::char_level`]).
 //! - [`hub_model_dir`] finds a hub repo in the Hugging Face cache, downloading
 //!   it only when the cache lacks it and [`HubOptions::offline`] is off.
+//! - [`GgufModel`] reads a llama.cpp GGUF file: its config, its weights
+//!   dequantized to float32 under Hugging Face names ([`GgufModel::policy`]),
+//!   and its tokenizer and chat template ([`GgufModel::tokenizer`]).
 //!
 //! The crate knows nothing of tasks or rewards.
 //!

@@ -368,9 +368,12 @@ fn truncated_and_corrupt_files_are_errors_naming_the_file() {
     assert!(message.contains("missing.gguf"), "{message}");
 }
 
+/// An edit that breaks a valid file.
+type Change = Box<dyn Fn(&mut GgufBuilder)>;
+
 #[test]
 fn unsupported_models_name_what_is_missing() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut GgufBuilder)>, &str)> = vec![
+    let cases: Vec<(&str, Change, &str)> = vec![
         (
             "arch",
             Box::new(|b| {
@@ -490,4 +493,67 @@ fn an_unsupported_tensor_type_is_named() {
         message.contains("IQ2_XXS") && message.contains("iq2.gguf"),
         "{message}"
     );
+}
+
+#[test]
+fn a_sentencepiece_vocabulary_tokenizes_as_transformers_does() {
+    // A Llama-2-style vocabulary (byte tokens, scores, no merges) and
+    // transformers' ids, from scripts/spm_tokenizer_reference.py.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spm_tokenizer.json");
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let strings = |key: &str| -> Vec<Value> {
+        fixture[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| Value::String(t.as_str().unwrap().to_string()))
+            .collect()
+    };
+    let mut builder = GgufBuilder::default();
+    builder
+        .meta("general.architecture", Value::String("llama".into()))
+        .meta("tokenizer.ggml.model", Value::String("llama".into()))
+        .meta("tokenizer.ggml.tokens", Value::Array(strings("tokens")))
+        .meta(
+            "tokenizer.ggml.scores",
+            Value::Array(
+                floats(&fixture["scores"])
+                    .into_iter()
+                    .map(|s| Value::F32(s as f32))
+                    .collect(),
+            ),
+        )
+        .meta(
+            "tokenizer.ggml.token_type",
+            Value::Array(
+                ids(&fixture["token_types"])
+                    .into_iter()
+                    .map(|t| Value::I32(t as i32))
+                    .collect(),
+            ),
+        )
+        .meta("tokenizer.ggml.bos_token_id", Value::U32(1))
+        .meta("tokenizer.ggml.eos_token_id", Value::U32(2))
+        .meta("tokenizer.ggml.unknown_token_id", Value::U32(0))
+        .meta("tokenizer.ggml.add_bos_token", Value::Bool(true));
+    let path = scratch("spm").join("spm.gguf");
+    builder.write(&path);
+    let tokenizer = GgufModel::open(&path).unwrap().tokenizer().unwrap();
+    assert_eq!(tokenizer.bos_id(), Some(1));
+    assert_eq!(tokenizer.eos_ids(), [2]);
+    for case in fixture["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let plain = tokenizer.encode(text, false).unwrap();
+        assert_eq!(plain, ids(&case["ids"]), "{text:?}");
+        assert_eq!(
+            tokenizer.encode(text, true).unwrap(),
+            ids(&case["ids_with_bos"]),
+            "{text:?}"
+        );
+        assert_eq!(
+            tokenizer.decode(&plain, false).unwrap(),
+            case["decoded"].as_str().unwrap()
+        );
+    }
 }

@@ -81,7 +81,10 @@ fn a_gguf_source_trains_like_its_folder_and_checkpoints_a_folder() {
     train(&from_folder, &mut Silent).unwrap();
 
     // The same weights, tokenizer and chat prompts: the same run.
-    let (a, b) = (metrics(&summary.run_dir), metrics(&out.path().join("folder")));
+    let (a, b) = (
+        metrics(&summary.run_dir),
+        metrics(&out.path().join("folder")),
+    );
     assert_eq!(a.len(), 3);
     assert!(a[0]["loss"].is_number() && a[2]["reward"].is_number());
     for (x, y) in a.iter().zip(&b) {
@@ -103,7 +106,10 @@ fn a_gguf_source_trains_like_its_folder_and_checkpoints_a_folder() {
     let original = std::fs::read_to_string(fixture().join("chat_template.jinja")).unwrap();
     assert_eq!(template, original);
     let model = Model::load(&checkpoint, Prompting::Plain, &Device::Cpu).unwrap();
-    assert_eq!(model.policy.config.architecture, policy::Architecture::Qwen2);
+    assert_eq!(
+        model.policy.config.architecture,
+        policy::Architecture::Qwen2
+    );
     assert!(model.policy.config.tie_word_embeddings);
 }
 
@@ -112,10 +118,17 @@ fn a_missing_gguf_file_is_a_config_error() {
     let out = tempfile::tempdir().unwrap();
     let text = "[model]\nsource = \"gguf\"\npath = \"/no/such/model.gguf\"\n\
                 [tasks]\nmixture = [{ task = \"add\", level = 1 }]\n";
-    let error = Config::from_toml(text, "t.toml", "t", &[]).unwrap_err().to_string();
-    assert!(error.contains("model.path") && error.contains("/no/such/model.gguf"), "{error}");
+    let error = Config::from_toml(text, "t.toml", "t", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("model.path") && error.contains("/no/such/model.gguf"),
+        "{error}"
+    );
     let text = "[model]\nsource = \"gguf\"\n[tasks]\nmixture = [{ task = \"add\", level = 1 }]\n";
-    let error = Config::from_toml(text, "t.toml", "t", &[]).unwrap_err().to_string();
+    let error = Config::from_toml(text, "t.toml", "t", &[])
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("model.path"), "{error}");
     drop(out);
 }

@@ -87,7 +87,11 @@ fn generation(kind: &str, prompt: &str) -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u64> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -108,7 +112,10 @@ fn sample_on_a_gguf_gives_transformers_greedy_tokens() {
     assert_eq!(ids(&sample["token_ids"]), ids(&raw["greedy_ids"]));
     assert_eq!(sample["finish"], "length");
     let eos = 2;
-    assert!(ids(&sample["token_ids"]).contains(&eos), "EOS was not passed");
+    assert!(
+        ids(&sample["token_ids"]).contains(&eos),
+        "EOS was not passed"
+    );
     for (ours, theirs) in sample["logprobs"]
         .as_array()
         .unwrap()
@@ -131,7 +138,11 @@ fn sample_on_a_gguf_gives_transformers_greedy_tokens() {
     assert_eq!(ids(&sample["prompt_ids"]), ids(&chat["prompt_ids"]));
     let tokens = ids(&sample["token_ids"]);
     let expected = ids(&chat["greedy_ids"]);
-    let end = expected.iter().position(|&t| t == eos).expect("EOS in 32 tokens") + 1;
+    let end = expected
+        .iter()
+        .position(|&t| t == eos)
+        .expect("EOS in 32 tokens")
+        + 1;
     assert_eq!(tokens, expected[..end]);
     assert_eq!(sample["finish"], "stop");
     assert_eq!(
