@@ -56,7 +56,7 @@ fn pre_tokenizer(pre: Option<&str>) -> Option<PreTokenizer> {
         pattern: QWEN2_SPLIT_PATTERN,
         ignore_merges: false,
     };
-    Some(match pre? {
+    Some(match pre.unwrap_or("default") {
         "default" | "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" => PreTokenizer::Gpt2,
         "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva" => {
             PreTokenizer::DigitsThenGpt2
