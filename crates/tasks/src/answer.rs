@@ -123,8 +123,40 @@ pub(crate) fn judge_number(reference: &str, answer: &str) -> Score {
     match canonical_integer(answer, true) {
         Some(got) if got == want => Score::pass("correct"),
         Some(_) => Score::fail("wrong answer"),
-        None if digit_runs(answer) >= 2 => Score::fail("several answers"),
-        None => Score::fail("not an integer"),
+        None => Score::fail(not_an_integer(answer)),
+    }
+}
+
+/// Why `text` (trimmed, not an integer) is not one: several values, or one
+/// value written another way (`1e3`, `7.0`, `0x7`, `1_000`, `3/4`).
+pub(crate) fn not_an_integer(text: &str) -> String {
+    let several = text.split_whitespace().count() > 1
+        || text.contains([',', ';'])
+        || text.matches(['=']).count() > 1;
+    if several && digit_runs(text) >= 2 {
+        return "several answers".to_string();
+    }
+    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let starts_with_digit = body.starts_with(|c: char| c.is_ascii_digit());
+    let lower = body.to_ascii_lowercase();
+    let why = if !starts_with_digit {
+        None
+    } else if ["0x", "0b", "0o"].iter().any(|p| lower.starts_with(p)) {
+        Some("a base prefix; write it in decimal")
+    } else if body.contains('.') {
+        Some("a decimal point")
+    } else if lower.contains('e') && lower.split('e').all(|p| !p.is_empty()) {
+        Some("an exponent")
+    } else if body.contains('_') {
+        Some("an underscore")
+    } else if body.contains('/') {
+        Some("a fraction")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => format!("not an integer literal ({why})"),
+        None => "not an integer literal".to_string(),
     }
 }
 
@@ -139,6 +171,7 @@ pub(crate) fn judge_fraction(reference: &str, answer: &str) -> Score {
         Ok(got) if got == want => Score::pass("correct"),
         Ok(_) => Score::fail("wrong answer"),
         Err(_) if digit_runs(answer) > 2 => Score::fail("several answers"),
+        Err(_) if answer.contains('.') => Score::fail("not a fraction (a decimal point)"),
         Err(why) => Score::fail(why),
     }
 }
@@ -153,7 +186,27 @@ pub(crate) fn judge_list(reference: &str, answer: &str) -> Score {
         Some(got) if got == want => Score::pass("correct"),
         Some(got) if got.len() != want.len() => Score::fail("wrong length"),
         Some(_) => Score::fail("wrong answer"),
-        None => Score::fail("not a list of integers"),
+        None => Score::fail(not_a_list(answer)),
+    }
+}
+
+/// Why `text` is not a list of integers, naming the first bad item.
+fn not_a_list(text: &str) -> String {
+    let inner = text.trim_start_matches('[').trim_end_matches(']');
+    let items: Vec<&str> = if inner.contains(',') {
+        inner.split(',').map(str::trim).collect()
+    } else {
+        inner.split_whitespace().collect()
+    };
+    let bad = items
+        .iter()
+        .find(|item| canonical_integer(item, false).is_none());
+    match bad {
+        Some(item) if !item.is_empty() && item.len() <= 20 && !item.contains(['[', ']']) => {
+            let why = not_an_integer(item);
+            format!("not a list of integers: '{item}' is {why}")
+        }
+        _ => "not a list of integers".to_string(),
     }
 }
 
@@ -360,11 +413,30 @@ mod tests {
         assert_eq!(judge_number("34", "35").reason, "wrong answer");
         assert_eq!(judge_number("3", "3 or 4").reason, "several answers");
         assert_eq!(judge_number("3", "3, 4").reason, "several answers");
-        assert_eq!(judge_number("3", "x=3").reason, "not an integer");
+        assert_eq!(judge_number("3", "x=3").reason, "not an integer literal");
+        assert_eq!(judge_number("3", "three").reason, "not an integer literal");
         assert_eq!(
             judge_number("99999999999999999999999", "99999999999999999999999").reward,
             1.0
         );
+    }
+
+    #[test]
+    fn number_judge_says_what_is_wrong() {
+        let reason = |text: &str| judge_number("1000", text).reason;
+        assert_eq!(reason("1e3"), "not an integer literal (an exponent)");
+        assert_eq!(reason("7.0"), "not an integer literal (a decimal point)");
+        assert_eq!(reason("-7.5"), "not an integer literal (a decimal point)");
+        assert_eq!(reason("0x7"), "not an integer literal (a base prefix; write it in decimal)");
+        assert_eq!(reason("0b101"), "not an integer literal (a base prefix; write it in decimal)");
+        assert_eq!(reason("1_000"), "not an integer literal (an underscore)");
+        assert_eq!(reason("3/4"), "not an integer literal (a fraction)");
+        assert_eq!(reason("3 or 4"), "several answers");
+        assert_eq!(reason("1e3 or 1000"), "several answers");
+        assert_eq!(reason("x = 3 = 4"), "several answers");
+        for text in ["1e3", "7.0", "0x7"] {
+            assert_eq!(judge_number("7", text).reward, 0.0, "{text}");
+        }
     }
 
     #[test]
@@ -383,7 +455,11 @@ mod tests {
             judge_fraction("3/4", "1/2 or 3/4").reason,
             "several answers"
         );
-        assert_eq!(judge_fraction("3/4", "0.75").reason, "not a fraction");
+        assert_eq!(
+            judge_fraction("3/4", "0.75").reason,
+            "not a fraction (a decimal point)"
+        );
+        assert_eq!(judge_fraction("3/4", "three quarters").reason, "not a fraction");
         assert_eq!(
             judge_fraction("3/4", "9999999999999999999999999999999999/2").reason,
             "number too large"
@@ -404,6 +480,11 @@ mod tests {
         assert_eq!(judge_list("[]", "[]").reward, 1.0);
         assert_eq!(judge_list("[1, 2]", "[2, 1]").reason, "wrong answer");
         assert_eq!(judge_list("[1, 2]", "[1, 2, 3]").reason, "wrong length");
+        assert_eq!(
+            judge_list("[1, 2]", "[1.0, 2]").reason,
+            "not a list of integers: '1.0' is not an integer literal (a decimal point)"
+        );
+        assert_eq!(judge_list("[1, 2]", "[[1, 2]]").reason, "not a list of integers");
         for bad in [
             "[1, 2] or [2, 1]",
             "[1,,2]",

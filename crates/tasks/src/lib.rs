@@ -54,8 +54,8 @@ pub use mixture::{EntrySpec, Mixture, MixtureEntry, Source};
 pub use problem::{Check, CodeTest, Problem, Verdict};
 pub use rng::Rng;
 pub use split::{
-    audit, heldout, heldout_file_name, load_frozen_heldout, problem, Split, SplitAudit,
-    HELDOUT_DIR, HELDOUT_SIZE,
+    audit, canonical_key, heldout, heldout_file_name, heldout_keys, load_frozen_heldout, problem,
+    Split, SplitAudit, HELDOUT_DIR, HELDOUT_SIZE, HELDOUT_VERSION,
 };
 pub use task::{all, check_level, find, Generated, Task};
 pub use verify::MAX_EXTRACTED_BYTES;

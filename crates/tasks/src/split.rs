@@ -1,23 +1,28 @@
-//! Train and held-out splits, and the proof that they never share a prompt.
+//! Train and held-out splits, and the proof that they never share a
+//! problem, by meaning as well as by text.
 //!
 //! A problem is a pure function of `(task, level, seed)`. Seeds below 2^63
 //! are training seeds; seeds from 2^63 up are held-out seeds, so the two
-//! seed spaces are disjoint. On top of that, because two seeds can still
-//! produce the same prompt in a small level:
+//! seed spaces are disjoint. Because two seeds can still make the same
+//! problem, or the same problem in other words (`4+5` and `5+4`), every
+//! family gives each problem a canonical key ([`Generated::key`]), and:
 //!
-//! * the canonical held-out set of a `(task, level)` is the first
-//!   [`Task::heldout_size`] *distinct* problems of its held-out seed space
-//!   ([`HELDOUT_SIZE`] unless a family lowers it);
-//! * a training draw whose prompt (by 64-bit hash) is in the held-out set of
-//!   *any* family and level is redrawn from a further training seed, so no
-//!   held-out prompt text is ever trained on, even across families that
-//!   share a prompt form (`arith` and `add`);
-//! * [`audit`] proves it by comparing full prompt texts, independently of
-//!   the hash.
+//! * the held-out sets of all families and levels are built together, in
+//!   registration order: the set of a `(task, level)` is the first
+//!   [`Task::heldout_size`] problems of its held-out seed space whose key
+//!   and prompt no earlier held-out problem has, so no problem sits in two
+//!   held-out files, even across families that share a question (`arith`
+//!   and `add`);
+//! * a training draw whose key or prompt (by 64-bit hash) is held out
+//!   anywhere is redrawn from a further training seed;
+//! * [`audit`] proves it by comparing full keys and full prompt texts,
+//!   independently of the hashes.
 //!
-//! The frozen copies under `data/heldout/` ([`load_frozen_heldout`]) are
-//! these canonical sets written as JSONL, so evaluation numbers compare
-//! across versions; a test regenerates them byte for byte.
+//! The frozen copies under `data/heldout/<version>/` ([`load_frozen_heldout`])
+//! are these sets written as JSONL, so evaluation numbers compare across
+//! versions of the code; a test regenerates the current version byte for
+//! byte. When a change alters a held-out set, [`HELDOUT_VERSION`] names a
+//! new version, and the files of the old one stay where they are.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -35,8 +40,16 @@ use crate::task::{all, check_level, find, Generated, Task};
 /// Held-out problems per `(task, level)` unless a family says fewer.
 pub const HELDOUT_SIZE: usize = 100;
 
-/// Where the frozen held-out sets live, relative to the workspace root.
+/// Where the frozen held-out sets live, relative to the workspace root: one
+/// folder per version, `data/heldout/v2/add-L3.jsonl`.
 pub const HELDOUT_DIR: &str = "data/heldout";
+
+/// The version of the held-out sets this code generates: the folder under
+/// [`HELDOUT_DIR`] that holds them, and what evaluation records name.
+/// `v1` had the 13 original families with prompts deduplicated as text;
+/// `v2` deduplicates by canonical key, adds 12 families and composes
+/// `code_io` and `code_trace` programs from parts.
+pub const HELDOUT_VERSION: &str = "v2";
 
 /// Training indices (and seeds) are `0..TRAIN_SEEDS`.
 const TRAIN_SEEDS: u64 = 1 << 63;
@@ -91,22 +104,31 @@ impl FromStr for Split {
 /// `Heldout` an index into the canonical held-out set. Its id is
 /// `task/level/split/index`.
 pub fn problem(task: &str, level: u32, split: Split, index: u64) -> Result<Problem> {
+    keyed_problem(task, level, split, index).map(|(problem, _)| problem)
+}
+
+/// The canonical key of problem `index` of a split (see [`Generated::key`]).
+pub fn canonical_key(task: &str, level: u32, split: Split, index: u64) -> Result<String> {
+    keyed_problem(task, level, split, index).map(|(_, key)| key)
+}
+
+fn keyed_problem(task: &str, level: u32, split: Split, index: u64) -> Result<(Problem, String)> {
     let family = find(task)?;
     check_level(family, level)?;
     match split {
-        Split::Train => train_problem(family, level, index).map(|(problem, _)| problem),
+        Split::Train => train_problem(family, level, index).map(|drawn| (drawn.problem, drawn.key)),
         Split::Heldout => {
             let set = heldout_set(family, level);
             usize::try_from(index)
                 .ok()
-                .and_then(|i| set.get(i))
-                .cloned()
+                .and_then(|i| set.problems.get(i).zip(set.keys.get(i)))
+                .map(|(p, k)| (p.clone(), k.clone()))
                 .ok_or_else(|| Error::IndexOutOfRange {
                     task: family.name().to_string(),
                     level,
                     split: Split::Heldout.name(),
                     index,
-                    size: set.len() as u64,
+                    size: set.problems.len() as u64,
                 })
         }
     }
@@ -116,7 +138,14 @@ pub fn problem(task: &str, level: u32, split: Split, index: u64) -> Result<Probl
 pub fn heldout(task: &str, level: u32) -> Result<&'static [Problem]> {
     let family = find(task)?;
     check_level(family, level)?;
-    Ok(heldout_set(family, level))
+    Ok(&heldout_set(family, level).problems)
+}
+
+/// The canonical keys of the held-out set of `(task, level)`, in order.
+pub fn heldout_keys(task: &str, level: u32) -> Result<&'static [String]> {
+    let family = find(task)?;
+    check_level(family, level)?;
+    Ok(&heldout_set(family, level).keys)
 }
 
 /// The problem a family makes from one seed, before any split logic.
@@ -129,9 +158,16 @@ fn problem_id(task: &str, level: u32, split: Split, index: u64) -> String {
     format!("{task}/{level}/{split}/{index}")
 }
 
-/// Training problem `index` and how many redraws it took to avoid every
-/// held-out prompt.
-fn train_problem(family: &dyn Task, level: u32, index: u64) -> Result<(Problem, u32)> {
+/// A training problem with its key and how many redraws it took.
+struct Drawn {
+    problem: Problem,
+    key: String,
+    redraws: u32,
+}
+
+/// Training problem `index`: the first of its seeds whose key and prompt
+/// are held out nowhere.
+fn train_problem(family: &dyn Task, level: u32, index: u64) -> Result<Drawn> {
     if index >= TRAIN_SEEDS {
         return Err(Error::IndexOutOfRange {
             task: family.name().to_string(),
@@ -141,16 +177,21 @@ fn train_problem(family: &dyn Task, level: u32, index: u64) -> Result<(Problem, 
             size: TRAIN_SEEDS,
         });
     }
-    let excluded = excluded_hashes();
+    let held = registry();
     for attempt in 0..MAX_TRAIN_DRAWS {
         let seed = match attempt {
             0 => index,
             n => mix64(index ^ mix64(u64::from(n))) % TRAIN_SEEDS,
         };
-        let generated = generate_seeded(family, level, seed);
-        if !excluded.contains(&hash_str(&generated.prompt)) {
+        let mut generated = generate_seeded(family, level, seed);
+        if !held.excludes(&generated) {
             let id = problem_id(family.name(), level, Split::Train, index);
-            return Ok((generated.into_problem(family.name(), level, id), attempt));
+            let key = std::mem::take(&mut generated.key);
+            return Ok(Drawn {
+                problem: generated.into_problem(family.name(), level, id),
+                key,
+                redraws: attempt,
+            });
         }
     }
     Err(Error::Exhausted {
@@ -161,51 +202,95 @@ fn train_problem(family: &dyn Task, level: u32, index: u64) -> Result<(Problem, 
     })
 }
 
-/// One lazily built held-out set per family and level.
-fn heldout_set(family: &dyn Task, level: u32) -> &'static [Problem] {
-    static SETS: OnceLock<Vec<Vec<OnceLock<Vec<Problem>>>>> = OnceLock::new();
-    let sets = SETS.get_or_init(|| {
-        all()
+/// One held-out set and the keys of its problems.
+#[derive(Default)]
+struct HeldoutSet {
+    problems: Vec<Problem>,
+    keys: Vec<String>,
+}
+
+/// Every held-out set, and what training draws avoid.
+struct Registry {
+    /// By family (registration order), then level - 1.
+    sets: Vec<Vec<HeldoutSet>>,
+    /// Hashes of every held-out key.
+    key_hashes: HashSet<u64>,
+    /// Hashes of every held-out prompt.
+    prompt_hashes: HashSet<u64>,
+}
+
+impl Registry {
+    fn excludes(&self, generated: &Generated) -> bool {
+        self.key_hashes.contains(&hash_str(&generated.key))
+            || self.prompt_hashes.contains(&hash_str(&generated.prompt))
+    }
+}
+
+/// The held-out sets of every family and level, built once, together and
+/// in a fixed order, so that a set never depends on which one was asked
+/// for first and a family added at the end changes no earlier set.
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        let mut keys = HashSet::new();
+        let mut prompts = HashSet::new();
+        let sets = all()
             .iter()
-            .map(|t| (0..t.max_level()).map(|_| OnceLock::new()).collect())
-            .collect()
-    });
-    let position = all().iter().position(|t| t.name() == family.name());
-    match position.and_then(|f| sets[f].get(level as usize - 1)) {
-        Some(cell) => cell.get_or_init(|| build_heldout(family, level)),
-        // Only registered families reach here; an unregistered one has no set.
-        None => &[],
-    }
-}
-
-fn build_heldout(family: &dyn Task, level: u32) -> Vec<Problem> {
-    let size = family.heldout_size(level);
-    let mut seen = HashSet::new();
-    let mut set = Vec::with_capacity(size);
-    for k in 0..(size * HELDOUT_PROBES_PER_PROBLEM) as u64 {
-        if set.len() == size {
-            break;
+            .map(|family| {
+                family
+                    .levels()
+                    .map(|level| build_heldout(*family, level, &mut keys, &mut prompts))
+                    .collect()
+            })
+            .collect();
+        Registry {
+            sets,
+            key_hashes: keys.iter().map(|k| hash_str(k)).collect(),
+            prompt_hashes: prompts.iter().map(|p| hash_str(p)).collect(),
         }
-        let generated = generate_seeded(family, level, HELDOUT_SEED_BASE + k);
-        if seen.insert(generated.prompt.clone()) {
-            let id = problem_id(family.name(), level, Split::Heldout, set.len() as u64);
-            set.push(generated.into_problem(family.name(), level, id));
-        }
-    }
-    set
-}
-
-/// Every held-out problem of every family and level.
-fn all_heldout() -> impl Iterator<Item = &'static Problem> {
-    all().iter().flat_map(|family| {
-        (1..=family.max_level()).flat_map(move |level| heldout_set(*family, level))
     })
 }
 
-/// Prompt hashes of every held-out problem: what training draws avoid.
-fn excluded_hashes() -> &'static HashSet<u64> {
-    static EXCLUDED: OnceLock<HashSet<u64>> = OnceLock::new();
-    EXCLUDED.get_or_init(|| all_heldout().map(|p| hash_str(&p.prompt)).collect())
+fn heldout_set(family: &dyn Task, level: u32) -> &'static HeldoutSet {
+    static EMPTY: HeldoutSet = HeldoutSet {
+        problems: Vec::new(),
+        keys: Vec::new(),
+    };
+    let position = all().iter().position(|t| t.name() == family.name());
+    position
+        .and_then(|f| registry().sets[f].get(level as usize - 1))
+        // Only registered families reach here; an unregistered one has no set.
+        .unwrap_or(&EMPTY)
+}
+
+/// The first distinct problems of a level's held-out seeds whose keys and
+/// prompts are not yet taken (`keys` and `prompts` hold those of the sets
+/// built before).
+fn build_heldout(
+    family: &dyn Task,
+    level: u32,
+    keys: &mut HashSet<String>,
+    prompts: &mut HashSet<String>,
+) -> HeldoutSet {
+    let size = family.heldout_size(level);
+    let mut set = HeldoutSet::default();
+    for k in 0..(size * HELDOUT_PROBES_PER_PROBLEM) as u64 {
+        if set.problems.len() == size {
+            break;
+        }
+        let mut generated = generate_seeded(family, level, HELDOUT_SEED_BASE + k);
+        if keys.contains(&generated.key) || prompts.contains(&generated.prompt) {
+            continue;
+        }
+        keys.insert(generated.key.clone());
+        prompts.insert(generated.prompt.clone());
+        let key = std::mem::take(&mut generated.key);
+        let id = problem_id(family.name(), level, Split::Heldout, set.problems.len() as u64);
+        set.problems
+            .push(generated.into_problem(family.name(), level, id));
+        set.keys.push(key);
+    }
+    set
 }
 
 /// What [`audit`] found.
@@ -213,30 +298,42 @@ fn excluded_hashes() -> &'static HashSet<u64> {
 pub struct SplitAudit {
     /// Training indices generated.
     pub draws: u64,
-    /// Indices whose first seed gave a held-out prompt and were redrawn.
+    /// Indices whose first seed gave a held-out key or prompt and were
+    /// redrawn.
     pub redrawn: u64,
+    /// Training problems whose canonical key equals (as full text) the key
+    /// of a held-out problem of any family and level. Zero unless the split
+    /// is broken.
+    pub key_leaks: u64,
     /// Training prompts equal (as full text) to a held-out prompt. Zero
     /// unless the split is broken.
-    pub leaks: u64,
+    pub prompt_leaks: u64,
 }
 
 /// Generate training problems `0..draws` of `(task, level)` and count those
-/// whose full prompt text equals any held-out prompt of any family.
+/// whose full key or full prompt text equals that of any held-out problem
+/// of any family and level.
 pub fn audit(task: &str, level: u32, draws: u64) -> Result<SplitAudit> {
-    static PROMPTS: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    static HELD: OnceLock<(HashSet<&'static str>, HashSet<&'static str>)> = OnceLock::new();
     let family = find(task)?;
     check_level(family, level)?;
-    let heldout_prompts =
-        PROMPTS.get_or_init(|| all_heldout().map(|p| p.prompt.as_str()).collect());
+    let (keys, prompts) = HELD.get_or_init(|| {
+        let sets = registry().sets.iter().flatten();
+        let keys = sets.clone().flat_map(|s| &s.keys).map(String::as_str);
+        let prompts = sets.flat_map(|s| &s.problems).map(|p| p.prompt.as_str());
+        (keys.collect(), prompts.collect())
+    });
     let mut audit = SplitAudit {
         draws,
         redrawn: 0,
-        leaks: 0,
+        key_leaks: 0,
+        prompt_leaks: 0,
     };
     for index in 0..draws {
-        let (problem, redraws) = train_problem(family, level, index)?;
-        audit.redrawn += u64::from(redraws > 0);
-        audit.leaks += u64::from(heldout_prompts.contains(problem.prompt.as_str()));
+        let drawn = train_problem(family, level, index)?;
+        audit.redrawn += u64::from(drawn.redraws > 0);
+        audit.key_leaks += u64::from(keys.contains(drawn.key.as_str()));
+        audit.prompt_leaks += u64::from(prompts.contains(drawn.problem.prompt.as_str()));
     }
     Ok(audit)
 }
@@ -257,12 +354,15 @@ pub fn heldout_file_name(task: &str, level: u32) -> String {
     format!("{task}-L{level}.jsonl")
 }
 
-/// The frozen held-out set of `(task, level)` from `dir` (the workspace's
-/// [`HELDOUT_DIR`], resolved by the caller).
+/// The frozen held-out set of `(task, level)` of the current
+/// [`HELDOUT_VERSION`], from `dir` (the workspace's [`HELDOUT_DIR`],
+/// resolved by the caller): `dir/<version>/<task>-L<level>.jsonl`.
 pub fn load_frozen_heldout(dir: &Path, task: &str, level: u32) -> Result<Vec<Problem>> {
     let family = find(task)?;
     check_level(family, level)?;
-    let path: PathBuf = dir.join(heldout_file_name(task, level));
+    let path: PathBuf = dir
+        .join(HELDOUT_VERSION)
+        .join(heldout_file_name(task, level));
     jsonl::read_problems(&path)
 }
 
@@ -281,20 +381,30 @@ mod tests {
     }
 
     #[test]
-    fn heldout_sets_are_distinct_and_full() {
+    fn heldout_sets_are_full_and_share_no_key_or_prompt() {
+        let mut keys = HashSet::new();
+        let mut prompts = HashSet::new();
         for family in all() {
-            for level in 1..=family.max_level() {
+            for level in family.levels() {
                 let set = heldout(family.name(), level).unwrap();
-                assert_eq!(
-                    set.len(),
-                    family.heldout_size(level),
-                    "{} L{level}",
-                    family.name()
-                );
-                let prompts: HashSet<_> = set.iter().map(|p| &p.prompt).collect();
-                assert_eq!(prompts.len(), set.len(), "{} L{level}", family.name());
+                let set_keys = heldout_keys(family.name(), level).unwrap();
+                let at = format!("{} L{level}", family.name());
+                assert_eq!(set.len(), family.heldout_size(level), "{at}");
+                assert_eq!(set_keys.len(), set.len(), "{at}");
+                for (p, k) in set.iter().zip(set_keys) {
+                    assert!(keys.insert(k.clone()), "{at}: key {k} held out twice");
+                    assert!(prompts.insert(p.prompt.clone()), "{at}: {}", p.prompt);
+                }
             }
         }
+    }
+
+    #[test]
+    fn keys_are_those_of_the_problems() {
+        let key = canonical_key("add", 3, Split::Heldout, 4).unwrap();
+        assert_eq!(key, heldout_keys("add", 3).unwrap()[4]);
+        let train = canonical_key("add", 3, Split::Train, 4).unwrap();
+        assert!(!heldout_keys("add", 3).unwrap().contains(&train));
     }
 
     #[test]
@@ -311,10 +421,11 @@ mod tests {
 
     #[test]
     fn small_levels_are_redrawn_around_the_heldout_set() {
-        // add level 1 has 100 distinct problems, a fifth of them held out,
-        // so the guard has real work to do.
+        // add level 1 has 55 distinct problems by meaning; its own held-out
+        // set and arith's additions take 12 of them, so the guard has
+        // real work to do.
         let audit = audit("add", 1, 2_000).unwrap();
         assert!(audit.redrawn > 100, "{audit:?}");
-        assert_eq!(audit.leaks, 0);
+        assert_eq!((audit.key_leaks, audit.prompt_leaks), (0, 0));
     }
 }

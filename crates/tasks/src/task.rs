@@ -17,6 +17,13 @@ pub struct Generated {
     pub solution: String,
     /// What the verifier needs.
     pub check: Check,
+    /// The problem's meaning, as the family defines it: two problems with
+    /// the same key are the same problem for the train / held-out split
+    /// (`4+5` and `5+4`, countdown numbers in another order, a program with
+    /// its variables renamed). Keys start with a kind (`+`, `gcd`,
+    /// `countdown`...) so that families asking the same question share
+    /// keys and unrelated ones do not.
+    pub key: String,
 }
 
 impl Generated {
@@ -44,6 +51,11 @@ pub trait Task: Sync {
     fn summary(&self) -> &'static str;
     /// Highest level; levels are `1..=max_level()`.
     fn max_level(&self) -> u32;
+    /// The valid levels, `1..=max_level()`: the range a curriculum may move
+    /// this family's level in.
+    fn levels(&self) -> std::ops::RangeInclusive<u32> {
+        1..=self.max_level()
+    }
     /// What a level means (its knobs), for `verity tasks list`.
     fn level_doc(&self, level: u32) -> String;
     /// How many distinct problems the level holds out for evaluation.
@@ -79,7 +91,7 @@ pub fn find(name: &str) -> Result<&'static dyn Task> {
 
 /// Check that `level` exists for `task`.
 pub fn check_level(task: &dyn Task, level: u32) -> Result<()> {
-    if level == 0 || level > task.max_level() {
+    if !task.levels().contains(&level) {
         return Err(Error::LevelOutOfRange {
             task: task.name().to_string(),
             level,

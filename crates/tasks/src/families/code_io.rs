@@ -1,14 +1,20 @@
 //! `code_io`: write a rhai function from a description and input/output
 //! examples; hidden unit tests decide.
 //!
-//! The prompt names the function, says what it returns (leaving constants
-//! to be read off the examples at level 1) and shows four examples; eight
-//! hidden tests on other inputs decide the reward. The worked solution is a
-//! line or two of reasoning and a reference function that passes them all.
+//! Every function is composed from parts (conditions, maps, accumulators,
+//! loops over arrays, ranges, digits or divisors, array and string stages;
+//! see `levels.rs`), so a level holds thousands of distinct functions and a
+//! held-out function is never trained on: the key of a problem is its
+//! reference function, written the one way the parts are always written.
+//! The prompt says what `f` returns (leaving constants to be read off the
+//! examples at level 1) and shows four examples; eight hidden tests on other
+//! inputs decide the reward, and every branch of the function is among both.
+//! The worked solution is a line or two of reasoning and the reference
+//! function. The expected outputs are computed in Rust; the tests run every
+//! reference in the sandbox against them.
 
-mod algorithms;
-mod arithmetic;
-mod loops;
+mod levels;
+mod parts;
 mod specs;
 
 use crate::answer;
@@ -16,18 +22,23 @@ use crate::problem::{Check, CodeTest, Score};
 use crate::rng::Rng;
 use crate::sandbox::{self, Failure, Program};
 use crate::task::{Generated, Task};
-use specs::{call, spec};
+use levels::spec;
+use specs::{call, NAME};
 
 /// The `code_io` family.
 pub(crate) struct CodeIo;
 
 /// What each level asks, in order.
 const LEVELS: [&str; 5] = [
-    "one integer in, arithmetic with hidden constants read off the examples",
-    "conditionals: larger of two, clamp, collatz step, distance, sign",
-    "loops over arrays and ranges: filtered sum, count, maximum, product, sum of squares",
-    "strings and arrays: reverse, count a character, running sums, filter, palindrome, fizzbuzz",
-    "small algorithms: Fibonacci, gcd, digit sum, primes, second largest, factorial",
+    "a * g(x) + b with a and b hidden (read off the examples); g one of x, x * x, x * x * x, \
+     x * (x + 1), x / 3, x % 5",
+    "if / else if on one or two integers: conditions on x, piecewise ranges, comparisons of a and b",
+    "one loop with an accumulator: sum, count, product, max or min of a mapped value over an \
+     array or 1..=n, with a condition",
+    "two array stages (filter, map, reverse, running sums) or a string stage (keep, replace, \
+     double characters) with an ending (text, reversed, length)",
+    "small algorithms with compound conditions: over digits, divisors, neighbouring elements, \
+     runs, first or last index, pairs",
 ];
 
 impl Task for CodeIo {
@@ -49,11 +60,11 @@ impl Task for CodeIo {
 
     fn generate(&self, rng: &mut Rng, level: u32) -> Generated {
         let s = spec(rng, level);
-        let signature = format!("fn {}({})", s.name, s.params);
+        let signature = format!("fn {NAME}({})", s.params);
         let examples: Vec<String> = s
             .shown
             .iter()
-            .map(|case| format!("{} == {}", call(s.name, case), case.expected))
+            .map(|case| format!("{} == {}", call(NAME, case), case.expected))
             .collect();
         Generated {
             prompt: format!(
@@ -63,9 +74,10 @@ impl Task for CodeIo {
                 examples.join("; ")
             ),
             solution: answer::render(&s.reasoning, &s.source),
+            key: format!("code_io {}", s.source),
             answer: s.source,
             check: Check::CodeTests {
-                function: s.name.to_string(),
+                function: NAME.to_string(),
                 tests: s.hidden,
                 partial_credit: false,
             },

@@ -1,22 +1,25 @@
 //! `code_trace`: predict the value a short rhai program returns.
 //!
-//! Each template writes a one-line program together with the steps a careful
-//! reader takes through it (the worked solution). The reference answer is
-//! what the sandbox returns when it runs the program; the tests check that
-//! the traced value agrees with it for every template and level. An answer
-//! is a rhai literal, parsed and compared, never run: running it would let a
-//! copy of the program score.
+//! Programs are composed from parts (`lang.rs` is the language, `levels.rs`
+//! the parts of each level): statements, conditions, loops and helper
+//! functions with drawn constants, so a level holds thousands of distinct
+//! programs. A program's canonical key is its source with every sum and
+//! product written in one order; a held-out program is never trained on.
+//! An interpreter runs each program and records the steps a careful reader
+//! takes through it (the worked solution); the reference answer is what
+//! the sandbox returns when it runs the program, and the tests check the
+//! two agree. An answer is a rhai literal, parsed and compared, never run:
+//! running it would let a copy of the program score.
 
-mod collections;
-mod programs;
-mod scalar;
+mod lang;
+mod levels;
 
 use crate::answer;
 use crate::problem::{Check, Score};
 use crate::rng::Rng;
 use crate::sandbox;
 use crate::task::{Generated, Task};
-use programs::program;
+use levels::program;
 
 /// The `code_trace` family.
 pub(crate) struct CodeTrace;
@@ -24,10 +27,11 @@ pub(crate) struct CodeTrace;
 /// What each level asks, in order.
 const LEVELS: [&str; 5] = [
     "let-bindings and updates with + - * and precedence",
-    "if/else and if-expressions over comparisons, integer / and %",
-    "for loops over ranges and while loops with accumulators",
-    "arrays: literals, indexing, push and loops with conditions",
-    "functions (one recursive), strings and arrays of strings",
+    "if/else statements and if-expressions over comparisons and remainders; integer / and %",
+    "one loop with accumulators: for over a range (optionally guarded), or while over digits, \
+     growth or Euclid's algorithm",
+    "arrays: filtered pushes, index scans, in-place updates, cell arithmetic",
+    "a helper function (chained or summed), a recursive function, or strings built in a loop",
 ];
 
 impl Task for CodeTrace {
@@ -48,25 +52,24 @@ impl Task for CodeTrace {
     }
 
     fn generate(&self, rng: &mut Rng, level: u32) -> Generated {
-        let traced = program(rng, level);
-        // The templates keep every program small and inside the sandbox
-        // limits (tested for every template); the traced value is the same
+        let (program, trace) = program(rng, level);
+        let source = program.source();
+        // The levels keep every program small and inside the sandbox
+        // limits (tested for every level); the traced value is the same
         // value worked out in Rust, so it stands in if that ever failed.
-        let answer = sandbox::run(&traced.source).unwrap_or(traced.value);
-        let mut steps = traced.steps;
+        let answer = sandbox::run(&source).unwrap_or_else(|_| trace.value.literal());
+        let mut steps = trace.steps;
         steps.push(format!("The program returns {answer}."));
         Generated {
             prompt: format!(
                 "What does this rhai program return (the value of its last expression; / is \
-                 integer division)? {} Answer with a rhai literal: an integer, true or false, \
-                 a \"string\" or an array like [1, 2].",
-                traced.source
+                 integer division)? {source} Answer with a rhai literal: an integer, true or \
+                 false, a \"string\" or an array like [1, 2]."
             ),
             solution: answer::render(&steps, &answer),
             answer,
-            check: Check::CodeOutput {
-                program: traced.source,
-            },
+            key: format!("code_trace {}", program.key()),
+            check: Check::CodeOutput { program: source },
         }
     }
 }

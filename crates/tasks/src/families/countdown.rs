@@ -137,12 +137,22 @@ impl Task for Countdown {
             ),
             solution: answer::render(&puzzle.steps, &puzzle.expression),
             answer: puzzle.expression,
+            key: key(&puzzle.numbers, puzzle.target),
             check: Check::Countdown {
                 numbers: puzzle.numbers,
                 target: puzzle.target,
             },
         }
     }
+}
+
+/// The numbers as a multiset (sorted) and the target: the same puzzle
+/// whatever order the numbers are listed in.
+fn key(numbers: &[i64], target: i64) -> String {
+    let mut sorted = numbers.to_vec();
+    sorted.sort_unstable();
+    let listed: Vec<String> = sorted.iter().map(i64::to_string).collect();
+    format!("countdown {} -> {target}", listed.join(","))
 }
 
 /// A generated puzzle with its solution.

@@ -12,7 +12,7 @@
 //! -5</think><answer>-5</answer>
 //! ```
 
-use super::op::Op;
+use super::op::{Op, Tree};
 use crate::answer;
 use crate::problem::Check;
 use crate::rng::Rng;
@@ -62,6 +62,7 @@ impl Task for Expr {
         } else {
             flat(rng, operands, max)
         };
+        let key = format!("expr {}", parse(&tokens).canonical());
         let mut work = tokens.clone();
         let mut steps = Vec::new();
         while reduce_once(&mut work) {
@@ -73,6 +74,7 @@ impl Task for Expr {
             solution: answer::render(&steps, &answer),
             answer,
             check: Check::Number,
+            key,
         }
     }
 }
@@ -213,6 +215,45 @@ fn render(tokens: &[Token]) -> String {
     out
 }
 
+/// The tree of a token list, `*` before `+` and `-`, left to right.
+fn parse(tokens: &[Token]) -> Tree {
+    let mut at = 0;
+    parse_sum(tokens, &mut at)
+}
+
+fn parse_sum(tokens: &[Token], at: &mut usize) -> Tree {
+    let mut tree = parse_product(tokens, at);
+    while let Some(Token::Op(op @ (Op::Add | Op::Sub))) = tokens.get(*at) {
+        *at += 1;
+        tree = Tree::node(tree, *op, parse_product(tokens, at));
+    }
+    tree
+}
+
+fn parse_product(tokens: &[Token], at: &mut usize) -> Tree {
+    let mut tree = parse_factor(tokens, at);
+    while let Some(Token::Op(Op::Mul)) = tokens.get(*at) {
+        *at += 1;
+        tree = Tree::node(tree, Op::Mul, parse_factor(tokens, at));
+    }
+    tree
+}
+
+fn parse_factor(tokens: &[Token], at: &mut usize) -> Tree {
+    let token = tokens.get(*at).copied();
+    *at += 1;
+    match token {
+        Some(Token::Open) => {
+            let inner = parse_sum(tokens, at);
+            *at += 1; // the closing parenthesis
+            inner
+        }
+        Some(Token::Num(n)) => Tree::Leaf(n.to_string()),
+        // Generated token lists are well formed.
+        _ => Tree::Leaf(String::new()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +314,19 @@ mod tests {
             Node::Leaf(n) => *n,
             Node::Branch(l, op, r) => op.apply(eval(l), eval(r)),
         }
+    }
+
+    #[test]
+    fn keys_ignore_the_order_of_terms_and_factors() {
+        let key = |tokens: &[Token]| parse(tokens).canonical();
+        // 3+4*(5-7) and (5-7)*4+3
+        let a = [N(3), ADD, N(4), MUL, O, N(5), SUB, N(7), C];
+        let b = [O, N(5), SUB, N(7), C, MUL, N(4), ADD, N(3)];
+        assert_eq!(key(&a), key(&b));
+        // 3+4*(7-5) is another problem.
+        let c = [N(3), ADD, N(4), MUL, O, N(7), SUB, N(5), C];
+        assert_ne!(key(&a), key(&c));
+        assert_eq!(key(&[N(8), SUB, N(3), SUB, N(5)]), "-3-5+8");
     }
 
     #[test]

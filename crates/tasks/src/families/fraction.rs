@@ -13,10 +13,12 @@
 //! ```
 //!
 //! With three fractions, `*` goes first, else left to right, and the
-//! remaining expression is written out before the next operation. The given
-//! fractions are always in lowest terms; answers must be too.
+//! remaining expression is written out before the next operation. From
+//! level 2 on the given fractions are in lowest terms; level 1 writes its
+//! fractions over one shared denominator, so they may not be (`2/6+3/6`).
+//! Answers must always be in lowest terms.
 
-use super::op::Op;
+use super::op::{Op, Tree};
 use crate::answer;
 use crate::problem::Check;
 use crate::rng::Rng;
@@ -124,6 +126,8 @@ impl Task for Fraction {
         let mut terms = operands(rng, l);
         let mut ops: Vec<Op> = (1..l.terms).map(|_| *rng.pick(l.ops)).collect();
         let prompt = format!("What is {} in lowest terms?", expression(&terms, &ops));
+        let leaves: Vec<String> = terms.iter().map(|t| t.text()).collect();
+        let key = format!("fraction {}", Tree::from_flat(&leaves, &ops).canonical());
 
         let mut steps = Vec::new();
         while !ops.is_empty() {
@@ -141,6 +145,7 @@ impl Task for Fraction {
             solution: answer::render(&steps, &answer),
             answer,
             check: Check::Fraction,
+            key,
         }
     }
 }
@@ -284,6 +289,38 @@ mod tests {
                 assert_eq!(exact_value(&g.prompt), (num, den), "{}", g.prompt);
             }
         }
+    }
+
+    /// The module doc's claim: given fractions are in lowest terms from
+    /// level 2 on; level 1 shares one denominator (and so may not be).
+    #[test]
+    fn given_fractions_are_reduced_from_level_two() {
+        let mut rng = Rng::new(4);
+        let mut unreduced_at_one = 0;
+        for level in 1..=LEVELS.len() as u32 {
+            for _ in 0..500 {
+                let g = Fraction.generate(&mut rng, level);
+                let body = g
+                    .prompt
+                    .trim_start_matches("What is ")
+                    .trim_end_matches(" in lowest terms?");
+                let fracs: Vec<(i64, i64)> = body
+                    .split(['+', '-', '*'])
+                    .map(|f| {
+                        let (n, d) = f.split_once('/').unwrap();
+                        (n.parse().unwrap(), d.parse().unwrap())
+                    })
+                    .collect();
+                let reduced = fracs.iter().all(|&(n, d)| gcd(n, d) == 1);
+                if level == 1 {
+                    unreduced_at_one += usize::from(!reduced);
+                    assert!(fracs.iter().all(|f| f.1 == fracs[0].1), "{}", g.prompt);
+                } else {
+                    assert!(reduced, "{}", g.prompt);
+                }
+            }
+        }
+        assert!(unreduced_at_one > 0);
     }
 
     /// Evaluate the prompt's expression independently: * first, then left to right.

@@ -82,7 +82,8 @@ fn single(rng: &mut Rng, a: i64, (lo, hi): (i64, i64), max_b: i64) -> Generated 
     let c = a * x + b;
     let steps = isolate_x(a, b, c);
     let equation = format!("{}{}={c}", term(a, "x", true), constant(b));
-    finish_single(equation, steps, x)
+    let key = format!("linear {equation}");
+    finish_single(equation, steps, x, key)
 }
 
 /// `a*x + b = c*x + d` with `a != c`.
@@ -92,25 +93,27 @@ fn both_sides(rng: &mut Rng) -> Generated {
     let x = rng.range(-15, 15);
     let b = rng.range(-30, 30);
     let d = (a - c) * x + b;
-    let equation = format!(
-        "{}{}={}{}",
-        term(a, "x", true),
-        constant(b),
-        term(c, "x", true),
-        constant(d)
-    );
+    let mut sides = [
+        format!("{}{}", term(a, "x", true), constant(b)),
+        format!("{}{}", term(c, "x", true), constant(d)),
+    ];
+    let equation = sides.join("=");
+    // The two sides swapped are the same equation.
+    sides.sort();
+    let key = format!("linear {}", sides.join("="));
     let mut steps = vec![format!("{}{}={d}", term(a - c, "x", true), constant(b))];
     steps.extend(isolate_x(a - c, b, d));
-    finish_single(equation, steps, x)
+    finish_single(equation, steps, x, key)
 }
 
-fn finish_single(equation: String, steps: Vec<String>, x: i64) -> Generated {
+fn finish_single(equation: String, steps: Vec<String>, x: i64, key: String) -> Generated {
     let answer = x.to_string();
     Generated {
         prompt: format!("Solve {equation} for x."),
         solution: answer::render(&steps, &answer),
         answer,
         check: Check::Number,
+        key,
     }
 }
 
@@ -163,15 +166,16 @@ fn system(rng: &mut Rng, max_coef: i64, max_xy: i64) -> Generated {
     steps.extend(isolate_x(a1, b1 * y, c1));
 
     let answer = answer::format_list(&[x, y]);
+    // The two equations in the other order are the same system.
+    let mut equations = [eq(a1, b1, c1), eq(a2, b2, c2)];
+    let prompt = format!("Solve {}, {}. Answer [x, y].", equations[0], equations[1]);
+    equations.sort();
     Generated {
-        prompt: format!(
-            "Solve {}, {}. Answer [x, y].",
-            eq(a1, b1, c1),
-            eq(a2, b2, c2)
-        ),
+        prompt,
         solution: answer::render(&steps, &answer),
         answer,
         check: Check::List,
+        key: format!("system {}", equations.join(", ")),
     }
 }
 

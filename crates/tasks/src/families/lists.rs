@@ -93,6 +93,7 @@ impl Task for Lists {
             solution: answer::render(&steps, &answer),
             answer,
             check,
+            key: key(&q),
         }
     }
 }
@@ -110,6 +111,23 @@ fn question(rng: &mut Rng, level: &Level) -> Question {
             Question::Dedupe((0..len).map(|_| *rng.pick(&pool)).collect())
         }
         _ => Question::RunningSums(draw(rng, len, lo, hi)),
+    }
+}
+
+/// Sorting and the k-th smallest depend only on the multiset of numbers, so
+/// their keys list it sorted; removing repeats and running sums depend on
+/// the order.
+fn key(q: &Question) -> String {
+    let sorted = |xs: &[i64]| {
+        let mut v = xs.to_vec();
+        v.sort_unstable();
+        answer::format_list(&v)
+    };
+    match q {
+        Question::Sort(xs) => format!("sort {}", sorted(xs)),
+        Question::Kth(xs, k) => format!("kth {k} {}", sorted(xs)),
+        Question::Dedupe(xs) => format!("dedupe {}", answer::format_list(xs)),
+        Question::RunningSums(xs) => format!("running sums {}", answer::format_list(xs)),
     }
 }
 

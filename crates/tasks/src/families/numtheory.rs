@@ -141,6 +141,7 @@ impl Task for NumTheory {
             solution: answer::render(&steps, &answer),
             answer,
             check: Check::Number,
+            key: key(q),
         }
     }
 }
@@ -198,6 +199,19 @@ fn ask(q: Question) -> String {
         Question::Inverse(a, m) => format!(
             "What is the inverse of {a} modulo {m}, the x with 0 <= x < {m} and {a}*x mod {m} = 1?"
         ),
+    }
+}
+
+/// What the question asks, with gcd and lcm arguments in order: `gcd(18,
+/// 12)` is `gcd(12, 18)`. Kinds shared with other families (`mod`, `pow`)
+/// are written as those families write them.
+fn key(q: Question) -> String {
+    match q {
+        Question::Gcd(a, b) => format!("gcd {} {}", a.min(b), a.max(b)),
+        Question::Lcm(a, b) => format!("lcm {} {}", a.min(b), a.max(b)),
+        Question::Mod(a, m) => format!("mod {a} {m}"),
+        Question::PowMod(b, e, m) => format!("powmod {b} {e} {m}"),
+        Question::Inverse(a, m) => format!("inverse {a} {m}"),
     }
 }
 

@@ -247,6 +247,9 @@ impl Task for WordProblem {
             solution: answer::render(&story.lines, &answer),
             answer,
             check: Check::Number,
+            // The chain of arithmetic is the problem; names, items and
+            // wordings are its dress.
+            key: format!("story {}", story.lines.join("; ")),
         }
     }
 }

@@ -1,18 +1,9 @@
-//! What a `code_io` template produces, the choice of template per level,
-//! and the helpers templates share. A template picks its hidden constants
-//! and inputs, computes the expected outputs in Rust, and writes a reference
-//! solution in rhai with a short line of reasoning.
+//! What a composed `code_io` function is made into: a description, a
+//! reference solution, examples and hidden tests, and the helpers every
+//! level shares.
 
 use rhai::Dynamic;
 
-use super::algorithms::{count_primes, digit_sum, factorial, fib, gcd, is_prime, second_largest};
-use super::arithmetic::{
-    clamp, collatz_step, distance, larger, linear, sign, square_plus, times_shifted,
-};
-use super::loops::{
-    count_char, count_even, fizzbuzz, is_palindrome, keep_positive, max_of, product, reverse,
-    running_sum, sum_above, sum_squares,
-};
 use crate::problem::CodeTest;
 use crate::rng::Rng;
 use crate::sandbox;
@@ -21,16 +12,17 @@ use crate::sandbox;
 pub(super) const SHOWN: usize = 4;
 /// Hidden tests that decide the reward (inputs differ from the examples).
 pub(super) const HIDDEN: usize = 8;
+/// The name every function is written under.
+pub(super) const NAME: &str = "f";
 
 /// One function to write.
 pub(super) struct Spec {
-    /// The function's name.
-    pub(super) name: &'static str,
-    /// Its parameters as written in the signature, e.g. `xs, k`.
+    /// Its parameters as written in the signature, e.g. `xs`.
     pub(super) params: &'static str,
     /// What it returns, completing "a function that ...".
     pub(super) task: String,
-    /// A reference solution, one line of rhai.
+    /// A reference solution, one line of rhai; also the function's
+    /// canonical key (parts are always written the same way).
     pub(super) source: String,
     /// The worked reasoning, one line per step.
     pub(super) reasoning: Vec<String>,
@@ -40,104 +32,74 @@ pub(super) struct Spec {
     pub(super) hidden: Vec<CodeTest>,
 }
 
-/// A function to write at `level` (1..=5), from one of its templates.
-pub(super) fn spec(rng: &mut Rng, level: u32) -> Spec {
-    let templates: &[fn(&mut Rng) -> Spec] = match level {
-        1 => &[linear, square_plus, times_shifted],
-        2 => &[larger, clamp, collatz_step, distance, sign],
-        3 => &[sum_above, count_even, max_of, product, sum_squares],
-        4 => &[
-            reverse,
-            count_char,
-            running_sum,
-            keep_positive,
-            is_palindrome,
-            fizzbuzz,
-        ],
-        _ => &[
-            fib,
-            gcd,
-            digit_sum,
-            is_prime,
-            count_primes,
-            second_largest,
-            factorial,
-        ],
-    };
-    rng.pick(templates)(rng)
+/// One input and its expected output, with the branch (or outcome class)
+/// it exercises.
+pub(super) struct Case {
+    pub(super) args: Vec<String>,
+    pub(super) expected: String,
+    pub(super) branch: usize,
 }
 
-// ---- helpers ----
-
-/// `SHOWN + HIDDEN` tests with distinct arguments: `fixed` first, then drawn.
-pub(super) fn cases(
-    rng: &mut Rng,
-    fixed: Vec<CodeTest>,
-    mut draw: impl FnMut(&mut Rng) -> CodeTest,
-) -> Vec<CodeTest> {
-    let mut out: Vec<CodeTest> = Vec::new();
-    let candidates = fixed
-        .into_iter()
-        .chain(std::iter::from_fn(|| Some(draw(rng))));
-    // Every template's input space is far larger than the count; the cap
-    // only guards against a template bug.
-    for case in candidates.take(10_000) {
-        if !out.iter().any(|o| o.args == case.args) {
-            out.push(case);
+impl Case {
+    pub(super) fn new(args: Vec<String>, expected: String) -> Self {
+        Case {
+            args,
+            expected,
+            branch: 0,
         }
-        if out.len() == SHOWN + HIDDEN {
+    }
+}
+
+/// Examples and hidden tests drawn from `draw`, all inputs distinct; `None`
+/// when they cannot tell the function from a constant (every output equal)
+/// or some branch is missing from the examples or from the hidden tests.
+pub(super) fn split_cases(
+    rng: &mut Rng,
+    mut draw: impl FnMut(&mut Rng) -> Case,
+) -> Option<(Vec<CodeTest>, Vec<CodeTest>)> {
+    let mut cases: Vec<Case> = Vec::new();
+    for _ in 0..200 {
+        let case = draw(rng);
+        if !cases.iter().any(|c| c.args == case.args) {
+            cases.push(case);
+        }
+        if cases.len() == SHOWN + HIDDEN {
             break;
         }
     }
-    out
-}
-
-/// The shown examples and hidden tests of `cases`, the rest of a [`Spec`].
-pub(super) fn split(mut cases: Vec<CodeTest>) -> Spec {
-    let hidden = cases.split_off(SHOWN.min(cases.len()));
-    Spec {
-        name: "",
-        params: "",
-        task: String::new(),
-        source: String::new(),
-        reasoning: Vec::new(),
-        shown: cases,
-        hidden,
+    if cases.len() < SHOWN + HIDDEN || cases.iter().all(|c| c.expected == cases[0].expected) {
+        return None;
     }
+    let (shown, hidden) = cases.split_at(SHOWN);
+    let branches = |part: &[Case]| -> Vec<usize> {
+        let mut b: Vec<usize> = part.iter().map(|c| c.branch).collect();
+        b.sort_unstable();
+        b.dedup();
+        b
+    };
+    let all = branches(&cases);
+    if branches(shown) != all || branches(hidden) != all {
+        return None;
+    }
+    let tests = |part: &[Case]| -> Vec<CodeTest> {
+        part.iter()
+            .map(|c| CodeTest {
+                args: c.args.clone(),
+                expected: c.expected.clone(),
+            })
+            .collect()
+    };
+    Some((tests(shown), tests(hidden)))
 }
 
 /// A line checking the reference against one example.
-pub(super) fn check(case: &CodeTest, name: &str) -> String {
-    format!("Check: {} == {}.", call(name, case), case.expected)
+pub(super) fn check(case: &CodeTest) -> String {
+    format!("Check: {} == {}.", call(NAME, case), case.expected)
 }
 
 /// `name(arg1, arg2)` for a test.
 pub(super) fn call(name: &str, case: &CodeTest) -> String {
     format!("{name}({})", case.args.join(", "))
-}
-
-pub(super) fn test(args: &[String], expected: String) -> CodeTest {
-    CodeTest {
-        args: args.to_vec(),
-        expected,
-    }
-}
-
-pub(super) fn arg(case: &CodeTest) -> i64 {
-    case.args[0].parse().unwrap_or_default()
-}
-
-pub(super) fn out(case: &CodeTest) -> i64 {
-    case.expected.parse().unwrap_or_default()
-}
-
-pub(super) fn nonzero(rng: &mut Rng, lo: i64, hi: i64) -> i64 {
-    loop {
-        let v = rng.range(lo, hi);
-        if v != 0 {
-            return v;
-        }
-    }
 }
 
 /// ` + b` or ` - |b|` (nothing for 0), to append to an expression.
@@ -172,64 +134,17 @@ pub(super) fn string(text: &str) -> String {
     sandbox::canonical(&Dynamic::from(text.to_string()))
 }
 
-pub(super) fn character(c: char) -> String {
-    sandbox::canonical(&Dynamic::from(c))
-}
-
-pub(super) fn boolean(b: bool) -> String {
-    b.to_string()
-}
-
-pub(super) fn small_array(rng: &mut Rng, max_len: i64, lo: i64, hi: i64) -> Vec<i64> {
-    let len = rng.range(0, max_len);
+/// `len` values in `lo..=hi`, `len` drawn from `min_len..=max_len`.
+pub(super) fn array(rng: &mut Rng, min_len: i64, max_len: i64, lo: i64, hi: i64) -> Vec<i64> {
+    let len = rng.range(min_len, max_len);
     (0..len).map(|_| rng.range(lo, hi)).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sandbox::Program;
-
-    const SEEDS: u64 = 200;
-
-    fn every_spec(mut f: impl FnMut(u32, u64, Spec)) {
-        for level in 1..=5 {
-            for seed in 0..SEEDS {
-                f(level, seed, spec(&mut Rng::new(seed), level));
-            }
+pub(super) fn nonzero(rng: &mut Rng, lo: i64, hi: i64) -> i64 {
+    loop {
+        let v = rng.range(lo, hi);
+        if v != 0 {
+            return v;
         }
-    }
-
-    #[test]
-    fn reference_solutions_pass_every_case() {
-        every_spec(|level, seed, s| {
-            assert_eq!(s.shown.len(), SHOWN, "{} {level}/{seed}", s.name);
-            assert_eq!(s.hidden.len(), HIDDEN, "{} {level}/{seed}", s.name);
-            let program = Program::compile(&s.source).expect("reference compiles");
-            for case in s.shown.iter().chain(&s.hidden) {
-                let args = case
-                    .args
-                    .iter()
-                    .map(|a| sandbox::parse_literal(a).expect("literal argument"))
-                    .collect();
-                let got = program.call(s.name, args).map(|v| sandbox::canonical(&v));
-                assert_eq!(
-                    got.as_ref(),
-                    Ok(&case.expected),
-                    "{} on {:?}, level {level} seed {seed}",
-                    s.source,
-                    case.args
-                );
-            }
-        });
-    }
-
-    #[test]
-    fn hidden_inputs_differ_from_the_examples() {
-        every_spec(|_, _, s| {
-            for h in &s.hidden {
-                assert!(s.shown.iter().all(|e| e.args != h.args), "{}", s.name);
-            }
-        });
     }
 }
