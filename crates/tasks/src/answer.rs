@@ -101,9 +101,34 @@ pub(crate) fn validate_reference(check: &Check, reference: &str) -> Result<(), S
                 Err(why) => Err(format!("answer '{text}': {why}")),
             }
         }
-        Check::Exact => !text.is_empty(),
+        Check::Exact | Check::Words => !text.is_empty(),
         // Checked by running or evaluating; the families own their references.
         Check::Countdown { .. } | Check::CodeTests { .. } | Check::CodeOutput { .. } => true,
+        // The reference must pass its own check.
+        Check::Digits { .. }
+        | Check::Date
+        | Check::Satisfy { .. }
+        | Check::Sudoku { .. }
+        | Check::Maze { .. } => {
+            let probe = crate::problem::Problem {
+                id: String::new(),
+                task: String::new(),
+                level: 1,
+                prompt: String::new(),
+                answer: text.to_string(),
+                solution: String::new(),
+                check: check.clone(),
+            };
+            let verdict = probe.verify(&format!("{ANSWER_OPEN}{text}{ANSWER_CLOSE}"));
+            if verdict.reward < 1.0 {
+                return Err(format!(
+                    "answer '{text}' fails its own {} check: {}",
+                    check.kind(),
+                    verdict.reason
+                ));
+            }
+            true
+        }
     };
     if ok {
         Ok(())
@@ -210,6 +235,45 @@ fn not_a_list(text: &str) -> String {
     }
 }
 
+/// Judge words that must be the reference's, in order, whatever their case:
+/// separated by commas and/or whitespace, optionally in brackets.
+pub(crate) fn judge_words(reference: &str, answer: &str) -> Score {
+    let want = words(reference);
+    if want.is_empty() {
+        return Score::fail("reference answer has no words");
+    }
+    let got = words(answer);
+    if got.len() != want.len() {
+        return Score::fail(match (want.len(), got.len()) {
+            (1, _) => "expected one word".to_string(),
+            (n, m) => format!("expected {n} words, got {m}"),
+        });
+    }
+    if got
+        .iter()
+        .zip(&want)
+        .all(|(g, w)| g.eq_ignore_ascii_case(w))
+    {
+        Score::pass("correct")
+    } else {
+        Score::fail("wrong answer")
+    }
+}
+
+/// The words of a comma- or space-separated answer, brackets and a final
+/// full stop dropped.
+fn words(text: &str) -> Vec<&str> {
+    let text = text.trim();
+    let text = text.strip_suffix('.').unwrap_or(text);
+    let text = match (text.strip_prefix('['), text.strip_suffix(']')) {
+        (Some(_), Some(_)) => &text[1..text.len() - 1],
+        _ => text,
+    };
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
 /// Judge text that must match the reference after whitespace runs are
 /// collapsed to single spaces. Case matters.
 pub(crate) fn judge_exact(reference: &str, answer: &str) -> Score {
@@ -239,7 +303,16 @@ pub(crate) fn normalize(check: &Check, text: &str) -> String {
         Check::CodeOutput { .. } => {
             crate::sandbox::parse_literal(text).map(|v| crate::sandbox::canonical(&v))
         }
-        Check::Exact | Check::Countdown { .. } | Check::CodeTests { .. } => None,
+        Check::Digits { base } => crate::families::base::canonical(text, *base),
+        Check::Words => Some(words(text).join(", ").to_ascii_lowercase()).filter(|w| !w.is_empty()),
+        Check::Date => crate::families::calendar::canonical(text),
+        // Many texts are right; a passing one normalises to the reference.
+        Check::Exact
+        | Check::Countdown { .. }
+        | Check::CodeTests { .. }
+        | Check::Satisfy { .. }
+        | Check::Sudoku { .. }
+        | Check::Maze { .. } => None,
     };
     canonical.unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
@@ -427,8 +500,14 @@ mod tests {
         assert_eq!(reason("1e3"), "not an integer literal (an exponent)");
         assert_eq!(reason("7.0"), "not an integer literal (a decimal point)");
         assert_eq!(reason("-7.5"), "not an integer literal (a decimal point)");
-        assert_eq!(reason("0x7"), "not an integer literal (a base prefix; write it in decimal)");
-        assert_eq!(reason("0b101"), "not an integer literal (a base prefix; write it in decimal)");
+        assert_eq!(
+            reason("0x7"),
+            "not an integer literal (a base prefix; write it in decimal)"
+        );
+        assert_eq!(
+            reason("0b101"),
+            "not an integer literal (a base prefix; write it in decimal)"
+        );
         assert_eq!(reason("1_000"), "not an integer literal (an underscore)");
         assert_eq!(reason("3/4"), "not an integer literal (a fraction)");
         assert_eq!(reason("3 or 4"), "several answers");
@@ -459,7 +538,10 @@ mod tests {
             judge_fraction("3/4", "0.75").reason,
             "not a fraction (a decimal point)"
         );
-        assert_eq!(judge_fraction("3/4", "three quarters").reason, "not a fraction");
+        assert_eq!(
+            judge_fraction("3/4", "three quarters").reason,
+            "not a fraction"
+        );
         assert_eq!(
             judge_fraction("3/4", "9999999999999999999999999999999999/2").reason,
             "number too large"
@@ -484,7 +566,10 @@ mod tests {
             judge_list("[1, 2]", "[1.0, 2]").reason,
             "not a list of integers: '1.0' is not an integer literal (a decimal point)"
         );
-        assert_eq!(judge_list("[1, 2]", "[[1, 2]]").reason, "not a list of integers");
+        assert_eq!(
+            judge_list("[1, 2]", "[[1, 2]]").reason,
+            "not a list of integers"
+        );
         for bad in [
             "[1, 2] or [2, 1]",
             "[1,,2]",
@@ -514,6 +599,32 @@ mod tests {
             program: String::new(),
         };
         assert!(same(&trace, "[1,2]", "[1, 2]"));
+        assert!(same(&Check::Digits { base: 16 }, "002F", "2f"));
+        assert!(!same(&Check::Digits { base: 16 }, "2f", "2e"));
+        assert!(same(&Check::Words, "Cy,Ann  bo", "cy, ann, Bo"));
+        assert!(!same(&Check::Words, "Cy, Ann", "Ann, Cy"));
+        assert!(same(&Check::Date, "2023-4-8", "2023-04-08"));
+    }
+
+    #[test]
+    fn words_ignore_case_and_separators() {
+        assert_eq!(judge_words("Cy, Ann, Bo", "cy ann bo").reward, 1.0);
+        assert_eq!(judge_words("Cy, Ann, Bo", "[Cy,Ann,Bo]").reward, 1.0);
+        assert_eq!(judge_words("Tuesday", " tuesday. ").reward, 1.0);
+        assert_eq!(
+            judge_words("Cy, Ann, Bo", "Ann, Cy, Bo").reason,
+            "wrong answer"
+        );
+        assert_eq!(
+            judge_words("Tuesday", "Tuesday or Monday").reason,
+            "expected one word"
+        );
+        assert_eq!(
+            judge_words("knight, knave", "knight, knave, knight").reason,
+            "expected 2 words, got 3"
+        );
+        assert_eq!(judge_words("Tuesday", "Tue").reward, 0.0);
+        assert_eq!(judge_words("Tuesday", "").reward, 0.0);
     }
 
     #[test]

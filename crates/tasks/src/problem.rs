@@ -47,6 +47,30 @@ pub enum Check {
     },
     /// The printed result of running `program` (the reference answer).
     CodeOutput { program: String },
+    /// A number written in `base` (2..=16): the digits only, letters in
+    /// either case, leading zeros free.
+    Digits { base: u32 },
+    /// The reference's words in its order, compared without regard to case;
+    /// commas or spaces between them (`Cy, Ann, Bo`, `cy ann bo`).
+    Words,
+    /// A calendar date, `YYYY-MM-DD` (leading zeros of month and day free).
+    Date,
+    /// Values for `variables`, written `p=1, q=0` (or true / false), that
+    /// make every clause true. A clause is a list of literals: `i + 1` for
+    /// variable `i`, `-(i + 1)` for its negation. Any satisfying assignment
+    /// scores.
+    Satisfy {
+        variables: Vec<String>,
+        clauses: Vec<Vec<i64>>,
+    },
+    /// A completed 4x4 sudoku, its 16 digits row by row (separators free),
+    /// that keeps the givens (`givens`: 16 characters, `.` for a blank).
+    /// Any valid completion scores.
+    Sudoku { givens: String },
+    /// Moves `U`, `D`, `L`, `R` that walk from `S` to `E` through `grid`
+    /// (rows joined by `/`, `#` a wall) in `shortest` moves. Any shortest
+    /// path scores.
+    Maze { grid: String, shortest: usize },
 }
 
 /// One hidden unit test: call the function with `args` (rhai literals) and
@@ -119,6 +143,12 @@ impl Check {
             Check::Countdown { .. } => "countdown",
             Check::CodeTests { .. } => "code_tests",
             Check::CodeOutput { .. } => "code_output",
+            Check::Digits { .. } => "digits",
+            Check::Words => "words",
+            Check::Date => "date",
+            Check::Satisfy { .. } => "satisfy",
+            Check::Sudoku { .. } => "sudoku",
+            Check::Maze { .. } => "maze",
         }
     }
 }

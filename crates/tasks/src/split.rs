@@ -285,7 +285,12 @@ fn build_heldout(
         keys.insert(generated.key.clone());
         prompts.insert(generated.prompt.clone());
         let key = std::mem::take(&mut generated.key);
-        let id = problem_id(family.name(), level, Split::Heldout, set.problems.len() as u64);
+        let id = problem_id(
+            family.name(),
+            level,
+            Split::Heldout,
+            set.problems.len() as u64,
+        );
         set.problems
             .push(generated.into_problem(family.name(), level, id));
         set.keys.push(key);

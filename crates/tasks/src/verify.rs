@@ -2,7 +2,7 @@
 //! judge for the problem's [`Check`].
 
 use crate::answer;
-use crate::families::{code_io, code_trace, countdown};
+use crate::families::{base, calendar, code_io, code_trace, countdown, logic, maze, sudoku};
 use crate::problem::{Check, Problem, Score, Verdict};
 
 /// Extracted answers longer than this are cut in the verdict (they are still
@@ -36,7 +36,13 @@ impl Problem {
         let reward = clamp_reward(score.reward);
         let normalized = match &self.check {
             // Many texts are right: every passing one is the reference's equal.
-            Check::Countdown { .. } | Check::CodeTests { .. } if reward >= 1.0 => {
+            Check::Countdown { .. }
+            | Check::CodeTests { .. }
+            | Check::Satisfy { .. }
+            | Check::Sudoku { .. }
+            | Check::Maze { .. }
+                if reward >= 1.0 =>
+            {
                 self.answer.trim().to_string()
             }
             check => answer::normalize(check, text),
@@ -64,6 +70,12 @@ impl Problem {
                 partial_credit,
             } => code_io::judge(function, tests, *partial_credit, text),
             Check::CodeOutput { .. } => code_trace::judge(&self.answer, text),
+            Check::Digits { base } => base::judge(&self.answer, *base, text),
+            Check::Words => answer::judge_words(&self.answer, text),
+            Check::Date => calendar::judge(&self.answer, text),
+            Check::Satisfy { variables, clauses } => logic::judge(variables, clauses, text),
+            Check::Sudoku { givens } => sudoku::judge(givens, text),
+            Check::Maze { grid, shortest } => maze::judge(grid, *shortest, text),
         }
     }
 }

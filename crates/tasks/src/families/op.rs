@@ -154,10 +154,22 @@ mod tests {
     fn nested_sums_keep_their_meaning() {
         let leaf = |s: &str| Tree::Leaf(s.to_string());
         // 4-(2+3) is 4-2-3; (1+2)*4 keeps the sum inside the product.
-        let a = Tree::node(leaf("4"), Op::Sub, Tree::node(leaf("2"), Op::Add, leaf("3")));
+        let a = Tree::node(
+            leaf("4"),
+            Op::Sub,
+            Tree::node(leaf("2"), Op::Add, leaf("3")),
+        );
         assert_eq!(a.canonical(), flat("4-3-2").canonical());
-        let b = Tree::node(Tree::node(leaf("1"), Op::Add, leaf("2")), Op::Mul, leaf("4"));
-        let c = Tree::node(leaf("4"), Op::Mul, Tree::node(leaf("2"), Op::Add, leaf("1")));
+        let b = Tree::node(
+            Tree::node(leaf("1"), Op::Add, leaf("2")),
+            Op::Mul,
+            leaf("4"),
+        );
+        let c = Tree::node(
+            leaf("4"),
+            Op::Mul,
+            Tree::node(leaf("2"), Op::Add, leaf("1")),
+        );
         assert_eq!(b.canonical(), c.canonical());
         assert_eq!(b.canonical(), "(+1+2)*4");
     }

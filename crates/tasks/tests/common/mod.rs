@@ -45,5 +45,30 @@ pub fn perturbed(problem: &Problem) -> String {
             answer.replacen(&format!("fn {function}("), &format!("fn {function}_x("), 1)
         }
         Check::CodeOutput { .. } => format!("{answer}0"),
+        Check::Digits { .. } => format!("{answer}1"),
+        Check::Words => format!("{answer}x"),
+        Check::Date => {
+            let (year, rest) = answer.split_once('-').expect("a date");
+            format!("{}-{rest}", year.parse::<i64>().expect("a year") + 1)
+        }
+        // Another assignment that breaks a clause.
+        Check::Satisfy { variables, .. } => (0..1u32 << variables.len())
+            .map(|row| {
+                let parts: Vec<String> = variables
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| format!("{v}={}", row >> i & 1))
+                    .collect();
+                parts.join(", ")
+            })
+            .find(|candidate| problem.verify(&answered(candidate)).reward == 0.0)
+            .expect("an unsatisfying assignment"),
+        // The first two cells swapped: another grid, and the solution is unique.
+        Check::Sudoku { .. } => {
+            let mut cells: Vec<char> = answer.chars().collect();
+            cells.swap(0, 1);
+            cells.into_iter().collect()
+        }
+        Check::Maze { .. } => format!("{answer}UD"),
     }
 }

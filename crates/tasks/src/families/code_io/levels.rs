@@ -162,7 +162,14 @@ fn hidden_constants(rng: &mut Rng) -> Option<Spec> {
         .find_map(|(i, p)| points[i + 1..].iter().find(|q| q.1 != p.1).map(|q| (p, q)))?;
     let term = match a {
         1 => g.code().to_string(),
-        -1 => format!("-{}", if matches!(g, Base::X) { "x".to_string() } else { format!("({})", g.code()) }),
+        -1 => format!(
+            "-{}",
+            if matches!(g, Base::X) {
+                "x".to_string()
+            } else {
+                format!("({})", g.code())
+            }
+        ),
         _ => format!("{a} * {}", g.bracketed()),
     };
     let gx = g.bracketed();
@@ -419,7 +426,11 @@ fn pair_branches(rng: &mut Rng) -> Option<Spec> {
             rng.range(-12, 12)
         };
         let holds = cond.holds(a, b);
-        let y = if holds { yes.apply(a, b) } else { no.apply(a, b) };
+        let y = if holds {
+            yes.apply(a, b)
+        } else {
+            no.apply(a, b)
+        };
         Case {
             args: vec![int(a), int(b)],
             expected: int(y),
@@ -564,17 +575,29 @@ fn accumulate(rng: &mut Rng) -> Option<Spec> {
     let (task, body, plan) = match agg {
         Agg::Sum => (
             format!("returns the sum of {m} over {over}{with} (0 when there are none)"),
-            format!("let t = 0; {header} {{ {} }} t", guard(format!("t += {m};"))),
+            format!(
+                "let t = 0; {header} {{ {} }} t",
+                guard(format!("t += {m};"))
+            ),
             format!("Start t at 0; for each {v}{with}, add {m} to t."),
         ),
         Agg::Count => (
-            format!("returns how many of {over} have {}", with.trim_start_matches(" with ")),
-            format!("let c = 0; {header} {{ {} }} c", guard("c += 1;".to_string())),
+            format!(
+                "returns how many of {over} have {}",
+                with.trim_start_matches(" with ")
+            ),
+            format!(
+                "let c = 0; {header} {{ {} }} c",
+                guard("c += 1;".to_string())
+            ),
             format!("Count each {v}{with}."),
         ),
         Agg::Product => (
             format!("returns the product of {m} over {over}{with} (1 when there are none)"),
-            format!("let p = 1; {header} {{ {} }} p", guard(format!("p *= {m};"))),
+            format!(
+                "let p = 1; {header} {{ {} }} p",
+                guard(format!("p *= {m};"))
+            ),
             format!("Start p at 1; for each {v}{with}, multiply p by {m}."),
         ),
         Agg::Max | Agg::Min => {
@@ -636,9 +659,9 @@ impl Stage {
             Stage::Reverse => {
                 format!("let {into} = []; for x in {from} {{ {into}.insert(0, x); }}")
             }
-            Stage::RunningSums => format!(
-                "let {into} = []; let t = 0; for x in {from} {{ t += x; {into}.push(t); }}"
-            ),
+            Stage::RunningSums => {
+                format!("let {into} = []; let t = 0; for x in {from} {{ t += x; {into}.push(t); }}")
+            }
         }
     }
 
@@ -829,7 +852,9 @@ fn fold_text(agg: Agg, m: &str, over: &str, pred: &Pred, var: &str) -> String {
     let p = pred.code(var);
     match agg {
         Agg::Count => format!("returns how many of {over} have {p}"),
-        Agg::Max => format!("returns the largest {m} over {over} with {p} (0 when none is above 0)"),
+        Agg::Max => {
+            format!("returns the largest {m} over {over} with {p} (0 when none is above 0)")
+        }
         _ => format!("returns the sum of {m} over {over} with {p} (0 when there are none)"),
     }
 }
@@ -848,19 +873,38 @@ fn digits(rng: &mut Rng) -> Option<Spec> {
     let map = if agg == Agg::Count {
         Map::Id
     } else {
-        *rng.pick(&[Map::Id, Map::Id, Map::Square, Map::Mul(2), Map::Mul(3), Map::Add(1)])
+        *rng.pick(&[
+            Map::Id,
+            Map::Id,
+            Map::Square,
+            Map::Mul(2),
+            Map::Mul(3),
+            Map::Add(1),
+        ])
     };
     let tests = split_cases(rng, |rng| {
         let width = rng.range(1, 5) as u32;
         let n = rng.range(1, 10i64.pow(width));
-        let ds = n.to_string().bytes().map(|b| i64::from(b - b'0')).collect::<Vec<_>>();
-        let value = fold_values(agg, ds.into_iter().filter(|&d| pred.holds(d)).map(|d| map.apply(d)));
+        let ds = n
+            .to_string()
+            .bytes()
+            .map(|b| i64::from(b - b'0'))
+            .collect::<Vec<_>>();
+        let value = fold_values(
+            agg,
+            ds.into_iter()
+                .filter(|&d| pred.holds(d))
+                .map(|d| map.apply(d)),
+        );
         Case::new(vec![int(n)], int(value))
     })?;
     let m = map.code("d");
     Some(finish(
         "n",
-        format!("{}; n >= 1", fold_text(agg, &m, "the decimal digits d of n", &pred, "d")),
+        format!(
+            "{}; n >= 1",
+            fold_text(agg, &m, "the decimal digits d of n", &pred, "d")
+        ),
         format!(
             "let t = 0; while n > 0 {{ let d = n % 10; if {} {{ {} }} n /= 10; }} t",
             pred.code("d"),
@@ -881,13 +925,18 @@ fn divisors(rng: &mut Rng) -> Option<Spec> {
     };
     let tests = split_cases(rng, |rng| {
         let n = rng.range(1, 60);
-        let values = (1..=n).filter(|d| n % d == 0 && pred.holds(*d)).map(|d| map.apply(d));
+        let values = (1..=n)
+            .filter(|d| n % d == 0 && pred.holds(*d))
+            .map(|d| map.apply(d));
         Case::new(vec![int(n)], int(fold_values(agg, values)))
     })?;
     let m = map.code("d");
     Some(finish(
         "n",
-        format!("{}; n >= 1", fold_text(agg, &m, "the divisors d of n", &pred, "d")),
+        format!(
+            "{}; n >= 1",
+            fold_text(agg, &m, "the divisors d of n", &pred, "d")
+        ),
         format!(
             "let t = 0; for d in 1..=n {{ if n % d == 0 {{ if {} {{ {} }} }} }} t",
             pred.code("d"),
@@ -934,7 +983,10 @@ fn neighbours(rng: &mut Rng) -> Option<Spec> {
     };
     let cond = format!("xs[i] {op} {right}");
     let (task, statement) = if count {
-        (format!("returns how many positions i >= 1 of xs have {cond}"), "t += 1;")
+        (
+            format!("returns how many positions i >= 1 of xs have {cond}"),
+            "t += 1;",
+        )
     } else {
         (
             format!("returns the sum of xs[i] over the positions i >= 1 of xs with {cond} (0 when there are none)"),
@@ -978,7 +1030,11 @@ fn index_of(rng: &mut Rng) -> Option<Spec> {
     let first = rng.chance(0.5);
     let tests = split_cases(rng, |rng| {
         let xs = array(rng, 0, 8, -10, 10);
-        let mut found = xs.iter().enumerate().filter(|(_, &x)| pred.holds(x)).map(|(i, _)| i as i64);
+        let mut found = xs
+            .iter()
+            .enumerate()
+            .filter(|(_, &x)| pred.holds(x))
+            .map(|(i, _)| i as i64);
         let index = if first { found.next() } else { found.last() };
         let index = index.unwrap_or(-1);
         Case {
@@ -1001,7 +1057,9 @@ fn index_of(rng: &mut Rng) -> Option<Spec> {
             pred.code("x")
         ),
         body,
-        vec![format!("Scan the indices in order and keep the {which} match.")],
+        vec![format!(
+            "Scan the indices in order and keep the {which} match."
+        )],
         tests,
     ))
 }
@@ -1013,7 +1071,11 @@ fn pairs(rng: &mut Rng) -> Option<Spec> {
         ("*", |a, b| a * b)
     };
     let rel = *rng.pick(&["==", ">", "<"]);
-    let k = if op == "+" { rng.range(-4, 12) } else { rng.range(-6, 20) };
+    let k = if op == "+" {
+        rng.range(-4, 12)
+    } else {
+        rng.range(-6, 20)
+    };
     let holds = |v: i64| match rel {
         "==" => v == k,
         ">" => v > k,

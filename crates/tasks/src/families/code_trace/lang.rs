@@ -248,11 +248,7 @@ impl Program {
     }
 }
 
-fn write_stmt(
-    stmt: &Stmt,
-    e: &dyn Fn(&Expr) -> String,
-    c: &dyn Fn(&Cond) -> String,
-) -> String {
+fn write_stmt(stmt: &Stmt, e: &dyn Fn(&Expr) -> String, c: &dyn Fn(&Cond) -> String) -> String {
     let block = |stmts: &[Stmt]| {
         let inner: Vec<String> = stmts.iter().map(|s| write_stmt(s, e, c)).collect();
         format!("{{ {} }}", inner.join(" "))
@@ -349,7 +345,11 @@ impl Machine<'_> {
                 let new = apply(&old, *op, &value)?;
                 let working = format!("{} {op} {}", shown(&old), shown(&value));
                 let line = if x.atoms.len() == 1 {
-                    format!("{v} {op}= {}: {v} = {working} = {}", x.code(), new.literal())
+                    format!(
+                        "{v} {op}= {}: {v} = {working} = {}",
+                        x.code(),
+                        new.literal()
+                    )
                 } else {
                     format!("{v} {op}= {trace}: {v} = {working} = {}", new.literal())
                 };
@@ -606,15 +606,14 @@ mod tests {
                 Stmt::Let("b", Expr::int(4)),
                 Stmt::Let(
                     "c",
-                    Expr::var("a").then('+', Atom::Var("b")).then('*', Atom::int(2)),
+                    Expr::var("a")
+                        .then('+', Atom::Var("b"))
+                        .then('*', Atom::int(2)),
                 ),
             ],
             Expr::var("c").then('-', Atom::Var("a")),
         );
-        assert_eq!(
-            p.source(),
-            "let a = 7; let b = 4; let c = a + b * 2; c - a"
-        );
+        assert_eq!(p.source(), "let a = 7; let b = 4; let c = a + b * 2; c - a");
         let t = run(&p).unwrap();
         assert_eq!(t.value, Value::Int(8));
         assert_eq!(
@@ -666,8 +665,16 @@ mod tests {
     #[test]
     fn keys_ignore_the_order_of_sums_and_products() {
         let with = |x: Expr| program(vec![Stmt::Let("a", Expr::int(3))], x);
-        let one = with(Expr::var("a").then('*', Atom::int(2)).then('+', Atom::int(1)));
-        let two = with(Expr::int(1).then('+', Atom::int(2)).then('*', Atom::Var("a")));
+        let one = with(
+            Expr::var("a")
+                .then('*', Atom::int(2))
+                .then('+', Atom::int(1)),
+        );
+        let two = with(
+            Expr::int(1)
+                .then('+', Atom::int(2))
+                .then('*', Atom::Var("a")),
+        );
         assert_ne!(one.source(), two.source());
         assert_eq!(one.key(), two.key());
         let three = with(Expr::var("a").then('-', Atom::int(1)));

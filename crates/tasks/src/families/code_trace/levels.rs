@@ -52,7 +52,10 @@ fn fallback() -> (Program, Trace) {
         result: Expr::var("a").then('+', Atom::int(1)),
     };
     let trace = Trace {
-        steps: vec!["a = 2".to_string(), "last expression: a + 1 = 2 + 1 = 3".to_string()],
+        steps: vec![
+            "a = 2".to_string(),
+            "last expression: a + 1 = 2 + 1 = 3".to_string(),
+        ],
         value: Value::Int(3),
     };
     (program, trace)
@@ -60,7 +63,13 @@ fn fallback() -> (Program, Trace) {
 
 /// `count` operands, each a variable of `vars` or a literal in `lo..=hi`,
 /// at least one a variable, joined by operators from `ops`.
-fn expr(rng: &mut Rng, vars: &[&'static str], count: usize, ops: &[char], (lo, hi): (i64, i64)) -> Expr {
+fn expr(
+    rng: &mut Rng,
+    vars: &[&'static str],
+    count: usize,
+    ops: &[char],
+    (lo, hi): (i64, i64),
+) -> Expr {
     let mut atoms: Vec<Atom> = (0..count)
         .map(|_| {
             if rng.chance(0.6) {
@@ -78,7 +87,11 @@ fn expr(rng: &mut Rng, vars: &[&'static str], count: usize, ops: &[char], (lo, h
         let op = *rng.pick(ops);
         // `x - x`, `x / x` and `x % x` are trivial: use a literal instead.
         let same = out.atoms.last() == Some(&atom) && matches!(op, '-' | '/' | '%');
-        let atom = if same { Atom::int(rng.range(lo, hi)) } else { atom };
+        let atom = if same {
+            Atom::int(rng.range(lo, hi))
+        } else {
+            atom
+        };
         out = out.then(op, atom);
     }
     out
@@ -142,7 +155,11 @@ fn condition(rng: &mut Rng, n: i64) -> Cond {
         0 => {
             let k = rng.range(2, 5);
             // Half the time the remainder asked is the true one.
-            let r = if rng.chance(0.5) { n % k } else { rng.range(0, k - 1) };
+            let r = if rng.chance(0.5) {
+                n % k
+            } else {
+                rng.range(0, k - 1)
+            };
             let cmp = *rng.pick(&["==", "!="]);
             Cond::new(Expr::var("n").then('%', Atom::int(k)), cmp, Expr::int(r))
         }
@@ -159,7 +176,11 @@ fn branch_body(rng: &mut Rng) -> Vec<Stmt> {
     (0..rng.range(1, 2))
         .map(|_| match rng.below(3) {
             0 => Stmt::Assign("r", expr(rng, &["n", "m"], 2, &ALL_OPS, (2, 9))),
-            1 => Stmt::Update("r", *rng.pick(&['+', '-']), expr(rng, &["n", "m"], 1, &ARITH, (2, 9))),
+            1 => Stmt::Update(
+                "r",
+                *rng.pick(&['+', '-']),
+                expr(rng, &["n", "m"], 1, &ARITH, (2, 9)),
+            ),
             _ => Stmt::Update("n", *rng.pick(&['+', '-', '/']), Expr::int(rng.range(2, 9))),
         })
         .collect()
@@ -183,7 +204,11 @@ fn branching(rng: &mut Rng) -> Program {
             body.push(Stmt::Let("r", Expr::int(rng.range(0, 5))));
             let cond = condition(rng, n);
             let yes = branch_body(rng);
-            let no = if rng.chance(0.7) { branch_body(rng) } else { Vec::new() };
+            let no = if rng.chance(0.7) {
+                branch_body(rng)
+            } else {
+                Vec::new()
+            };
             body.push(Stmt::If(cond, yes, no));
             if rng.chance(0.4) {
                 let cond = condition(rng, n);
@@ -219,7 +244,11 @@ fn range_loop(rng: &mut Rng) -> Program {
     let start = rng.range(0, 4);
     let count = rng.range(3, 6);
     let inclusive = rng.chance(0.5);
-    let end = if inclusive { start + count - 1 } else { start + count };
+    let end = if inclusive {
+        start + count - 1
+    } else {
+        start + count
+    };
     let with_count = rng.chance(0.3);
     let mut body = vec![Stmt::Let("s", Expr::int(rng.range(0, 5)))];
     if with_count {
@@ -259,7 +288,13 @@ fn range_loop(rng: &mut Rng) -> Program {
     } else {
         inner
     };
-    body.push(Stmt::ForRange("i", start, End::Lit(end), inclusive, loop_body));
+    body.push(Stmt::ForRange(
+        "i",
+        start,
+        End::Lit(end),
+        inclusive,
+        loop_body,
+    ));
     let result = if with_count {
         Expr::var("s").then(*rng.pick(&['+', '-', '*']), Atom::Var("c"))
     } else {
@@ -328,7 +363,10 @@ fn growth_loop(rng: &mut Rng) -> Program {
             Stmt::Let("c", Expr::int(0)),
             Stmt::While(
                 Cond::new(Expr::var("x"), "<", Expr::int(limit)),
-                vec![Stmt::Assign("x", grow), Stmt::Update("c", '+', Expr::int(1))],
+                vec![
+                    Stmt::Assign("x", grow),
+                    Stmt::Update("c", '+', Expr::int(1)),
+                ],
             ),
         ],
         result,
@@ -439,10 +477,7 @@ fn index_scan(rng: &mut Rng) -> Program {
                 Cond::new(
                     Expr::atom(at("i")),
                     cmp,
-                    Expr::atom(Atom::Index(
-                        "xs",
-                        Box::new(Atom::Var("j")),
-                    )),
+                    Expr::atom(Atom::Index("xs", Box::new(Atom::Var("j")))),
                 ),
                 vec![Stmt::Update("best", '+', Expr::int(1))],
                 Vec::new(),
@@ -470,7 +505,8 @@ fn index_scan(rng: &mut Rng) -> Program {
 fn in_place(rng: &mut Rng) -> Program {
     let xs = numbers(rng, -5, 12);
     let cell = Atom::Index("xs", Box::new(Atom::Var("i")));
-    let mut value = Expr::atom(cell.clone()).then(*rng.pick(&['*', '+']), Atom::int(rng.range(2, 4)));
+    let mut value =
+        Expr::atom(cell.clone()).then(*rng.pick(&['*', '+']), Atom::int(rng.range(2, 4)));
     if rng.chance(0.5) {
         value = value.then(*rng.pick(&['+', '-']), Atom::Var("i"));
     }
@@ -506,7 +542,11 @@ fn cell_arithmetic(rng: &mut Rng) -> Program {
             body.push(Stmt::Push("xs", value));
             len += 1;
         } else {
-            body.push(Stmt::SetIndex("xs", Atom::int(rng.below(len) as i64), value));
+            body.push(Stmt::SetIndex(
+                "xs",
+                Atom::int(rng.below(len) as i64),
+                value,
+            ));
         }
     }
     Program {
@@ -560,9 +600,15 @@ fn call(arg: Expr) -> Atom {
 fn chained_calls(rng: &mut Rng) -> Program {
     let names = ["a", "b", "c"];
     let count = rng.range(2, 3) as usize;
-    let mut body = vec![Stmt::Let("a", Expr::atom(call(Expr::int(rng.range(1, 15)))))];
+    let mut body = vec![Stmt::Let(
+        "a",
+        Expr::atom(call(Expr::int(rng.range(1, 15)))),
+    )];
     for k in 1..count {
-        body.push(Stmt::Let(names[k], Expr::atom(call(Expr::var(names[k - 1])))));
+        body.push(Stmt::Let(
+            names[k],
+            Expr::atom(call(Expr::var(names[k - 1]))),
+        ));
     }
     let result = if rng.chance(0.5) {
         let mut sum = Expr::var("a");
@@ -604,8 +650,12 @@ fn recursion(rng: &mut Rng) -> Program {
     let combine = match rng.below(4) {
         0 => Expr::var("n").then('+', inner),
         1 => Expr::var("n").then('*', inner),
-        2 => Expr::int(2).then('*', inner).then('+', Atom::int(rng.range(0, 3))),
-        _ => Expr::atom(inner).then('+', Atom::Var("n")).then('*', Atom::Var("n")),
+        2 => Expr::int(2)
+            .then('*', inner)
+            .then('+', Atom::int(rng.range(0, 3))),
+        _ => Expr::atom(inner)
+            .then('+', Atom::Var("n"))
+            .then('*', Atom::Var("n")),
     };
     let base = rng.range(0, 3);
     Program {
@@ -640,7 +690,11 @@ fn strings(rng: &mut Rng) -> Program {
         Cond::new(Expr::atom(Atom::Len("w")), cmp, Expr::int(k)),
         vec![take],
         if rng.chance(0.4) {
-            vec![Stmt::Update("s", '+', Expr::atom(Atom::Lit(Value::Str("-".to_string()))))]
+            vec![Stmt::Update(
+                "s",
+                '+',
+                Expr::atom(Atom::Lit(Value::Str("-".to_string()))),
+            )]
         } else {
             Vec::new()
         },
