@@ -11,8 +11,13 @@
 //! panics, whatever the text.
 //!
 //! [`problem`] addresses problems by split: training and held-out problems
-//! come from disjoint seed spaces and no held-out prompt is ever drawn for
-//! training ([`audit`] proves it). A [`Mixture`] weighs families, levels and
+//! come from disjoint seed spaces, and no held-out problem is ever drawn for
+//! training, neither its prompt nor its meaning: each family gives a problem
+//! a canonical key ([`Generated::key`]: `4+5` and `5+4` share one) and
+//! training skips every held-out key ([`audit`] proves it). The held-out
+//! sets are versioned ([`HELDOUT_VERSION`]) and frozen under
+//! [`HELDOUT_DIR`]. Every family reports its levels ([`Task::levels`]), the
+//! range a curriculum may move it in. A [`Mixture`] weighs families, levels and
 //! user problem sets for a trainer; [`read_problems`] and [`write_problems`]
 //! read and write problem sets as JSON Lines.
 //! This crate has no ML dependency.

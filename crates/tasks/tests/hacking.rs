@@ -124,3 +124,45 @@ fn countdown_numbers_cannot_be_reused() {
         }
     }
 }
+
+/// Answers checked by validation (any satisfying values, any completed
+/// grid, any shortest path) cannot hedge between candidates either.
+#[test]
+fn validated_answers_cannot_hedge() {
+    for p in samples() {
+        match &p.check {
+            Check::Satisfy { variables, .. } => {
+                // Both values for every variable.
+                let both: Vec<String> = variables.iter().map(|v| format!("{v}=1, {v}=0")).collect();
+                assert_zero(&p, &answered(&both.join(", ")), "both values");
+                assert_zero(
+                    &p,
+                    &answered(&format!("{} {}", p.answer, p.answer)),
+                    "repeated",
+                );
+            }
+            Check::Sudoku { .. } => {
+                assert_zero(&p, &answered(&format!("{}1", p.answer)), "an extra digit");
+                assert_zero(&p, &answered(&"1234".repeat(4)), "rows all alike");
+            }
+            Check::Maze { .. } => {
+                // Wandering off and back still reaches E, but not by a shortest path.
+                let wander = format!("{}{}", p.answer, "LRRL");
+                assert_zero(&p, &answered(&wander), "a longer walk");
+                assert_zero(
+                    &p,
+                    &answered(&format!("{0} {0}", p.answer)),
+                    "the path twice",
+                );
+            }
+            Check::Words => {
+                assert_zero(
+                    &p,
+                    &answered(&format!("{}, {}", p.answer, p.answer)),
+                    "words twice",
+                );
+            }
+            _ => {}
+        }
+    }
+}

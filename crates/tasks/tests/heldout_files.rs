@@ -56,6 +56,9 @@ fn frozen_heldout_sets_regenerate_byte_for_byte() {
 
 #[test]
 fn frozen_sets_load_as_the_canonical_problems() {
+    if std::env::var_os("VERITY_BLESS").is_some() {
+        return; // the files are being rewritten by the test above
+    }
     let root = heldout_root();
     for family in tasks::all() {
         let level = family.max_level();

@@ -34,6 +34,13 @@ fn fragments() -> impl Strategy<Value = String> {
         Just("*".to_string()),
         Just("fn f(x) { x }".to_string()),
         Just("loop {}".to_string()),
+        Just("p=1".to_string()),
+        Just("q=0".to_string()),
+        Just("RRDDLU".to_string()),
+        Just("1234/".to_string()),
+        Just("2024-02-29".to_string()),
+        Just("knight".to_string()),
+        Just("ff".to_string()),
         "\\PC{0,8}",
         "\\s{0,3}",
     ];

@@ -20,7 +20,7 @@ use std::thread;
 use tasks::{audit, heldout, problem, Check, Split, Task};
 
 /// Training draws per family and level in CI.
-const CI_DRAWS: u64 = 2_000;
+const CI_DRAWS: u64 = 10_000;
 /// Training draws per family and level in the full proof.
 const FULL_DRAWS: u64 = 100_000;
 

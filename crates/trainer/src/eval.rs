@@ -74,6 +74,10 @@ pub struct TaskScore {
 /// One line of eval.jsonl.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {
+    /// The held-out sets measured ([`tasks::HELDOUT_VERSION`]); empty in
+    /// records written before versions were named.
+    #[serde(default)]
+    pub heldout_version: String,
     /// `sft` or `grpo`.
     pub phase: Phase,
     /// Steps of that phase done when measured (GRPO step 0: the model as SFT
@@ -157,6 +161,7 @@ pub fn evaluate(
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(EvalRecord {
+        heldout_version: tasks::HELDOUT_VERSION.to_string(),
         phase,
         step,
         global_step,
@@ -574,6 +579,7 @@ mod tests {
     #[test]
     fn records_serialise_with_the_documented_keys() {
         let record = EvalRecord {
+            heldout_version: "v2".to_string(),
             phase: Phase::Grpo,
             step: 0,
             global_step: 300,
@@ -598,6 +604,7 @@ mod tests {
             examples: Vec::new(),
         };
         let json: serde_json::Value = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["heldout_version"], "v2");
         assert_eq!(json["phase"], "grpo");
         assert_eq!(json["step"], 0);
         assert_eq!(json["pass_at_1"], 0.5);

@@ -104,10 +104,33 @@ pub fn run(args: TasksArgs) -> Result<()> {
 
 fn list() -> Result<()> {
     let mut out = std::io::stdout().lock();
-    for task in tasks::all() {
-        writeln!(out, "{:<12} {}", task.name(), task.summary())?;
-        for level in 1..=task.max_level() {
-            writeln!(out, "  L{level:<3} {}", task.level_doc(level))?;
+    let families = tasks::all();
+    writeln!(
+        out,
+        "{} families; held-out sets {} ({}/{})\n",
+        families.len(),
+        tasks::HELDOUT_VERSION,
+        tasks::HELDOUT_DIR,
+        tasks::HELDOUT_VERSION
+    )?;
+    for task in families {
+        let levels = task.levels();
+        writeln!(
+            out,
+            "{:<12} {} (levels {}-{})",
+            task.name(),
+            task.summary(),
+            levels.start(),
+            levels.end()
+        )?;
+        for level in levels {
+            let held = task.heldout_size(level);
+            let note = if held == tasks::HELDOUT_SIZE {
+                String::new()
+            } else {
+                format!(" [{held} held out]")
+            };
+            writeln!(out, "  L{level:<3} {}{note}", task.level_doc(level))?;
         }
     }
     Ok(())

@@ -44,13 +44,17 @@ fn list_names_every_family_and_level() {
     let out = verity(&["tasks", "list"]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    for name in ["arith", "add", "mul", "expr", "linear", "fraction"] {
+    for family in tasks::all() {
+        let name = family.name();
         assert!(
-            text.lines().any(|l| l.starts_with(name)),
+            text.lines().any(|l| l.starts_with(&format!("{name} "))),
             "{name} missing:\n{text}"
         );
     }
+    assert!(text.starts_with("25 families; held-out sets v2"), "{text}");
     assert!(text.contains("L3   both operands 3-digit"), "{text}");
+    assert!(text.contains("(levels 1-8)"), "{text}");
+    assert!(text.contains("[8 held out]"), "{text}");
 }
 
 #[test]
@@ -97,7 +101,10 @@ fn heldout_export_reproduces_the_frozen_file() {
         "tasks", "export", "--task", "expr", "--level", "3", "--split", "heldout", "--n", "100",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let frozen = workspace_root().join("data/heldout/expr-L3.jsonl");
+    let frozen = workspace_root()
+        .join(tasks::HELDOUT_DIR)
+        .join(tasks::HELDOUT_VERSION)
+        .join("expr-L3.jsonl");
     assert_eq!(stdout(&out), std::fs::read_to_string(frozen).unwrap());
 }
 

@@ -7,13 +7,14 @@
 //!
 //! ```text
 //! A says "B is a knave." B says "A and B are both knights."
-//! <think>knight, knight: A's claim does not fit
-//! knight, knave: all claims fit
-//! knave, knight: A's claim does not fit
-//! knave, knave: B's claim does not fit</think><answer>knight, knave</answer>
+//! <think>knight knight: A fails
+//! knight knave: all fit
+//! knave knight: A fails
+//! knave knave: B fails</think><answer>knight, knave</answer>
 //! ```
 //!
-//! (A knight's claim must be true and a knave's false.) The answer lists
+//! (A person fails when a knight's claim is false or a knave's true.) The
+//! answer lists
 //! the kinds in the order of the people, separated by commas.
 
 use crate::answer;
@@ -222,14 +223,15 @@ impl Task for Knights {
             }
         };
         let kind = |k: bool| if k { "knight" } else { "knave" };
-        let words = |row: &[bool]| row.iter().map(|&k| kind(k)).collect::<Vec<_>>().join(", ");
+        let words =
+            |row: &[bool], sep: &str| row.iter().map(|&k| kind(k)).collect::<Vec<_>>().join(sep);
         let mut steps = Vec::new();
         for row in &rows {
             let verdict = match (0..n).find(|&s| claims[s].holds(row) != row[s]) {
-                Some(s) => format!("{}'s claim does not fit", PEOPLE[s]),
-                None => "all claims fit".to_string(),
+                Some(s) => format!("{} fails", PEOPLE[s]),
+                None => "all fit".to_string(),
             };
-            steps.push(format!("{}: {verdict}", words(row)));
+            steps.push(format!("{}: {verdict}", words(row, " ")));
         }
         let said: Vec<String> = claims
             .iter()
@@ -237,7 +239,7 @@ impl Task for Knights {
             .map(|(s, c)| format!("{} says \"{}\"", PEOPLE[s], c.text()))
             .collect();
         let order = PEOPLE[..n].join(", ");
-        let answer = words(&truth);
+        let answer = words(&truth, ", ");
         Generated {
             prompt: format!(
                 "Knights always tell the truth and knaves always lie. {} Who is a knight and who \
@@ -332,7 +334,7 @@ mod tests {
                 assert_eq!(g.answer, words.join(", "), "{}", g.prompt);
                 let p = g.into_problem("knights", level, "knights/test".to_string());
                 assert_eq!(p.verify(&p.solution).reward, 1.0);
-                assert_eq!(p.solution.matches("all claims fit").count(), 1);
+                assert_eq!(p.solution.matches("all fit").count(), 1);
             }
         }
     }

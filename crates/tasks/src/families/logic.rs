@@ -399,7 +399,7 @@ fn literal_value(lit: i64, values: &[Option<bool>]) -> Option<bool> {
 /// one step per decision, forced value and conflict.
 fn search(
     clauses: &[Vec<i64>],
-    values: &mut Vec<Option<bool>>,
+    values: &mut [Option<bool>],
     steps: &mut Vec<String>,
 ) -> Option<Vec<bool>> {
     loop {
@@ -439,7 +439,7 @@ fn search(
         return Some(values.iter().map(|v| v.unwrap_or(false)).collect());
     };
     for choice in [false, true] {
-        let mut trial = values.clone();
+        let mut trial = values.to_vec();
         trial[var] = Some(choice);
         steps.push(format!("try {}={}", VARIABLES[var], bit(choice)));
         if let Some(found) = search(clauses, &mut trial, steps) {

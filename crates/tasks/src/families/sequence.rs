@@ -266,7 +266,7 @@ fn predict(kind: Kind, terms: &[i64]) -> Option<i64> {
                 return None;
             }
             // The next term continues the sequence whose turn it is.
-            Some(if terms.len() % 2 == 0 {
+            Some(if terms.len().is_multiple_of(2) {
                 odd[odd.len() - 1] + do_[0]
             } else {
                 even[even.len() - 1] + de[0]
@@ -338,13 +338,18 @@ fn explain(kind: Kind, terms: &[i64], next: i64) -> Vec<String> {
         Kind::Affine => {
             let k = (terms[2] - terms[1]) / (terms[1] - terms[0]);
             let c = terms[1] - k * terms[0];
-            let checks: Vec<String> = terms
-                .windows(2)
-                .map(|w| format!("{k}*{}+{}={}", signed(w[0]), signed(c), w[1]))
-                .collect();
+            let (a, b) = (terms[terms.len() - 2], last);
             vec![
-                format!("differences: {}", joined(&differences(terms))),
-                format!("each difference is {k} times the one before, so each term is {k} times the one before plus {c}: {}", checks.join(", ")),
+                format!(
+                    "differences: {} (each {k} times the one before)",
+                    joined(&differences(terms))
+                ),
+                format!(
+                    "so each term is {k} times the one before plus {}: {k}*{}+{}={b}",
+                    signed(c),
+                    signed(a),
+                    signed(c)
+                ),
                 format!("{k}*{}+{}={next}", signed(last), signed(c)),
             ]
         }
@@ -352,7 +357,7 @@ fn explain(kind: Kind, terms: &[i64], next: i64) -> Vec<String> {
             let odd: Vec<i64> = terms.iter().copied().step_by(2).collect();
             let even: Vec<i64> = terms.iter().copied().skip(1).step_by(2).collect();
             let (d, e) = (odd[1] - odd[0], even[1] - even[0]);
-            let (turn, from, step) = if terms.len() % 2 == 0 {
+            let (turn, from, step) = if terms.len().is_multiple_of(2) {
                 ("1st", odd[odd.len() - 1], d)
             } else {
                 ("2nd", even[even.len() - 1], e)

@@ -1035,7 +1035,11 @@ fn index_of(rng: &mut Rng) -> Option<Spec> {
             .enumerate()
             .filter(|(_, &x)| pred.holds(x))
             .map(|(i, _)| i as i64);
-        let index = if first { found.next() } else { found.last() };
+        let index = if first {
+            found.next()
+        } else {
+            found.next_back()
+        };
         let index = index.unwrap_or(-1);
         Case {
             args: vec![ints(&xs)],

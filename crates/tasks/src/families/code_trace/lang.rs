@@ -506,9 +506,7 @@ impl Machine<'_> {
         let outer = std::mem::replace(&mut self.vars, HashMap::from([(func.param, arg)]));
         let mut inner = Vec::new();
         let result = match &func.body {
-            FuncBody::Expr(x) => self
-                .eval(x, &mut inner)
-                .map(|(trace, value)| (trace, value)),
+            FuncBody::Expr(x) => self.eval(x, &mut inner),
             FuncBody::If(cond, a, b) => self.test(cond, &mut inner).and_then(|(said, holds)| {
                 let (trace, value) = self.eval(if holds { a } else { b }, &mut inner)?;
                 Ok((format!("{said}, so {trace}"), value))

@@ -73,14 +73,14 @@ fn expr(
     let mut atoms: Vec<Atom> = (0..count)
         .map(|_| {
             if rng.chance(0.6) {
-                Atom::Var(*rng.pick(vars))
+                Atom::Var(one_of(rng, vars))
             } else {
                 Atom::int(rng.range(lo, hi))
             }
         })
         .collect();
     if !atoms.iter().any(|a| matches!(a, Atom::Var(_))) {
-        atoms[rng.below(count)] = Atom::Var(*rng.pick(vars));
+        atoms[rng.below(count)] = Atom::Var(one_of(rng, vars));
     }
     let mut out = Expr::atom(atoms.remove(0));
     for atom in atoms {
@@ -95,6 +95,11 @@ fn expr(
         out = out.then(op, atom);
     }
     out
+}
+
+/// One of `names`.
+fn one_of(rng: &mut Rng, names: &[&'static str]) -> &'static str {
+    names[rng.below(names.len())]
 }
 
 const ARITH: [char; 3] = ['+', '-', '*'];
@@ -131,7 +136,7 @@ fn straight(rng: &mut Rng) -> Program {
                 let operand = if rng.chance(0.5) {
                     Expr::int(rng.range(2, 9))
                 } else {
-                    Expr::var(*rng.pick(&vars))
+                    Expr::var(one_of(rng, &vars))
                 };
                 Stmt::Update(target, *rng.pick(&ARITH), operand)
             }
@@ -426,7 +431,7 @@ fn filtered_push(rng: &mut Rng) -> Program {
             }
             _ => Cond::new(
                 Expr::var("x").then('%', Atom::int(rng.range(2, 3))),
-                *rng.pick(&["==", "!="]),
+                one_of(rng, &["==", "!="]),
                 Expr::int(0),
             ),
         };
