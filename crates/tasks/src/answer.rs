@@ -633,6 +633,32 @@ mod tests {
         assert_eq!(judge_exact("a b", "A b").reward, 0.0);
     }
 
+    mod hostile {
+        use super::super::*;
+        use proptest::prelude::{prop_assert, proptest};
+
+        proptest! {
+            #[test]
+            fn judges_never_panic(text in "\\PC{0,200}") {
+                for score in [
+                    judge_words("Cy, Ann, Bo", &text),
+                    judge_number("12", &text),
+                    judge_fraction("3/4", &text),
+                    judge_list("[1, 2]", &text),
+                ] {
+                    prop_assert!(score.reward == 0.0 || score.reward == 1.0);
+                    prop_assert!(score.reason.len() < 200);
+                }
+            }
+
+            #[test]
+            fn number_shaped_text_gets_a_reason(text in "[-+0-9.,eExXbo_/ ]{0,30}") {
+                let score = judge_number("12", &text);
+                prop_assert!(!score.reason.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn huge_inputs_are_handled_quickly() {
         let big = format!("{}{}", "<answer>".repeat(200_000), "9".repeat(1_000_000));
