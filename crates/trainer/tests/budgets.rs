@@ -22,7 +22,7 @@ fn budget_curve_matches_separate_evaluations_at_each_budget() {
         [tasks]
         mixture = [{{ task = "add", level = 1 }}]
         [sft]
-        steps = 60
+        steps = 400
         batch_size = 32
         lr = 1e-2
         lr_decay = "constant"
