@@ -347,7 +347,7 @@ mod tests {
         config.model.num_attention_heads = 2;
         config.model.num_key_value_heads = 2;
         let model = Model::from_config(&config, &mixture, &Device::Cpu).unwrap();
-        let optimizer = config.sft.adamw().init(&model.policy.varmap).unwrap();
+        let optimizer = config.optimizer.adamw().init(&model.policy.varmap).unwrap();
         let run = tempfile::tempdir().unwrap();
         let mut state = TrainerState::new(5, model.prompting.clone());
         state.global_step = 12;

@@ -30,14 +30,55 @@ use crate::checkpoint::{
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, render_table, EvalRecord, EvalSettings};
-use crate::grpo::{grpo_step, GrpoContext, StepPosition};
-use crate::logs::{RunLogs, EVAL_FILE, METRICS_FILE};
+use crate::grpo::{grpo_step, GrpoContext, GrpoMetrics, StepPosition};
+use crate::logs::{Jsonl, RunLogs, EVAL_FILE, METRICS_FILE};
 use crate::model::{heldout_problems, Model};
 use crate::optim::AdamW;
 use crate::progress::{Live, Phase, Progress};
 use crate::rewards::RewardShaping;
 use crate::seeds::{rng_for, seed_for, Purpose};
-use crate::sft::{sft_step, SftData};
+use crate::sft::{sft_step, SftData, SftMetrics};
+
+/// A step's line of metrics.jsonl, as the bookkeeping shared by both
+/// phases sees it.
+pub(crate) trait StepLine {
+    /// Fills in the global step once the step is counted.
+    fn set_global_step(&mut self, global_step: u64);
+    /// Appends the line to metrics.jsonl.
+    fn write_to(&self, log: &mut Jsonl) -> Result<()>;
+    /// Puts its numbers on the live display.
+    fn show(&self, live: &mut Live);
+}
+
+impl StepLine for SftMetrics {
+    fn set_global_step(&mut self, global_step: u64) {
+        self.global_step = global_step;
+    }
+
+    fn write_to(&self, log: &mut Jsonl) -> Result<()> {
+        log.write(self)
+    }
+
+    fn show(&self, live: &mut Live) {
+        live.loss = self.loss;
+    }
+}
+
+impl StepLine for GrpoMetrics {
+    fn set_global_step(&mut self, global_step: u64) {
+        self.global_step = global_step;
+    }
+
+    fn write_to(&self, log: &mut Jsonl) -> Result<()> {
+        log.write(self)
+    }
+
+    fn show(&self, live: &mut Live) {
+        live.loss = self.loss;
+        live.reward = Some(self.reward);
+        live.accuracy = Some(self.accuracy);
+    }
+}
 
 /// The resolved config inside the run folder.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -165,7 +206,10 @@ fn reopen_extended_phases(state: &mut TrainerState, config: &Config) {
 
 /// The device and task mixture a config names.
 fn device_and_mixture(config: &Config) -> Result<(Device, Mixture)> {
-    let device = policy::parse_device(&config.run.device)
+    let device = config
+        .run
+        .device
+        .open()
         .map_err(|e| Error::invalid("run.device", e.to_string()))?;
     let mixture = Mixture::from_specs(&config.tasks.mixture, Path::new("."))
         .map_err(|e| Error::invalid("tasks.mixture", e.to_string()))?;
@@ -306,32 +350,21 @@ impl<'a> Run<'a> {
         if cfg.steps == 0 || self.state.sft.finished {
             return Ok(None);
         }
-        let mut optimizer = cfg.adamw().init(&self.model.policy.varmap)?;
-        if let (Some(dir), true) = (&self.resume_from, self.state.sft.steps_done > 0) {
-            optimizer.load(&dir.join(OPTIMIZER_FILE))?;
-        }
+        let mut optimizer = self.optimizer(self.state.sft.steps_done > 0)?;
         let data_seed = seed_for(self.config.run.seed, Purpose::SftData, 0);
         progress.phase_started(Phase::Sft, self.state.sft.steps_done, cfg.steps);
         while self.state.sft.steps_done < cfg.steps {
-            let step = self.state.sft.steps_done;
             let data = SftData {
                 mixture: &self.mixture,
                 seed: data_seed,
                 first: self.state.sft.data_cursor,
             };
-            let mut metrics = sft_step(&self.model, &mut optimizer, cfg, &data, step)?;
-            let p = &mut self.state.sft;
-            p.steps_done += 1;
-            p.updates_done += 1;
-            p.data_cursor += cfg.batch_size as u64;
-            self.state.phase = Phase::Sft;
-            self.state.global_step += 1;
-            metrics.global_step = self.state.global_step;
-            self.logs.metrics.write(&metrics)?;
-            self.live.loss = metrics.loss;
-            let done = self.state.sft.steps_done;
-            progress.step_finished(Phase::Sft, done, &self.live);
-            self.count_nonfinite(metrics.skipped, &optimizer, progress)?;
+            let max_grad_norm = self.config.optimizer.max_grad_norm;
+            let step = self.state.sft.steps_done;
+            let mut line = sft_step(&self.model, &mut optimizer, cfg, max_grad_norm, &data, step)?;
+            let done =
+                self.record_step(Phase::Sft, 1, cfg.batch_size as u64, &mut line, progress)?;
+            self.count_nonfinite(line.skipped, &optimizer, progress)?;
             if cfg.stop_at_pass_at_1 > 0.0
                 && done.is_multiple_of(cfg.check_every)
                 && done < cfg.steps
@@ -346,18 +379,11 @@ impl<'a> Run<'a> {
                     break;
                 }
             }
-            if self.due(self.config.checkpoint.every, done, cfg.steps) {
-                self.checkpoint(&optimizer, progress)?;
-            }
-            if self.stop_now(&optimizer, progress)? {
+            if self.between_steps(done, cfg.steps, &optimizer, progress)? {
                 return Ok(None);
             }
         }
-        self.state.sft.finished = true;
-        progress.phase_finished(Phase::Sft);
-        let done = self.state.sft.steps_done;
-        self.evaluate(Phase::Sft, done, true, progress)?;
-        self.checkpoint(&optimizer, progress)?;
+        self.finish_phase(Phase::Sft, &optimizer, progress)?;
         Ok(Some(optimizer))
     }
 
@@ -374,7 +400,12 @@ impl<'a> Run<'a> {
         }
         let mut optimizer = match sft_optimizer {
             Some(optimizer) if !cfg.fresh_optimizer => optimizer,
-            _ => self.grpo_optimizer()?,
+            // Resuming: the checkpoint's moments, unless they are SFT's and
+            // GRPO starts fresh.
+            _ => {
+                let continues_sft = !cfg.fresh_optimizer && self.state.sft.steps_done > 0;
+                self.optimizer(self.state.grpo.steps_done > 0 || continues_sft)?
+            }
         };
         let reference = self.reference_model()?;
         if self.state.grpo.steps_done == 0 {
@@ -387,6 +418,7 @@ impl<'a> Run<'a> {
                 reference: reference.as_ref(),
                 mixture: &self.mixture,
                 cfg,
+                max_grad_norm: self.config.optimizer.max_grad_norm,
                 shaping: RewardShaping::from_config(cfg),
                 run_seed: self.config.run.seed,
                 data_seed: seed_for(self.config.run.seed, Purpose::GrpoData, 0),
@@ -399,56 +431,99 @@ impl<'a> Run<'a> {
                 updates: p.updates_done,
             };
             let mut out = grpo_step(&ctx, &mut optimizer, at)?;
-            let p = &mut self.state.grpo;
-            p.steps_done += 1;
-            p.updates_done += cfg.num_iterations as u64;
-            p.data_cursor += out.prompts_drawn;
-            self.state.phase = Phase::Grpo;
-            self.state.global_step += cfg.num_iterations as u64;
-            out.metrics.global_step = self.state.global_step;
-            self.logs.metrics.write(&out.metrics)?;
+            let updates = cfg.num_iterations as u64;
+            let done = self.record_step(
+                Phase::Grpo,
+                updates,
+                out.prompts_drawn,
+                &mut out.metrics,
+                progress,
+            )?;
             for sample in &out.samples {
                 self.logs.samples.write(sample)?;
             }
-            self.live.loss = out.metrics.loss;
-            self.live.reward = Some(out.metrics.reward);
-            self.live.accuracy = Some(out.metrics.accuracy);
-            let done = self.state.grpo.steps_done;
-            progress.step_finished(Phase::Grpo, done, &self.live);
             self.count_nonfinite(out.metrics.skipped, &optimizer, progress)?;
             if self.due(self.config.eval.every, done, cfg.steps) {
                 self.evaluate(Phase::Grpo, done, true, progress)?;
             }
-            if self.due(self.config.checkpoint.every, done, cfg.steps) {
-                self.checkpoint(&optimizer, progress)?;
-            }
-            if self.stop_now(&optimizer, progress)? {
+            if self.between_steps(done, cfg.steps, &optimizer, progress)? {
                 return Ok(());
             }
         }
-        self.state.grpo.finished = true;
-        progress.phase_finished(Phase::Grpo);
-        let done = self.state.grpo.steps_done;
-        self.evaluate(Phase::Grpo, done, true, progress)?;
-        self.checkpoint(&optimizer, progress)
+        self.finish_phase(Phase::Grpo, &optimizer, progress)
     }
 
-    /// A GRPO optimizer that does not simply continue from SFT's in this
-    /// process: fresh, or (resuming) with the moments of the checkpoint.
-    /// Continuing SFT's moments keeps SFT's AdamW settings, as a run that
-    /// was never interrupted does.
-    fn grpo_optimizer(&self) -> Result<AdamW> {
-        let cfg = &self.config.grpo;
-        let continues_sft = !cfg.fresh_optimizer && self.state.sft.steps_done > 0;
-        let settings = match continues_sft {
-            true => self.config.sft.adamw(),
-            false => cfg.adamw(),
+    /// The bookkeeping of a finished step, the same in both phases: the
+    /// phase's counters and the global step move on, the metrics line is
+    /// written and shown. Returns the steps of the phase done.
+    fn record_step(
+        &mut self,
+        phase: Phase,
+        updates: u64,
+        drawn: u64,
+        line: &mut dyn StepLine,
+        progress: &mut dyn Progress,
+    ) -> Result<u64> {
+        let p = match phase {
+            Phase::Sft => &mut self.state.sft,
+            Phase::Grpo => &mut self.state.grpo,
         };
-        let mut optimizer = settings.init(&self.model.policy.varmap)?;
-        if let Some(dir) = &self.resume_from {
-            if self.state.grpo.steps_done > 0 || continues_sft {
-                optimizer.load(&dir.join(OPTIMIZER_FILE))?;
-            }
+        p.steps_done += 1;
+        p.updates_done += updates;
+        p.data_cursor += drawn;
+        let done = p.steps_done;
+        self.state.phase = phase;
+        self.state.global_step += updates;
+        line.set_global_step(self.state.global_step);
+        line.write_to(&mut self.logs.metrics)?;
+        line.show(&mut self.live);
+        progress.step_finished(phase, done, &self.live);
+        Ok(done)
+    }
+
+    /// After a step's evaluations: a checkpoint when one is due, and the
+    /// stop flag. True when the run stops here.
+    fn between_steps(
+        &mut self,
+        done: u64,
+        total: u64,
+        optimizer: &AdamW,
+        progress: &mut dyn Progress,
+    ) -> Result<bool> {
+        if self.due(self.config.checkpoint.every, done, total) {
+            self.checkpoint(optimizer, progress)?;
+        }
+        self.stop_now(optimizer, progress)
+    }
+
+    /// The end of a phase: marked finished, evaluated and checkpointed.
+    fn finish_phase(
+        &mut self,
+        phase: Phase,
+        optimizer: &AdamW,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        let p = match phase {
+            Phase::Sft => &mut self.state.sft,
+            Phase::Grpo => &mut self.state.grpo,
+        };
+        p.finished = true;
+        let done = p.steps_done;
+        progress.phase_finished(phase);
+        self.evaluate(phase, done, true, progress)?;
+        self.checkpoint(optimizer, progress)
+    }
+
+    /// An AdamW with the run's settings: fresh, or with the moments of the
+    /// checkpoint being resumed when `from_checkpoint`.
+    fn optimizer(&self, from_checkpoint: bool) -> Result<AdamW> {
+        let mut optimizer = self
+            .config
+            .optimizer
+            .adamw()
+            .init(&self.model.policy.varmap)?;
+        if let (Some(dir), true) = (&self.resume_from, from_checkpoint) {
+            optimizer.load(&dir.join(OPTIMIZER_FILE))?;
         }
         Ok(optimizer)
     }
