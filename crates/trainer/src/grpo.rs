@@ -34,6 +34,7 @@
 //! only from verifiers), a value function (that would be PPO), and
 //! multi-process data parallelism.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
@@ -44,7 +45,9 @@ use tasks::{Mixture, Problem, Split, Verdict};
 use crate::advantages::{compute_advantages, estimate_advantages, Advantages, ScaleRewards};
 use crate::batch::{completion_mask, masked_sum, score_rows, Row};
 use crate::config::GrpoSection;
+use crate::curriculum::GroupOutcome;
 use crate::error::Result;
+use crate::eval::passes;
 use crate::loss::{grpo_loss, Accumulation, LossInputs};
 use crate::model::Model;
 use crate::optim::{AdamW, Applied, Gradients};
@@ -95,6 +98,9 @@ pub(crate) struct StepOutput {
     /// Prompts drawn, dynamic-sampling refills included: the next cursor is
     /// the old one plus this.
     pub prompts_drawn: u64,
+    /// Every group sampled, in order, refills and the groups they replaced
+    /// included: what the curriculum learns from.
+    pub groups_seen: Vec<GroupOutcome>,
 }
 
 /// One scored completion.
@@ -118,6 +124,20 @@ impl Group {
         self.completions.iter().map(|c| c.reward).collect()
     }
 
+    /// How the group did, for the curriculum.
+    fn outcome(&self) -> GroupOutcome {
+        GroupOutcome {
+            task: self.problem.task.clone(),
+            level: self.problem.level,
+            passes: self
+                .completions
+                .iter()
+                .filter(|c| passes(c.verdict.reward))
+                .count(),
+            size: self.completions.len(),
+        }
+    }
+
     /// True when every completion got the same reward: no learning signal.
     fn is_flat(&self) -> Result<bool> {
         let n = self.completions.len();
@@ -136,8 +156,9 @@ pub(crate) fn grpo_step(
     let mut cursor = at.cursor;
     let problems = draw_problems(ctx, &mut cursor, ctx.cfg.batch_size / ctx.cfg.group_size)?;
     let mut groups = score(ctx, rollout(ctx, problems, &mut rng)?)?;
+    let mut groups_seen: Vec<GroupOutcome> = groups.iter().map(Group::outcome).collect();
     let refilled = match ctx.cfg.dynamic_sampling {
-        true => refill_flat_groups(ctx, &mut groups, &mut cursor, &mut rng)?,
+        true => refill_flat_groups(ctx, &mut groups, &mut cursor, &mut rng, &mut groups_seen)?,
         false => 0,
     };
     let rollout_s = start.elapsed().as_secs_f64();
@@ -170,6 +191,7 @@ pub(crate) fn grpo_step(
         ),
         samples: samples(ctx, at.step + 1, &groups, &advantages),
         prompts_drawn: cursor - at.cursor,
+        groups_seen,
     })
 }
 
@@ -274,6 +296,7 @@ fn refill_flat_groups(
     groups: &mut [Group],
     cursor: &mut u64,
     rng: &mut rand::rngs::StdRng,
+    seen: &mut Vec<GroupOutcome>,
 ) -> Result<usize> {
     let mut replaced = 0;
     for _ in 0..ctx.cfg.max_resample_rounds {
@@ -290,6 +313,7 @@ fn refill_flat_groups(
             ctx,
             rollout(ctx, draw_problems(ctx, cursor, flat.len())?, rng)?,
         )?;
+        seen.extend(fresh.iter().map(Group::outcome));
         let mut slots = flat.into_iter();
         for group in fresh {
             if group.is_flat()? {
@@ -564,6 +588,10 @@ pub struct GrpoMetrics {
     pub update_s: f64,
     /// Seconds the whole step took.
     pub step_s: f64,
+    /// With `curriculum.enabled`: `curriculum/<family>`, the level the step
+    /// drew that family's problems at.
+    #[serde(flatten)]
+    pub curriculum: BTreeMap<String, u32>,
     /// An update's loss or gradient was NaN or infinite, so it was not
     /// applied (written only when true).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -622,6 +650,7 @@ fn metrics(
         rollout_s: t.rollout_s,
         update_s: t.update_s,
         step_s: t.step_s,
+        curriculum: BTreeMap::new(),
         skipped: updates.iter().any(|u| u.applied.skipped),
     }
 }

@@ -74,6 +74,7 @@ mod advantages;
 mod batch;
 mod checkpoint;
 mod config;
+mod curriculum;
 mod error;
 mod eval;
 mod grpo;
@@ -98,10 +99,11 @@ pub use checkpoint::{
     CHECKPOINTS_DIR, OPTIMIZER_FILE, REFERENCE_FILE, STATE_FILE,
 };
 pub use config::{
-    reference as config_reference, CheckpointSection, Config, EvalSection, GrpoSection, KeyDoc,
-    LogSection, ModelSection, ModelSource, OptimizerSection, PromptFormat, RunSection, SectionDoc,
-    SftSection, TasksSection, RESUMABLE_KEYS,
+    reference as config_reference, CheckpointSection, Config, CurriculumSection, EvalSection,
+    GrpoSection, KeyDoc, LogSection, ModelSection, ModelSource, OptimizerSection, PromptFormat,
+    RunSection, SectionDoc, SftSection, TasksSection, RESUMABLE_KEYS,
 };
+pub use curriculum::{CurriculumState, FamilyLevel};
 pub use error::{Error, Result};
 pub use eval::{
     evaluate, evaluate_budgets, render_table, BudgetRecord, BudgetScore, EvalExample, EvalRecord,

@@ -15,7 +15,7 @@
 //! ([`train_until`]): the step under way finishes, a checkpoint is written,
 //! and the summary says `stopped`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -28,6 +28,7 @@ use crate::checkpoint::{
     REFERENCE_FILE,
 };
 use crate::config::Config;
+use crate::curriculum::{reachable_mixture, CurriculumState};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, render_table, EvalRecord, EvalSettings};
 use crate::grpo::{grpo_step, GrpoContext, GrpoMetrics, StepPosition};
@@ -136,8 +137,19 @@ pub fn train_until(
     set_threads(config.run.threads);
     let run_dir = create_run_dir(config)?;
     let (device, mixture) = device_and_mixture(config)?;
-    let model = Model::from_config(config, &mixture, &device)?;
-    let state = TrainerState::new(config.run.seed, model.prompting.clone());
+    let model = match config.curriculum.enabled {
+        // The tokenizer's alphabet covers every level the curriculum may reach.
+        true => Model::from_config(
+            config,
+            &reachable_mixture(&config.curriculum, &mixture)?,
+            &device,
+        )?,
+        false => Model::from_config(config, &mixture, &device)?,
+    };
+    let mut state = TrainerState::new(config.run.seed, model.prompting.clone());
+    if config.curriculum.enabled {
+        state.curriculum = Some(CurriculumState::start(&mixture));
+    }
     let logs = RunLogs::open(&run_dir)?;
     let run = Run::new(config, model, mixture, state, logs, run_dir, stop, progress)?;
     run.train(progress, start)
@@ -174,6 +186,9 @@ pub fn resume(
     };
     reopen_extended_phases(&mut state, config);
     let (device, mixture) = device_and_mixture(config)?;
+    if config.curriculum.enabled && state.curriculum.is_none() {
+        state.curriculum = Some(CurriculumState::start(&mixture));
+    }
     let model = Model::load(&checkpoint, state.prompting.clone(), &device)?;
     let path = run_dir.join(CONFIG_FILE);
     std::fs::write(&path, config.to_toml()).map_err(|e| Error::io(&path, e))?;
@@ -285,6 +300,8 @@ struct Run<'a> {
     nonfinite_in_row: u64,
     /// Weights of the frozen GRPO reference model, saved with checkpoints.
     reference: Option<HashMap<String, Tensor>>,
+    /// Family levels the held-out problems cover (with a curriculum).
+    heldout_levels: Option<usize>,
 }
 
 impl<'a> Run<'a> {
@@ -324,6 +341,7 @@ impl<'a> Run<'a> {
             checkpointed_at: None,
             nonfinite_in_row: 0,
             reference: None,
+            heldout_levels: None,
         })
     }
 
@@ -413,10 +431,14 @@ impl<'a> Run<'a> {
         }
         progress.phase_started(Phase::Grpo, self.state.grpo.steps_done, cfg.steps);
         while self.state.grpo.steps_done < cfg.steps {
+            let (mixture, levels) = match &self.state.curriculum {
+                Some(c) => (c.mixture(&self.mixture)?, c.metrics()),
+                None => (self.mixture.clone(), BTreeMap::new()),
+            };
             let ctx = GrpoContext {
                 model: &self.model,
                 reference: reference.as_ref(),
-                mixture: &self.mixture,
+                mixture: &mixture,
                 cfg,
                 max_grad_norm: self.config.optimizer.max_grad_norm,
                 shaping: RewardShaping::from_config(cfg),
@@ -431,6 +453,12 @@ impl<'a> Run<'a> {
                 updates: p.updates_done,
             };
             let mut out = grpo_step(&ctx, &mut optimizer, at)?;
+            out.metrics.curriculum = levels;
+            if let Some(c) = &mut self.state.curriculum {
+                for change in c.observe(&self.config.curriculum, &out.groups_seen)? {
+                    progress.message(&change.to_string());
+                }
+            }
             let updates = cfg.num_iterations as u64;
             let done = self.record_step(
                 Phase::Grpo,
@@ -654,6 +682,7 @@ impl<'a> Run<'a> {
         with_samples: bool,
         progress: &mut dyn Progress,
     ) -> Result<EvalRecord> {
+        self.cover_visited_levels()?;
         let settings = self.eval_settings(with_samples);
         let mut rng = rng_for(
             self.config.run.seed,
@@ -675,6 +704,21 @@ impl<'a> Run<'a> {
         self.live.pass_at_1 = Some(record.overall.pass_at_1);
         self.evals.push(record.clone());
         Ok(record)
+    }
+
+    /// With a curriculum, the held-out problems of every family level
+    /// trained at so far: the configured entries first, then the others.
+    fn cover_visited_levels(&mut self) -> Result<()> {
+        let Some(c) = &self.state.curriculum else {
+            return Ok(());
+        };
+        let visited = c.visited_count();
+        if self.heldout_levels != Some(visited) {
+            let mixture = c.visited_mixture(&self.mixture)?;
+            self.heldout = heldout_problems(&mixture, self.config.eval.problems)?;
+            self.heldout_levels = Some(visited);
+        }
+        Ok(())
     }
 
     /// Writes checkpoint `step-{global_step}` with the logs' lengths, then

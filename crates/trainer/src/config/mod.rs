@@ -1,5 +1,5 @@
 //! The run config: a TOML file with sections `run`, `model`, `tasks`,
-//! `optimizer`, `sft`, `grpo`, `eval`, `checkpoint` and `log`, plus `--set section.key=value`
+//! `optimizer`, `sft`, `grpo`, `curriculum`, `eval`, `checkpoint` and `log`, plus `--set section.key=value`
 //! overrides, resolved and validated once before any work starts.
 //!
 //! Every key, its default and its meaning are declared once below;
@@ -323,6 +323,32 @@ section! {
 }
 
 section! {
+    /// An adaptive curriculum for GRPO: per task family, the level moves up
+    /// when the rolling pass rate of its groups reaches `raise_at` and down
+    /// when it falls to `lower_at` (reasoning-gym's 0.70 / 0.10), within
+    /// `min_level..=max_level` and the family's own levels. Each family's
+    /// mixture level is where it starts (one entry per family); problem sets
+    /// stay as they are. metrics.jsonl logs each step's levels as
+    /// `curriculum/<family>`; evaluation covers every level visited.
+    pub struct CurriculumSection in "curriculum" {
+        /// Move the levels of the mixture's families during GRPO.
+        enabled: bool = false,
+        /// Groups (prompts) in a family's rolling pass rate. A level moves
+        /// only once this many groups at it have been sampled, and each move
+        /// starts an empty window. A pass is a completion with full reward.
+        window: usize = 32,
+        /// Raise the level when the window's pass rate reaches this.
+        raise_at: f64 = 0.7,
+        /// Lower it when the window's pass rate falls to this.
+        lower_at: f64 = 0.1,
+        /// Lowest level a family moves to.
+        min_level: u32 = 1,
+        /// Highest level a family moves to; 0 means each family's own highest.
+        max_level: u32 = 0,
+    }
+}
+
+section! {
     /// Held-out evaluation: greedy pass@1 and sampled pass@k per task and level.
     pub struct EvalSection in "eval" {
         /// GRPO steps between evaluations; 0 evaluates only before GRPO starts
@@ -377,6 +403,7 @@ pub struct Config {
     pub optimizer: OptimizerSection,
     pub sft: SftSection,
     pub grpo: GrpoSection,
+    pub curriculum: CurriculumSection,
     pub eval: EvalSection,
     pub checkpoint: CheckpointSection,
     pub log: LogSection,
@@ -384,13 +411,14 @@ pub struct Config {
 
 impl Config {
     /// The documentation of every section, in file order.
-    pub const SECTIONS: [SectionDoc; 9] = [
+    pub const SECTIONS: [SectionDoc; 10] = [
         RunSection::DOC,
         ModelSection::DOC,
         TasksSection::DOC,
         OptimizerSection::DOC,
         SftSection::DOC,
         GrpoSection::DOC,
+        CurriculumSection::DOC,
         EvalSection::DOC,
         CheckpointSection::DOC,
         LogSection::DOC,

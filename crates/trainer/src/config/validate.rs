@@ -15,6 +15,7 @@ pub(crate) fn validate(config: &Config) -> Result<()> {
     optimizer(&config.optimizer)?;
     sft(&config.sft)?;
     grpo(&config.grpo)?;
+    curriculum(config)?;
     eval(config)?;
     Ok(())
 }
@@ -215,6 +216,32 @@ fn grpo(g: &GrpoSection) -> Result<()> {
     non_negative("grpo.format_weight", g.format_weight)
 }
 
+fn curriculum(config: &Config) -> Result<()> {
+    let c = &config.curriculum;
+    if !c.enabled {
+        return Ok(());
+    }
+    at_least("curriculum.window", c.window, 1)?;
+    unit_interval("curriculum.raise_at", c.raise_at)?;
+    unit_interval("curriculum.lower_at", c.lower_at)?;
+    if c.lower_at >= c.raise_at {
+        return Err(Error::invalid(
+            "curriculum.lower_at",
+            format!("{} must be below raise_at {}", c.lower_at, c.raise_at),
+        ));
+    }
+    at_least("curriculum.min_level", c.min_level as usize, 1)?;
+    if c.max_level != 0 && c.max_level < c.min_level {
+        return Err(Error::invalid(
+            "curriculum.max_level",
+            format!("{} is below min_level {}", c.max_level, c.min_level),
+        ));
+    }
+    let mixture = tasks::Mixture::from_specs(&config.tasks.mixture, Path::new("."))
+        .map_err(|e| Error::invalid("tasks.mixture", e.to_string()))?;
+    crate::curriculum::check(c, &mixture)
+}
+
 fn eval(config: &Config) -> Result<()> {
     let e = &config.eval;
     at_least("eval.problems", e.problems, 1)?;
@@ -394,6 +421,28 @@ mod tests {
                 Box::new(|c| c.grpo.overlong_buffer = 128),
             ),
             ("eval.k", Box::new(|c| c.eval.k = 9)),
+            (
+                "curriculum.lower_at",
+                Box::new(|c| {
+                    c.curriculum.enabled = true;
+                    c.curriculum.lower_at = 0.8;
+                }),
+            ),
+            (
+                "curriculum.max_level",
+                Box::new(|c| {
+                    c.curriculum.enabled = true;
+                    c.curriculum.min_level = 3;
+                    c.curriculum.max_level = 2;
+                }),
+            ),
+            (
+                "tasks.mixture",
+                Box::new(|c| {
+                    c.curriculum.enabled = true;
+                    c.curriculum.min_level = 3;
+                }),
+            ),
         ];
         for (key, edit) in cases {
             let m = error_of(edit);
