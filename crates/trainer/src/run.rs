@@ -104,7 +104,8 @@ pub struct RunSummary {
 
 impl RunSummary {
     /// Held-out greedy pass@1 when GRPO started (the model as SFT left it)
-    /// and when it ended; `None` without a GRPO phase.
+    /// and when it ended, on the tasks and levels of the first evaluation
+    /// (a curriculum adds levels to later ones); `None` without a GRPO phase.
     pub fn grpo_gain(&self) -> Option<(f64, f64)> {
         let grpo: Vec<&EvalRecord> = self
             .evals
@@ -113,7 +114,20 @@ impl RunSummary {
             .collect();
         let first = grpo.first()?;
         let last = grpo.last()?;
-        Some((first.overall.pass_at_1, last.overall.pass_at_1))
+        let (mut passed, mut problems) = (0.0, 0usize);
+        for t in &first.tasks {
+            let later = last
+                .tasks
+                .iter()
+                .find(|l| l.task == t.task && l.level == t.level)?;
+            passed += later.score.pass_at_1 * later.score.problems as f64;
+            problems += later.score.problems;
+        }
+        let after = match problems {
+            0 => last.overall.pass_at_1,
+            n => passed / n as f64,
+        };
+        Some((first.overall.pass_at_1, after))
     }
 }
 
@@ -137,15 +151,7 @@ pub fn train_until(
     set_threads(config.run.threads);
     let run_dir = create_run_dir(config)?;
     let (device, mixture) = device_and_mixture(config)?;
-    let model = match config.curriculum.enabled {
-        // The tokenizer's alphabet covers every level the curriculum may reach.
-        true => Model::from_config(
-            config,
-            &reachable_mixture(&config.curriculum, &mixture)?,
-            &device,
-        )?,
-        false => Model::from_config(config, &mixture, &device)?,
-    };
+    let model = Model::from_config(config, &alphabet_mixture(config, &mixture)?, &device)?;
     let mut state = TrainerState::new(config.run.seed, model.prompting.clone());
     if config.curriculum.enabled {
         state.curriculum = Some(CurriculumState::start(&mixture));
@@ -219,6 +225,31 @@ fn reopen_extended_phases(state: &mut TrainerState, config: &Config) {
     }
 }
 
+/// Every problem source a run may draw from: the mixture, the levels its
+/// curriculum may reach and SFT's own mixture. A scratch tokenizer's
+/// alphabet covers them all.
+fn alphabet_mixture(config: &Config, mixture: &Mixture) -> Result<Mixture> {
+    let mut entries = match config.curriculum.enabled {
+        true => reachable_mixture(&config.curriculum, mixture)?
+            .entries()
+            .to_vec(),
+        false => mixture.entries().to_vec(),
+    };
+    if !config.sft.mixture.is_empty() {
+        entries.extend(sft_mixture(config, mixture)?.entries().iter().cloned());
+    }
+    Ok(Mixture::new(entries)?)
+}
+
+/// What SFT trains on: `sft.mixture`, or the run's mixture when it is empty.
+fn sft_mixture(config: &Config, mixture: &Mixture) -> Result<Mixture> {
+    if config.sft.mixture.is_empty() {
+        return Ok(mixture.clone());
+    }
+    Mixture::from_specs(&config.sft.mixture, Path::new("."))
+        .map_err(|e| Error::invalid("sft.mixture", e.to_string()))
+}
+
 /// The device and task mixture a config names.
 fn device_and_mixture(config: &Config) -> Result<(Device, Mixture)> {
     let device = config
@@ -282,6 +313,8 @@ struct Run<'a> {
     model: Model,
     mixture: Mixture,
     heldout: Vec<Problem>,
+    /// What SFT trains on (`sft.mixture`, else `mixture`).
+    sft_mixture: Mixture,
     state: TrainerState,
     logs: RunLogs,
     run_dir: PathBuf,
@@ -327,6 +360,7 @@ impl<'a> Run<'a> {
         Ok(Run {
             config,
             heldout: heldout_problems(&mixture, config.eval.problems)?,
+            sft_mixture: sft_mixture(config, &mixture)?,
             state,
             logs,
             mixture,
@@ -373,7 +407,7 @@ impl<'a> Run<'a> {
         progress.phase_started(Phase::Sft, self.state.sft.steps_done, cfg.steps);
         while self.state.sft.steps_done < cfg.steps {
             let data = SftData {
-                mixture: &self.mixture,
+                mixture: &self.sft_mixture,
                 seed: data_seed,
                 first: self.state.sft.data_cursor,
             };

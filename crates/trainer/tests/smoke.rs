@@ -275,3 +275,32 @@ fn every_variant_trains_with_finite_metrics() {
         }
     }
 }
+
+/// `sft.mixture` replaces what SFT trains on (here 3-digit sums, whose worked
+/// solutions are longer) and leaves GRPO and evaluation on `tasks.mixture`.
+#[test]
+fn sft_can_train_on_its_own_mixture() {
+    let sft_tokens = |sft_mixture: Vec<tasks::EntrySpec>| {
+        let out = tempfile::tempdir().unwrap();
+        let mut config = micro_config(out.path(), "");
+        config.tasks.mixture.truncate(1);
+        config.sft.mixture = sft_mixture;
+        config.grpo.steps = 1;
+        train(&config, &mut Silent).unwrap();
+        let metrics = lines(&out.path().join("micro/metrics.jsonl"));
+        let evals = lines(&out.path().join("micro/eval.jsonl"));
+        assert!(
+            evals.iter().all(|e| e["tasks"][0]["level"] == 1),
+            "{evals:?}"
+        );
+        metrics[0]["num_tokens"].as_u64().unwrap()
+    };
+    let own = sft_tokens(vec![tasks::EntrySpec {
+        task: Some("add".into()),
+        level: Some(3),
+        jsonl: None,
+        weight: 1.0,
+    }]);
+    let shared = sft_tokens(Vec::new());
+    assert!(own > 2 * shared, "{own} vs {shared}");
+}

@@ -352,7 +352,12 @@ fn resolve(config: &mut Config) -> Result<()> {
     if !config.model.path.is_empty() {
         config.model.path = absolute(&config.model.path);
     }
-    for entry in &mut config.tasks.mixture {
+    for entry in config
+        .tasks
+        .mixture
+        .iter_mut()
+        .chain(&mut config.sft.mixture)
+    {
         if let Some(p) = &entry.jsonl {
             entry.jsonl = Some(PathBuf::from(absolute(&p.display().to_string())));
         }

@@ -175,6 +175,11 @@ section! {
     pub struct SftSection in "sft" {
         /// Optimizer steps; 0 skips the phase.
         steps: u64 = 0,
+        /// What SFT trains on, written like `tasks.mixture`; empty means
+        /// `tasks.mixture`. A cold start broader than the RL mixture (more
+        /// levels, say) prepares the levels a curriculum may move to. The
+        /// `stop_at_pass_at_1` check still measures `tasks.mixture`.
+        mixture: Vec<tasks::EntrySpec> = Vec::new(),
         /// Problems per optimizer step.
         batch_size: usize = 64,
         /// Micro-batches per step (gradient accumulation): the batch is split

@@ -148,6 +148,10 @@ fn tasks(config: &Config) -> Result<()> {
     }
     tasks::Mixture::from_specs(&config.tasks.mixture, Path::new("."))
         .map_err(|e| Error::invalid(key, e.to_string()))?;
+    if !config.sft.mixture.is_empty() {
+        tasks::Mixture::from_specs(&config.sft.mixture, Path::new("."))
+            .map_err(|e| Error::invalid("sft.mixture", e.to_string()))?;
+    }
     Ok(())
 }
 
@@ -379,6 +383,17 @@ mod tests {
                 Box::new(|c| c.model.source = ModelSource::Hub),
             ),
             ("tasks.mixture", Box::new(|c| c.tasks.mixture.clear())),
+            (
+                "sft.mixture",
+                Box::new(|c| {
+                    c.sft.mixture = vec![tasks::EntrySpec {
+                        task: Some("nope".into()),
+                        level: Some(1),
+                        jsonl: None,
+                        weight: 1.0,
+                    }]
+                }),
+            ),
             ("sft.micro_batches", Box::new(|c| c.sft.micro_batches = 65)),
             (
                 "sft.check_every",
