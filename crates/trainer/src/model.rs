@@ -15,9 +15,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use candle_core::Device;
-use policy::{
-    ChatMessage, GgufModel, HubOptions, ModelConfig, Policy, SamplingConfig, Tokenizer,
-};
+use policy::{ChatMessage, GgufModel, HubOptions, ModelConfig, Policy, SamplingConfig, Tokenizer};
 use serde::{Deserialize, Serialize};
 use tasks::{Mixture, Problem, Split};
 
