@@ -11,8 +11,10 @@ use serde_json::{json, Map, Value};
 use crate::error::{Error, Result};
 
 /// The model families verity implements. They share one transformer and
-/// differ in biases, q/k normalisation and defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// differ in biases, q/k normalisation and defaults. Serialised as the
+/// `model_type` (`llama`, `qwen2`, `qwen3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Architecture {
     /// `LlamaForCausalLM`: optional biases everywhere (`attention_bias`, `mlp_bias`).
     Llama,

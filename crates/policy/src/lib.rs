@@ -95,7 +95,7 @@ mod weights;
 pub use cache::KvCache;
 pub use chat_template::{ChatMessage, ChatTemplate, SpecialTokens};
 pub use config::{Architecture, ModelConfig, RopeScaling};
-pub use device::parse_device;
+pub use device::{parse_device, DeviceSpec};
 pub use error::{Error, Result};
 pub use generate::{generate, generate_until, FinishReason, Generation, SamplingConfig};
 pub use gguf::{gguf_name, hf_name, is_gguf_file, GgufModel, GGUF_EXTENSION, TENSOR_NAMES};

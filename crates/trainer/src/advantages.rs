@@ -1,17 +1,31 @@
-//! Group-relative advantages: how much better each completion scored than the
-//! other completions of the same prompt.
+//! Advantages: how much better each completion scored than a baseline.
 //!
 //! Rewards arrive as consecutive groups of `G` completions, one group per
-//! prompt. Each completion's advantage is its reward minus its group's mean,
-//! optionally divided by a standard deviation ([`ScaleRewards`]), as TRL 1.16's
-//! `GRPOTrainer` computes it: the std is UNBIASED (Bessel, `n - 1`, as
-//! `torch.std`) and `1e-4` is added to it before dividing.
+//! prompt. The [`AdvantageEstimator`] picks the baseline and the scale:
 //!
-//! A group whose rewards all agree (std zero) carries no learning signal: its
-//! advantages are exactly 0, and the groups are counted so the trainer can log
-//! `frac_reward_zero_std` or replace them (dynamic sampling). The count is per
-//! group under every scaling; TRL's batch scaling logs instead whether the
-//! whole batch has zero std, which says nothing about single prompts.
+//! - `grpo`: reward minus its group's mean, optionally divided by a standard
+//!   deviation ([`ScaleRewards`]), as TRL 1.16's `GRPOTrainer` computes it:
+//!   the std is UNBIASED (Bessel, `n - 1`, as `torch.std`) and `1e-4` is
+//!   added to it before dividing (verl adds `1e-6`; this follows TRL);
+//! - `rloo`: reward minus the mean of the other `G - 1` rewards of its group
+//!   (Ahmadian et al. 2024; TRL's `RLOOTrainer` and verl agree);
+//! - `reinforce_plus_plus`: rewards normalised over the whole batch
+//!   (Hu 2025), and `reinforce_plus_plus_baseline`: the group mean removed
+//!   first. As verl computes them, the batch mean and unbiased variance are
+//!   taken over tokens (a completion counts once per token in the loss), with
+//!   `1e-8` added to the variance; `γ = 1`, verl's default, so an outcome
+//!   reward is every token's return.
+//!
+//! A group whose rewards all agree (std zero) carries no learning signal
+//! relative to its group: `grpo` and `rloo` give it exactly 0, and the groups
+//! are counted so the trainer can log `frac_reward_zero_std` or replace them
+//! (dynamic sampling). The count is per group under every estimator and
+//! scaling; TRL's batch scaling logs instead whether the whole batch has zero
+//! std, which says nothing about single prompts.
+//!
+//! Deliberately not implemented: verl's `remax` (a greedy rollout per prompt
+//! as the baseline), `grpo_passk`, `gpg`, `opo`, and per-token returns with
+//! `γ < 1` (the rewards here are outcome rewards).
 
 use std::fmt;
 use std::str::FromStr;
@@ -25,6 +39,26 @@ const STD_EPS: f64 = 1e-4;
 
 /// A std at or below this counts as zero (`torch.isclose(std, 0)`'s tolerance).
 const ZERO_STD_TOL: f64 = 1e-8;
+
+/// Added to token counts and to the variance in REINFORCE++'s whitening
+/// (verl's `masked_mean` and `masked_whiten`).
+const WHITEN_EPS: f64 = 1e-8;
+
+/// How rewards become advantages (verl's `adv_estimator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdvantageEstimator {
+    /// Reward minus the group mean, scaled as [`ScaleRewards`] says (GRPO).
+    #[default]
+    Grpo,
+    /// Reward minus the mean of the other rewards of its group (RLOO).
+    Rloo,
+    /// Rewards whitened over the batch's tokens (REINFORCE++).
+    ReinforcePlusPlus,
+    /// Reward minus the group mean, whitened over the batch's tokens
+    /// (REINFORCE++-baseline).
+    ReinforcePlusPlusBaseline,
+}
 
 /// What the centred rewards are divided by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -135,45 +169,152 @@ pub fn compute_advantages(
     group_size: usize,
     scale: ScaleRewards,
 ) -> Result<Advantages> {
-    check_shape(rewards, group_size, scale)?;
+    check_shape(rewards, group_size)?;
+    if scale != ScaleRewards::None && group_size == 1 {
+        return Err(Error::invalid(
+            "grpo.group_size",
+            format!(
+                "a group of 1 has no std to scale by (scale_rewards = \"{scale}\"): \
+                 use group_size >= 2"
+            ),
+        ));
+    }
+    let mut adv = group_stats(rewards, group_size)?;
+    let batch_std = match scale {
+        ScaleRewards::Batch => unbiased_std(rewards),
+        ScaleRewards::Group | ScaleRewards::None => f64::NAN,
+    };
+    for (i, &r) in rewards.iter().enumerate() {
+        let g = i / group_size;
+        let centred = r - adv.group_mean[g];
+        adv.values[i] = match scale {
+            _ if adv.zero_std[g] => 0.0,
+            ScaleRewards::Group => centred / (adv.group_std[g] + STD_EPS),
+            ScaleRewards::Batch => centred / (batch_std + STD_EPS),
+            ScaleRewards::None => centred,
+        };
+    }
+    Ok(adv)
+}
+
+/// Advantages of `rewards` (consecutive groups of `group_size`) under
+/// `estimator`. `tokens[i]` is how many tokens of completion `i` count in the
+/// loss: the REINFORCE++ estimators weigh each completion by it, as verl
+/// does, and give a completion without counted tokens 0. `scale` applies to
+/// `grpo` only.
+///
+/// # Errors
+///
+/// As [`compute_advantages`], plus a token count per reward, and a group of
+/// at least 2 for `rloo`.
+///
+/// ```
+/// use trainer::{estimate_advantages, AdvantageEstimator, ScaleRewards};
+///
+/// let rloo = AdvantageEstimator::Rloo;
+/// let adv = estimate_advantages(rloo, &[1.0, 0.0, 0.5], &[4, 4, 4], 3, ScaleRewards::Group)?;
+/// // 1 minus the mean of 0 and 0.5.
+/// assert!((adv.values[0] - 0.75).abs() < 1e-12);
+/// # Ok::<(), trainer::Error>(())
+/// ```
+pub fn estimate_advantages(
+    estimator: AdvantageEstimator,
+    rewards: &[f64],
+    tokens: &[usize],
+    group_size: usize,
+    scale: ScaleRewards,
+) -> Result<Advantages> {
+    if tokens.len() != rewards.len() {
+        return Err(Error::invalid(
+            "rewards",
+            format!(
+                "{} rewards but {} token counts",
+                rewards.len(),
+                tokens.len()
+            ),
+        ));
+    }
+    if estimator == AdvantageEstimator::Grpo {
+        return compute_advantages(rewards, group_size, scale);
+    }
+    check_shape(rewards, group_size)?;
+    let mut adv = group_stats(rewards, group_size)?;
+    match estimator {
+        AdvantageEstimator::Grpo => unreachable!("handled above"),
+        AdvantageEstimator::Rloo => {
+            if group_size < 2 {
+                return Err(Error::invalid(
+                    "grpo.group_size",
+                    "rloo needs a group of at least 2 (a baseline from the other completions)",
+                ));
+            }
+            let n = group_size as f64;
+            for (i, &r) in rewards.iter().enumerate() {
+                let g = i / group_size;
+                let others = (adv.group_mean[g] * n - r) / (n - 1.0);
+                adv.values[i] = if adv.zero_std[g] { 0.0 } else { r - others };
+            }
+        }
+        AdvantageEstimator::ReinforcePlusPlus => {
+            adv.values = whiten_over_tokens(rewards, tokens);
+        }
+        AdvantageEstimator::ReinforcePlusPlusBaseline => {
+            let centred: Vec<f64> = rewards
+                .iter()
+                .enumerate()
+                .map(|(i, r)| r - adv.group_mean[i / group_size])
+                .collect();
+            adv.values = whiten_over_tokens(&centred, tokens);
+        }
+    }
+    Ok(adv)
+}
+
+/// verl's `masked_whiten` of per-token returns that are constant over each
+/// completion: `(x - mean) / sqrt(var + 1e-8)`, mean and unbiased variance
+/// over tokens; 0 for completions without tokens, and for every completion
+/// when fewer than 2 tokens count (verl refuses such a batch).
+fn whiten_over_tokens(values: &[f64], tokens: &[usize]) -> Vec<f64> {
+    let n: f64 = tokens.iter().map(|&t| t as f64).sum();
+    if n < 2.0 {
+        return vec![0.0; values.len()];
+    }
+    let weighted = |f: &dyn Fn(f64) -> f64| -> f64 {
+        values
+            .iter()
+            .zip(tokens)
+            .map(|(&v, &t)| f(v) * t as f64)
+            .sum()
+    };
+    let mean = weighted(&|v| v) / (n + WHITEN_EPS);
+    let var = weighted(&|v| (v - mean) * (v - mean)) / (n + WHITEN_EPS) * (n / (n - 1.0));
+    let scale = 1.0 / (var + WHITEN_EPS).sqrt();
+    values
+        .iter()
+        .zip(tokens)
+        .map(|(&v, &t)| if t == 0 { 0.0 } else { (v - mean) * scale })
+        .collect()
+}
+
+/// Group means, unbiased stds and zero-std flags; values left at 0.
+fn group_stats(rewards: &[f64], group_size: usize) -> Result<Advantages> {
     if let Some(i) = rewards.iter().position(|r| !r.is_finite()) {
         return Err(Error::invalid(
             "rewards",
             format!("reward {i} is {}, not a finite number", rewards[i]),
         ));
     }
-
     let groups: Vec<&[f64]> = rewards.chunks(group_size).collect();
-    let group_mean: Vec<f64> = groups.iter().map(|g| mean(g)).collect();
     let group_std: Vec<f64> = groups.iter().map(|g| unbiased_std(g)).collect();
-    let zero_std: Vec<bool> = group_std.iter().map(|&s| s <= ZERO_STD_TOL).collect();
-
-    let batch_std = match scale {
-        ScaleRewards::Batch => unbiased_std(rewards),
-        ScaleRewards::Group | ScaleRewards::None => f64::NAN,
-    };
-    let mut values = Vec::with_capacity(rewards.len());
-    for (g, group) in groups.iter().enumerate() {
-        for &r in group.iter() {
-            let centred = r - group_mean[g];
-            let a = match scale {
-                _ if zero_std[g] => 0.0,
-                ScaleRewards::Group => centred / (group_std[g] + STD_EPS),
-                ScaleRewards::Batch => centred / (batch_std + STD_EPS),
-                ScaleRewards::None => centred,
-            };
-            values.push(a);
-        }
-    }
     Ok(Advantages {
-        values,
-        group_mean,
+        values: vec![0.0; rewards.len()],
+        group_mean: groups.iter().map(|g| mean(g)).collect(),
+        zero_std: group_std.iter().map(|&s| s <= ZERO_STD_TOL).collect(),
         group_std,
-        zero_std,
     })
 }
 
-fn check_shape(rewards: &[f64], group_size: usize, scale: ScaleRewards) -> Result<()> {
+fn check_shape(rewards: &[f64], group_size: usize) -> Result<()> {
     if group_size == 0 {
         return Err(Error::invalid(
             "grpo.group_size",
@@ -192,15 +333,6 @@ fn check_shape(rewards: &[f64], group_size: usize, scale: ScaleRewards) -> Resul
             format!(
                 "{} rewards do not split into groups of {group_size}",
                 rewards.len()
-            ),
-        ));
-    }
-    if scale != ScaleRewards::None && group_size == 1 {
-        return Err(Error::invalid(
-            "grpo.group_size",
-            format!(
-                "a group of 1 has no std to scale by (scale_rewards = \"{scale}\"): \
-                 use group_size >= 2"
             ),
         ));
     }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::curriculum::CurriculumState;
 use crate::error::{Error, Result};
 use crate::logs::LogPositions;
 use crate::model::{Model, Prompting};
@@ -72,6 +73,9 @@ pub struct TrainerState {
     /// run cuts them back to these, so no line is logged twice.
     #[serde(default)]
     pub logs: LogPositions,
+    /// The adaptive curriculum's levels and windows (`curriculum.enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curriculum: Option<CurriculumState>,
 }
 
 impl TrainerState {
@@ -86,6 +90,7 @@ impl TrainerState {
             sft: PhaseProgress::default(),
             grpo: PhaseProgress::default(),
             logs: LogPositions::default(),
+            curriculum: None,
         }
     }
 
@@ -347,7 +352,7 @@ mod tests {
         config.model.num_attention_heads = 2;
         config.model.num_key_value_heads = 2;
         let model = Model::from_config(&config, &mixture, &Device::Cpu).unwrap();
-        let optimizer = config.sft.adamw().init(&model.policy.varmap).unwrap();
+        let optimizer = config.optimizer.adamw().init(&model.policy.varmap).unwrap();
         let run = tempfile::tempdir().unwrap();
         let mut state = TrainerState::new(5, model.prompting.clone());
         state.global_step = 12;

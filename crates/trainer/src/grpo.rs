@@ -8,25 +8,33 @@
 //!   top-p and top-k, cut at `max_completion_length`;
 //! - rewards: verifier correctness, plus an optional weighted format reward,
 //!   plus DAPO's optional soft overlong punishment ([`crate::RewardShaping`]);
-//! - advantages centred per group and scaled by the group std, the batch std
-//!   or nothing; groups whose rewards all agree are counted
-//!   (`frac_reward_zero_std`) and, with `dynamic_sampling`, replaced by
-//!   groups of fresh prompts for a bounded number of rounds (DAPO);
-//! - the clipped surrogate with separate low and high clip ranges, an
-//!   optional k3 KL penalty to a frozen copy of the starting model, the
-//!   `grpo`, `bnpo`, `dr_grpo` and `dapo` aggregations, all from
-//!   [`crate::grpo_loss`];
+//! - advantages ([`crate::estimate_advantages`]): GRPO's group-centred
+//!   rewards scaled by the group std, the batch std or nothing; RLOO's
+//!   leave-one-out baseline; REINFORCE++ and REINFORCE++-baseline (batch
+//!   whitening over tokens, as verl computes them). Groups whose rewards all
+//!   agree are counted (`frac_reward_zero_std`) and, with `dynamic_sampling`,
+//!   replaced by groups of fresh prompts for a bounded number of rounds (DAPO);
+//! - the policy loss ([`crate::grpo_loss`], TRL 1.16's formulas): token- or
+//!   sequence-level importance ratios (GSPO); the clipped surrogate with
+//!   separate low and high clip ranges (clip-higher) and optional two-sided
+//!   clipping (`delta`), CISPO or SAPO; only the highest-entropy tokens
+//!   (`top_entropy_quantile`); off-policy sequence masking; a k1, k2 or k3
+//!   KL penalty to a frozen copy of the starting model; the `grpo`, `bnpo`,
+//!   `dr_grpo`, `dapo` aggregations (`cispo` averages as `dapo`, `sapo` as
+//!   `grpo`);
 //! - `num_iterations` optimizer updates per sampled batch, whose ratios use
 //!   the log-probs the policy gave before the first update; gradient
 //!   accumulation over micro-batches; optionally no loss on truncated
 //!   completions; log-probs scored at the sampling temperature, as TRL does.
 //!
 //! Deliberately left out: a separate inference engine (vLLM) and the
-//! importance-sampling corrections it needs, sequence-level ratios (GSPO),
-//! entropy masking and bonuses, reward models (rewards come only from
-//! verifiers), a value function (that would be PPO), and multi-process
-//! data parallelism.
+//! importance-sampling corrections it needs (TIS / MIS), verl's `remax`,
+//! `grpo_passk` and `gpg` estimators and straight-through KL forms, the
+//! `luspo` and `vespo` losses, entropy bonuses, reward models (rewards come
+//! only from verifiers), a value function (that would be PPO), and
+//! multi-process data parallelism.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
@@ -34,13 +42,15 @@ use policy::{Generation, Transformer};
 use serde::Serialize;
 use tasks::{Mixture, Problem, Split, Verdict};
 
-use crate::advantages::{compute_advantages, Advantages, ScaleRewards};
+use crate::advantages::{compute_advantages, estimate_advantages, Advantages, ScaleRewards};
 use crate::batch::{completion_mask, masked_sum, score_rows, Row};
 use crate::config::GrpoSection;
+use crate::curriculum::GroupOutcome;
 use crate::error::Result;
+use crate::eval::passes;
 use crate::loss::{grpo_loss, Accumulation, LossInputs};
 use crate::model::Model;
-use crate::optim::{AdamW, Gradients};
+use crate::optim::{AdamW, Applied, Gradients};
 use crate::progress::Phase;
 use crate::rewards::RewardShaping;
 use crate::seeds::{rng_for, Purpose};
@@ -55,6 +65,8 @@ pub(crate) struct GrpoContext<'a> {
     pub mixture: &'a Mixture,
     /// The phase's settings.
     pub cfg: &'a GrpoSection,
+    /// Gradient clipping (`optimizer.max_grad_norm`).
+    pub max_grad_norm: f64,
     /// How verdicts become rewards.
     pub shaping: RewardShaping,
     /// The run seed (rollout sampling streams derive from it).
@@ -86,6 +98,9 @@ pub(crate) struct StepOutput {
     /// Prompts drawn, dynamic-sampling refills included: the next cursor is
     /// the old one plus this.
     pub prompts_drawn: u64,
+    /// Every group sampled, in order, refills and the groups they replaced
+    /// included: what the curriculum learns from.
+    pub groups_seen: Vec<GroupOutcome>,
 }
 
 /// One scored completion.
@@ -109,6 +124,20 @@ impl Group {
         self.completions.iter().map(|c| c.reward).collect()
     }
 
+    /// How the group did, for the curriculum.
+    fn outcome(&self) -> GroupOutcome {
+        GroupOutcome {
+            task: self.problem.task.clone(),
+            level: self.problem.level,
+            passes: self
+                .completions
+                .iter()
+                .filter(|c| passes(c.verdict.reward))
+                .count(),
+            size: self.completions.len(),
+        }
+    }
+
     /// True when every completion got the same reward: no learning signal.
     fn is_flat(&self) -> Result<bool> {
         let n = self.completions.len();
@@ -127,8 +156,9 @@ pub(crate) fn grpo_step(
     let mut cursor = at.cursor;
     let problems = draw_problems(ctx, &mut cursor, ctx.cfg.batch_size / ctx.cfg.group_size)?;
     let mut groups = score(ctx, rollout(ctx, problems, &mut rng)?)?;
+    let mut groups_seen: Vec<GroupOutcome> = groups.iter().map(Group::outcome).collect();
     let refilled = match ctx.cfg.dynamic_sampling {
-        true => refill_flat_groups(ctx, &mut groups, &mut cursor, &mut rng)?,
+        true => refill_flat_groups(ctx, &mut groups, &mut cursor, &mut rng, &mut groups_seen)?,
         false => 0,
     };
     let rollout_s = start.elapsed().as_secs_f64();
@@ -139,19 +169,9 @@ pub(crate) fn grpo_step(
     let mut updates = Vec::with_capacity(ctx.cfg.num_iterations);
     for iteration in 0..ctx.cfg.num_iterations {
         let (grads, losses) = loss_and_backward(ctx, optimizer, &mut micro_batches, iteration)?;
-        let (grad_norm, lr, skipped) = optimizer_step(
-            ctx,
-            optimizer,
-            grads,
-            losses.loss,
-            at.updates + iteration as u64,
-        )?;
-        updates.push(Update {
-            losses,
-            grad_norm,
-            lr,
-            skipped,
-        });
+        let lr = ctx.cfg.schedule().lr(at.updates + iteration as u64);
+        let applied = optimizer.clip_and_step(grads, losses.loss, ctx.max_grad_norm, lr)?;
+        updates.push(Update { losses, applied });
     }
     let update_s = update_start.elapsed().as_secs_f64();
 
@@ -171,6 +191,7 @@ pub(crate) fn grpo_step(
         ),
         samples: samples(ctx, at.step + 1, &groups, &advantages),
         prompts_drawn: cursor - at.cursor,
+        groups_seen,
     })
 }
 
@@ -275,6 +296,7 @@ fn refill_flat_groups(
     groups: &mut [Group],
     cursor: &mut u64,
     rng: &mut rand::rngs::StdRng,
+    seen: &mut Vec<GroupOutcome>,
 ) -> Result<usize> {
     let mut replaced = 0;
     for _ in 0..ctx.cfg.max_resample_rounds {
@@ -291,6 +313,7 @@ fn refill_flat_groups(
             ctx,
             rollout(ctx, draw_problems(ctx, cursor, flat.len())?, rng)?,
         )?;
+        seen.extend(fresh.iter().map(Group::outcome));
         let mut slots = flat.into_iter();
         for group in fresh {
             if group.is_flat()? {
@@ -304,10 +327,31 @@ fn refill_flat_groups(
     Ok(replaced)
 }
 
-/// Group-relative advantages of the batch's rewards.
+/// Advantages of the batch's rewards under the configured estimator.
 fn advantages(ctx: &GrpoContext<'_>, groups: &[Group]) -> Result<Advantages> {
     let rewards: Vec<f64> = groups.iter().flat_map(Group::rewards).collect();
-    compute_advantages(&rewards, ctx.cfg.group_size, ctx.cfg.scale_rewards)
+    let tokens: Vec<usize> = groups
+        .iter()
+        .flat_map(|g| &g.completions)
+        .map(|c| match ctx.counts(c) {
+            true => c.tokens.len(),
+            false => 0,
+        })
+        .collect();
+    estimate_advantages(
+        ctx.cfg.advantage,
+        &rewards,
+        &tokens,
+        ctx.cfg.group_size,
+        ctx.cfg.scale_rewards,
+    )
+}
+
+impl GrpoContext<'_> {
+    /// Whether a completion's tokens count in the loss.
+    fn counts(&self, c: &Completion) -> bool {
+        !(self.cfg.mask_truncated_completions && c.truncated)
+    }
 }
 
 /// A slice of the batch whose gradients are computed in one backward pass.
@@ -339,7 +383,7 @@ fn micro_batches<'a>(
             rows.push(Row {
                 prompt: &g.prompt,
                 completion: &c.tokens,
-                counts: !(ctx.cfg.mask_truncated_completions && c.truncated),
+                counts: ctx.counts(c),
             });
         }
     }
@@ -388,11 +432,14 @@ fn micro_batches<'a>(
 struct IterationLosses {
     /// Sum of the micro-batch losses: the batch loss.
     loss: f64,
-    /// Token-weighted sums, divided by `tokens` for the means.
+    /// Token-weighted sum, divided by `tokens` for the mean.
     kl: Option<f64>,
+    /// Sums weighted by `clip_units`, divided by it for the means.
     clip_low: f64,
     clip_high: f64,
     clip_region: f64,
+    cispo_clip: Option<f64>,
+    clip_units: usize,
     /// Entropy summed over active tokens (first iteration only).
     entropy: Option<f64>,
     tokens: usize,
@@ -421,12 +468,13 @@ fn loss_and_backward(
             &mb.rows,
             ctx.model.pad_id(),
             ctx.cfg.temperature,
-            first,
+            first || loss_cfg.needs_entropy(),
         )?;
         let inputs = LossInputs {
             new_logps: &scores.logprobs,
             old_logps: mb.old_logps.as_ref(),
             ref_logps: mb.ref_logps.as_ref(),
+            entropies: scores.entropy.as_ref(),
             advantages: &mb.advantages,
             completion_mask: &mb.mask,
         };
@@ -437,11 +485,16 @@ fn loss_and_backward(
         let tokens = m.active_tokens as f64;
         out.loss += scalar(&loss.loss)?;
         out.kl = m.kl.map(|kl| out.kl.unwrap_or(0.0) + kl * tokens);
-        out.clip_low += m.clip_ratio_low * tokens;
-        out.clip_high += m.clip_ratio_high * tokens;
-        out.clip_region += m.clip_ratio_region * tokens;
+        let units = m.clip_units as f64;
+        out.clip_low += m.clip_ratio_low * units;
+        out.clip_high += m.clip_ratio_high * units;
+        out.clip_region += m.clip_ratio_region * units;
+        out.cispo_clip = m
+            .cispo_clip_ratio
+            .map(|c| out.cispo_clip.unwrap_or(0.0) + c * units);
+        out.clip_units += m.clip_units;
         out.tokens += m.active_tokens;
-        if let Some(entropy) = &scores.entropy {
+        if let (true, Some(entropy)) = (first, &scores.entropy) {
             out.entropy = Some(out.entropy.unwrap_or(0.0) + masked_sum(entropy, &mb.mask)?);
         }
         if first && ctx.cfg.num_iterations > 1 {
@@ -451,26 +504,6 @@ fn loss_and_backward(
     Ok((grads, out))
 }
 
-/// Clip the accumulated gradients and apply AdamW at the scheduled rate for
-/// GRPO update `update` (0-based). Returns the norm before clipping, the
-/// learning rate, and whether the update was skipped because the loss or
-/// gradient was NaN or infinite (that would poison weights and moments).
-fn optimizer_step(
-    ctx: &GrpoContext<'_>,
-    optimizer: &mut AdamW,
-    mut grads: Gradients,
-    loss: f64,
-    update: u64,
-) -> Result<(f64, f64, bool)> {
-    let grad_norm = grads.clip_norm(ctx.cfg.max_grad_norm)?;
-    let lr = ctx.cfg.schedule().lr(update);
-    let skipped = !(loss.is_finite() && grad_norm.is_finite());
-    if !skipped {
-        optimizer.step(&grads, lr)?;
-    }
-    Ok((grad_norm, lr, skipped))
-}
-
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
@@ -478,9 +511,7 @@ fn scalar(t: &Tensor) -> Result<f64> {
 /// One optimizer update's numbers.
 struct Update {
     losses: IterationLosses,
-    grad_norm: f64,
-    lr: f64,
-    skipped: bool,
+    applied: Applied,
 }
 
 /// Wall-clock seconds of a step's parts.
@@ -534,6 +565,11 @@ pub struct GrpoMetrics {
     /// Fraction clipped at either end.
     #[serde(rename = "clip_ratio/region_mean")]
     pub clip_ratio_region: f64,
+    /// With `loss_type = "cispo"`: fraction of tokens with a positive
+    /// advantage whose importance weight was capped (TRL's name; written
+    /// only then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cispo_clip_ratio: Option<f64>,
     /// Fraction of groups whose rewards all agree, in the batch trained on.
     pub frac_reward_zero_std: f64,
     /// Groups replaced by dynamic sampling.
@@ -552,6 +588,10 @@ pub struct GrpoMetrics {
     pub update_s: f64,
     /// Seconds the whole step took.
     pub step_s: f64,
+    /// With `curriculum.enabled`: `curriculum/<family>`, the level the step
+    /// drew that family's problems at.
+    #[serde(flatten)]
+    pub curriculum: BTreeMap<String, u32>,
     /// An update's loss or gradient was NaN or infinite, so it was not
     /// applied (written only when true).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -573,6 +613,7 @@ fn metrics(
     let num_tokens: usize = lengths.clone().sum();
     let first = &updates[0].losses;
     let per_token = |sum: f64, l: &IterationLosses| sum / l.tokens.max(1) as f64;
+    let per_unit = |sum: f64, l: &IterationLosses| sum / l.clip_units.max(1) as f64;
     let over_updates =
         |f: &dyn Fn(&Update) -> f64| updates.iter().map(f).sum::<f64>() / updates.len() as f64;
     let group_std_mean =
@@ -594,19 +635,23 @@ fn metrics(
             .kl
             .map(|_| over_updates(&|u| per_token(u.losses.kl.unwrap_or(0.0), &u.losses))),
         entropy: per_token(first.entropy.unwrap_or(0.0), first),
-        clip_ratio_low: over_updates(&|u| per_token(u.losses.clip_low, &u.losses)),
-        clip_ratio_high: over_updates(&|u| per_token(u.losses.clip_high, &u.losses)),
-        clip_ratio_region: over_updates(&|u| per_token(u.losses.clip_region, &u.losses)),
+        clip_ratio_low: over_updates(&|u| per_unit(u.losses.clip_low, &u.losses)),
+        clip_ratio_high: over_updates(&|u| per_unit(u.losses.clip_high, &u.losses)),
+        clip_ratio_region: over_updates(&|u| per_unit(u.losses.clip_region, &u.losses)),
+        cispo_clip_ratio: first
+            .cispo_clip
+            .map(|_| over_updates(&|u| per_unit(u.losses.cispo_clip.unwrap_or(0.0), &u.losses))),
         frac_reward_zero_std: advantages.frac_reward_zero_std(),
         groups_resampled,
-        learning_rate: updates.last().map_or(0.0, |u| u.lr),
-        grad_norm: over_updates(&|u| u.grad_norm),
+        learning_rate: updates.last().map_or(0.0, |u| u.applied.lr),
+        grad_norm: over_updates(&|u| u.applied.grad_norm),
         num_tokens,
         tokens_per_s: num_tokens as f64 / t.rollout_s.max(1e-9),
         rollout_s: t.rollout_s,
         update_s: t.update_s,
         step_s: t.step_s,
-        skipped: updates.iter().any(|u| u.skipped),
+        curriculum: BTreeMap::new(),
+        skipped: updates.iter().any(|u| u.applied.skipped),
     }
 }
 

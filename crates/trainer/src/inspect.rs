@@ -70,7 +70,7 @@ impl Checkpoint {
         };
         let device_name = device
             .map(str::to_string)
-            .or_else(|| run_config.as_ref().map(|c| c.run.device.clone()))
+            .or_else(|| run_config.as_ref().map(|c| c.run.device.to_string()))
             .unwrap_or_else(|| "cpu".to_string());
         let device = parse_device(&device_name)?;
         let model = match &state {
@@ -465,7 +465,7 @@ mod tests {
         std::fs::write(run_dir.join(CONFIG_FILE), config.to_toml()).unwrap();
         let mixture = Mixture::from_specs(&config.tasks.mixture, Path::new(".")).unwrap();
         let model = Model::from_config(&config, &mixture, &Device::Cpu).unwrap();
-        let optimizer = config.sft.adamw().init(&model.policy.varmap).unwrap();
+        let optimizer = config.optimizer.adamw().init(&model.policy.varmap).unwrap();
         let mut state = TrainerState::new(4, model.prompting.clone());
         state.global_step = 7;
         state.phase = Phase::Grpo;

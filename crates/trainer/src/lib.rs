@@ -1,8 +1,8 @@
 //! verity's trainer: a supervised cold start, then GRPO from verifier
 //! rewards, with held-out evaluation, checkpoints and JSON Lines logs.
 //!
-//! - [`Config`] is the run config (sections `run`, `model`, `tasks`, `sft`,
-//!   `grpo`, `eval`, `checkpoint`, `log`), read from TOML with `--set`
+//! - [`Config`] is the run config (sections `run`, `model`, `tasks`,
+//!   `optimizer`, `sft`, `grpo`, `eval`, `checkpoint`, `log`), read from TOML with `--set`
 //!   overrides and validated once; [`config_reference`] documents every key.
 //! - [`train`] runs it: builds the [`Model`] (from scratch with a
 //!   character-level tokenizer, or a pretrained Hugging Face folder),
@@ -10,8 +10,9 @@
 //!   through a [`Progress`]. [`train_until`] stops cleanly when a flag is
 //!   set; [`resume`] continues a stopped run exactly where it left off.
 //! - The pieces are usable alone: [`AdamW`] with a decay mask, clipping and
-//!   saved moments; [`LrSchedule`]; [`compute_advantages`] and [`grpo_loss`]
-//!   (TRL's GRPO maths); [`pass_at_k`]; [`evaluate`].
+//!   saved moments; [`LrSchedule`]; [`estimate_advantages`] and
+//!   [`grpo_loss`] (TRL's and verl's GRPO maths and variants); [`pass_at_k`];
+//!   [`evaluate`].
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -73,6 +74,7 @@ mod advantages;
 mod batch;
 mod checkpoint;
 mod config;
+mod curriculum;
 mod error;
 mod eval;
 mod grpo;
@@ -89,16 +91,19 @@ mod schedule;
 mod seeds;
 mod sft;
 
-pub use advantages::{compute_advantages, Advantages, ScaleRewards};
+pub use advantages::{
+    compute_advantages, estimate_advantages, AdvantageEstimator, Advantages, ScaleRewards,
+};
 pub use checkpoint::{
     latest_checkpoint, verify_checkpoint, write_checkpoint, PhaseProgress, TrainerState,
     CHECKPOINTS_DIR, OPTIMIZER_FILE, REFERENCE_FILE, STATE_FILE,
 };
 pub use config::{
-    reference as config_reference, CheckpointSection, Config, EvalSection, GrpoSection, KeyDoc,
-    LogSection, ModelSection, ModelSource, PromptFormat, RunSection, SectionDoc, SftSection,
-    TasksSection, RESUMABLE_KEYS,
+    reference as config_reference, CheckpointSection, Config, CurriculumSection, EvalSection,
+    GrpoSection, KeyDoc, LogSection, ModelSection, ModelSource, OptimizerSection, PromptFormat,
+    RunSection, SectionDoc, SftSection, TasksSection, RESUMABLE_KEYS,
 };
+pub use curriculum::{CurriculumState, FamilyLevel};
 pub use error::{Error, Result};
 pub use eval::{
     evaluate, evaluate_budgets, render_table, BudgetRecord, BudgetScore, EvalExample, EvalRecord,
@@ -108,11 +113,11 @@ pub use grpo::{GrpoMetrics, SampleRecord};
 pub use inspect::{Checkpoint, Sample, SamplePrompt};
 pub use logs::{LogPositions, EVAL_FILE, METRICS_FILE, SAMPLES_FILE};
 pub use loss::{
-    aggregate, grpo_loss, per_token_loss, Accumulation, GrpoLoss, LossConfig, LossInputs,
-    LossMetrics, LossType, PerTokenLoss,
+    aggregate, grpo_loss, per_token_loss, Accumulation, GrpoLoss, ImportanceSampling, KlEstimator,
+    LossConfig, LossInputs, LossMetrics, LossType, PerTokenLoss,
 };
 pub use model::{heldout_problems, task_alphabet, Model, Prompting, FORMAT_TAGS};
-pub use optim::{decays, AdamW, AdamWConfig, Gradients};
+pub use optim::{decays, AdamW, AdamWConfig, Applied, Gradients};
 pub use pass_at_k::pass_at_k;
 pub use progress::{Live, Phase, Progress, Silent};
 pub use rewards::RewardShaping;

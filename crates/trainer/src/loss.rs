@@ -1,34 +1,50 @@
-//! The GRPO policy loss: a clipped surrogate per completion token, an optional
-//! KL penalty to a frozen reference, averaged as the chosen [`LossType`] says.
+//! The GRPO policy loss: a policy-gradient objective per completion token,
+//! optional masks, an optional KL penalty to a frozen reference, averaged as
+//! the chosen [`LossType`] says. Every formula is TRL 1.16's
+//! (`GRPOTrainer._compute_loss`), checked against its values and gradients.
 //!
-//! Per token, with `r = exp(new - old)` the importance ratio and `A` the
-//! completion's advantage (TRL 1.16, `importance_sampling_level="token"`):
+//! With `r` the importance weight and `A` the completion's advantage:
 //!
 //! ```text
-//! loss_t = -min(r * A, clamp(r, 1 - epsilon_low, 1 + epsilon_high) * A) + beta * kl_t
-//! kl_t   = exp(ref - new) - (ref - new) - 1          (k3, Schulman's estimator)
-//! kl_t   = k3 * r   when use_bias_correction_kl      (same value on-policy, unbiased gradient off-policy)
+//! token level:     r_t = exp(new_t - old_t)
+//! sequence level:  r_t = exp(mean_t'(new_t' - old_t'))   for every t of a completion (GSPO)
+//!
+//! clipped losses:  loss_t = -min(min(r, delta) A, clamp(r, 1 - eps_low, 1 + eps_high) A)
+//! cispo:           loss_t = -sg(min(r, eps_high)) A new_t
+//! sapo:            loss_t = -sigmoid(tau (r - 1)) (4 / tau) A,   tau = tau_pos if A > 0 else tau_neg
+//!
+//! masks:           loss_t *= off_policy_keep * high_entropy_t
+//! KL penalty:      loss_t += beta kl_t,   kl_t = k(new_t, ref_t) (times r with use_bias_correction_kl)
+//! k1 = new - ref,  k2 = (new - ref)^2 / 2,  k3 = exp(ref - new) - (ref - new) - 1
 //! ```
 //!
 //! What exists here:
-//! - token-level importance ratios with asymmetric clipping (DAPO's
-//!   "clip-higher" when `epsilon_high > epsilon_low`);
-//! - the k3 KL penalty, with or without the ratio correction of its gradient;
-//! - four ways to average ([`LossType`]): `grpo` (per-sequence mean, then
-//!   batch mean), `bnpo` (token mean of the micro-batch), `dr_grpo` (sum over a
-//!   fixed `B * max_completion_length`) and `dapo` (token mean over every
-//!   micro-batch of the optimizer step), each scaled for gradient accumulation
-//!   exactly as TRL scales it, so accumulated gradients match;
-//! - the metrics TRL logs for it: `kl`, `clip_ratio/low_mean`,
-//!   `clip_ratio/high_mean`, `clip_ratio/region_mean`.
+//! - token-level and sequence-level importance weights (GSPO; Zheng et al.
+//!   2025), asymmetric clipping (DAPO's clip-higher) and two-sided clipping
+//!   `delta` (INTELLECT-2);
+//! - three objectives: the clipped surrogate, CISPO's clipped importance
+//!   weight as a stop-gradient coefficient on the log-prob (MiniMax-M1) and
+//!   SAPO's soft gate (Gao et al. 2025);
+//! - six ways to average ([`LossType`]): `grpo` and `sapo` (per-sequence
+//!   mean, then batch mean), `bnpo` (token mean of the micro-batch),
+//!   `dr_grpo` (sum over a fixed `B * max_completion_length`), `dapo` and
+//!   `cispo` (token mean over every micro-batch of the optimizer step), each
+//!   scaled for gradient accumulation exactly as TRL scales it;
+//! - training only on the highest-entropy tokens (`top_entropy_quantile`,
+//!   Wang et al. 2025) and off-policy sequence masking
+//!   (`off_policy_mask_threshold`, DeepSeek-V3.2);
+//! - the k1, k2 and k3 KL estimators (Schulman 2020), with or without the
+//!   importance-ratio correction of TRL 1.16;
+//! - the metrics TRL logs: `kl`, `clip_ratio/*`, `cispo_clip_ratio`.
 //!
-//! Deliberately not implemented, because verity's rollouts come from the same
-//! model code it trains (no separate inference engine) and its runs are small:
-//! sequence-level importance sampling (GSPO, `importance_sampling_level =
-//! "sequence"`), importance-sampling correction for a vLLM rollout engine
-//! (TIS / MIS), entropy masking (`top_entropy_quantile < 1`), two-sided ratio
-//! clipping (`delta`), off-policy sequence masking, an entropy bonus, and the
-//! `cispo`, `sapo` and `luspo` losses.
+//! Deliberately not implemented: importance-sampling corrections for a
+//! separate rollout engine (TIS / MIS; verity samples with the model it
+//! trains), verl's straight-through `k1+` / `k3+` KL forms, an entropy bonus,
+//! and the `luspo` and `vespo` losses.
+//!
+//! Where TRL and verl disagree, this follows TRL: CISPO's weight is capped at
+//! `epsilon_high` itself (verl clips it to `[1 - low, 1 + high]`), and k3 is
+//! not clamped to `[-10, 10]` (verl clamps it).
 
 use std::fmt;
 use std::str::FromStr;
@@ -38,42 +54,89 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// How per-token losses are averaged into one number (TRL's `loss_type`).
+/// The loss: an objective and a way to average it (TRL's `loss_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LossType {
-    /// Mean over each completion's tokens, then over completions
-    /// (DeepSeekMath). Long completions weigh less per token.
+    /// Clipped surrogate; mean over each completion's tokens, then over
+    /// completions (DeepSeekMath). Long completions weigh less per token.
     Grpo,
-    /// Mean over all tokens of the micro-batch.
+    /// Clipped surrogate; mean over all tokens of the micro-batch.
     Bnpo,
-    /// Sum over tokens divided by `B * max_completion_length`, a constant
-    /// (Dr. GRPO): no length bias.
+    /// Clipped surrogate; sum over tokens divided by
+    /// `B * max_completion_length`, a constant (Dr. GRPO): no length bias.
     DrGrpo,
-    /// Mean over all tokens of every micro-batch in the optimizer step (DAPO;
-    /// TRL 1.16's default).
+    /// Clipped surrogate; mean over all tokens of every micro-batch in the
+    /// optimizer step (DAPO; TRL 1.16's default).
     #[default]
     Dapo,
+    /// The importance weight, capped at `epsilon_high` and held constant,
+    /// times the advantage and the log-prob (MiniMax-M1); averaged as `dapo`.
+    Cispo,
+    /// A sigmoid gate of the importance weight instead of clipping (SAPO);
+    /// averaged as `grpo`.
+    Sapo,
+}
+
+/// The per-token objective a [`LossType`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Objective {
+    Clipped,
+    Cispo,
+    Sapo,
+}
+
+/// How a [`LossType`] averages per-token losses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Averaging {
+    PerSequence,
+    MicroBatchTokens,
+    Constant,
+    StepTokens,
 }
 
 impl LossType {
-    /// The name used in configs: `grpo`, `bnpo`, `dr_grpo` or `dapo`.
+    /// The name used in configs: `grpo`, `bnpo`, `dr_grpo`, `dapo`, `cispo`
+    /// or `sapo`.
     pub fn as_str(self) -> &'static str {
         match self {
             LossType::Grpo => "grpo",
             LossType::Bnpo => "bnpo",
             LossType::DrGrpo => "dr_grpo",
             LossType::Dapo => "dapo",
+            LossType::Cispo => "cispo",
+            LossType::Sapo => "sapo",
         }
     }
 
     /// Every loss type, in the order of the docs.
-    pub const ALL: [LossType; 4] = [
+    pub const ALL: [LossType; 6] = [
         LossType::Grpo,
         LossType::Bnpo,
         LossType::DrGrpo,
         LossType::Dapo,
+        LossType::Cispo,
+        LossType::Sapo,
     ];
+
+    fn objective(self) -> Objective {
+        match self {
+            LossType::Grpo | LossType::Bnpo | LossType::DrGrpo | LossType::Dapo => {
+                Objective::Clipped
+            }
+            LossType::Cispo => Objective::Cispo,
+            LossType::Sapo => Objective::Sapo,
+        }
+    }
+
+    fn averaging(self) -> Averaging {
+        match self {
+            LossType::Grpo | LossType::Sapo => Averaging::PerSequence,
+            LossType::Bnpo => Averaging::MicroBatchTokens,
+            LossType::DrGrpo => Averaging::Constant,
+            LossType::Dapo | LossType::Cispo => Averaging::StepTokens,
+        }
+    }
 }
 
 impl fmt::Display for LossType {
@@ -92,54 +155,172 @@ impl FromStr for LossType {
             .ok_or_else(|| {
                 Error::invalid(
                     "grpo.loss_type",
-                    format!("unknown value '{s}' (expected grpo, bnpo, dr_grpo or dapo)"),
+                    format!(
+                        "unknown value '{s}' (expected grpo, bnpo, dr_grpo, dapo, cispo or sapo)"
+                    ),
                 )
             })
     }
 }
 
+/// Where the importance weight is taken (TRL's `importance_sampling_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportanceSampling {
+    /// One ratio per token (PPO, GRPO).
+    #[default]
+    Token,
+    /// One ratio per completion: the geometric mean of its token ratios,
+    /// clipped as a whole (GSPO).
+    Sequence,
+}
+
+/// How the KL divergence to the reference is estimated per token
+/// (Schulman, "Approximating KL divergence", 2020).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KlEstimator {
+    /// `new - ref`: unbiased, high variance, can be negative (verl's `kl`).
+    K1,
+    /// `(new - ref)^2 / 2`: biased, low variance, its gradient is the KL's
+    /// (verl's `mse`).
+    K2,
+    /// `exp(ref - new) - (ref - new) - 1`: unbiased, low variance, never
+    /// negative (TRL's only estimator, verl's `low_var_kl`).
+    #[default]
+    K3,
+}
+
 /// Settings of the policy loss. Plain data: the run config fills it in and
-/// calls [`LossConfig::validate`] once.
+/// calls [`LossConfig::validate`] once. `Default` is TRL 1.16's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossConfig {
-    /// How per-token losses are averaged.
+    /// The objective and how per-token losses are averaged.
     pub loss_type: LossType,
+    /// One importance weight per token or per completion.
+    pub importance_sampling: ImportanceSampling,
     /// Ratios below `1 - epsilon_low` stop the gradient of tokens with a
-    /// negative advantage.
+    /// negative advantage (clipped losses).
     pub epsilon_low: f64,
     /// Ratios above `1 + epsilon_high` stop the gradient of tokens with a
-    /// positive advantage.
+    /// positive advantage (clipped losses); for `cispo`, the largest
+    /// importance weight itself.
     pub epsilon_high: f64,
+    /// Two-sided clipping: ratios above `delta` stop the gradient of tokens
+    /// with a negative advantage too (clipped losses; above
+    /// `1 + epsilon_high`). `None` turns it off.
+    pub delta: Option<f64>,
+    /// SAPO's gate temperature for positive advantages.
+    pub sapo_temperature_pos: f64,
+    /// SAPO's gate temperature for other advantages.
+    pub sapo_temperature_neg: f64,
     /// Weight of the KL penalty to the reference model; 0 turns it off (and
     /// then no reference log-probs are needed).
     pub beta: f64,
-    /// Multiply the k3 KL by the importance ratio (TRL 1.16's default).
+    /// How the per-token KL is estimated.
+    pub kl_estimator: KlEstimator,
+    /// Multiply the KL term by the importance weight (TRL 1.16's default).
     pub use_bias_correction_kl: bool,
+    /// Only tokens whose entropy is in this top fraction of the micro-batch's
+    /// tokens carry policy loss; 1 keeps every token.
+    pub top_entropy_quantile: f64,
+    /// Completions with a negative advantage whose mean `old - new` log-prob
+    /// exceeds this carry no policy loss; `None` turns it off.
+    pub off_policy_mask_threshold: Option<f64>,
     /// The configured completion length limit: `dr_grpo`'s constant
     /// denominator (not the padded width of a batch).
     pub max_completion_length: usize,
 }
 
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            loss_type: LossType::Dapo,
+            importance_sampling: ImportanceSampling::Token,
+            epsilon_low: 0.2,
+            epsilon_high: 0.2,
+            delta: None,
+            sapo_temperature_pos: 1.0,
+            sapo_temperature_neg: 1.05,
+            beta: 0.0,
+            kl_estimator: KlEstimator::K3,
+            use_bias_correction_kl: true,
+            top_entropy_quantile: 1.0,
+            off_policy_mask_threshold: None,
+            max_completion_length: 256,
+        }
+    }
+}
+
 impl LossConfig {
     /// Checks every value, naming the offending key.
     pub fn validate(&self) -> Result<()> {
+        let finite_at_least = |key: &str, value: f64, min: f64| -> Result<()> {
+            if !(value.is_finite() && value >= min) {
+                return Err(Error::invalid(
+                    key,
+                    format!("must be a finite number >= {min}, got {value}"),
+                ));
+            }
+            Ok(())
+        };
         if !(0.0..1.0).contains(&self.epsilon_low) {
             return Err(Error::invalid(
                 "grpo.epsilon_low",
                 format!("must be in [0, 1), got {}", self.epsilon_low),
             ));
         }
-        if !(self.epsilon_high >= 0.0 && self.epsilon_high.is_finite()) {
+        finite_at_least("grpo.epsilon_high", self.epsilon_high, 0.0)?;
+        let objective = self.loss_type.objective();
+        if objective == Objective::Cispo && self.epsilon_high < 1.0 {
             return Err(Error::invalid(
                 "grpo.epsilon_high",
-                format!("must be a finite number >= 0, got {}", self.epsilon_high),
+                format!(
+                    "with loss_type = \"cispo\" it is the largest importance weight (TRL's meaning; ScaleRL uses 5.0), so it must be at least 1, got {}",
+                    self.epsilon_high
+                ),
             ));
         }
-        if !(self.beta >= 0.0 && self.beta.is_finite()) {
+        if let Some(delta) = self.delta {
+            if objective != Objective::Clipped {
+                return Err(Error::invalid(
+                    "grpo.delta",
+                    format!(
+                        "two-sided clipping applies to the clipped losses (grpo, bnpo, dr_grpo, dapo), not {}",
+                        self.loss_type
+                    ),
+                ));
+            }
+            if !(delta.is_finite() && delta > 1.0 + self.epsilon_high) {
+                return Err(Error::invalid(
+                    "grpo.delta",
+                    format!(
+                        "must be a finite number above 1 + epsilon_high = {}, got {delta}",
+                        1.0 + self.epsilon_high
+                    ),
+                ));
+            }
+        }
+        for (key, tau) in [
+            ("grpo.sapo_temperature_pos", self.sapo_temperature_pos),
+            ("grpo.sapo_temperature_neg", self.sapo_temperature_neg),
+        ] {
+            if !(tau.is_finite() && tau > 0.0) {
+                return Err(Error::invalid(
+                    key,
+                    format!("must be a finite number > 0, got {tau}"),
+                ));
+            }
+        }
+        finite_at_least("grpo.beta", self.beta, 0.0)?;
+        if !(self.top_entropy_quantile > 0.0 && self.top_entropy_quantile <= 1.0) {
             return Err(Error::invalid(
-                "grpo.beta",
-                format!("must be a finite number >= 0, got {}", self.beta),
+                "grpo.top_entropy_quantile",
+                format!("must be in (0, 1], got {}", self.top_entropy_quantile),
             ));
+        }
+        if let Some(threshold) = self.off_policy_mask_threshold {
+            finite_at_least("grpo.off_policy_mask_threshold", threshold, 0.0)?;
         }
         if self.max_completion_length == 0 {
             return Err(Error::invalid(
@@ -148,6 +329,11 @@ impl LossConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The loss needs each token's entropy (`top_entropy_quantile < 1`).
+    pub fn needs_entropy(&self) -> bool {
+        self.top_entropy_quantile < 1.0
     }
 }
 
@@ -160,7 +346,8 @@ pub struct Accumulation {
     /// (TRL's `gradient_accumulation_steps`), at least 1.
     pub micro_batches: usize,
     /// Active completion tokens (mask ones) in all of those micro-batches
-    /// together (TRL's `num_items_in_batch`): the `dapo` denominator.
+    /// together (TRL's `num_items_in_batch`): the `dapo` and `cispo`
+    /// denominator.
     ///
     /// TRL divides by `num_items_in_batch * ga / steps_per_generation`; verity
     /// feeds each generation batch to exactly one optimizer step
@@ -192,6 +379,9 @@ pub struct LossInputs<'a> {
     /// Log-probs under the frozen reference model, `[B, T]`; needed when
     /// `beta > 0`.
     pub ref_logps: Option<&'a Tensor>,
+    /// Entropy of each token's distribution under the policy being trained,
+    /// `[B, T]`; needed when `top_entropy_quantile < 1`.
+    pub entropies: Option<&'a Tensor>,
     /// One advantage per completion, `[B]`.
     pub advantages: &'a Tensor,
     /// 1 for completion tokens that count, 0 for padding and masked
@@ -202,35 +392,52 @@ pub struct LossInputs<'a> {
 /// Per-token pieces of the loss, all `[B, T]` in the dtype of `new_logps`.
 #[derive(Debug, Clone)]
 pub struct PerTokenLoss {
-    /// `-min(r A, clamp(r) A) + beta kl`, times the mask (0 where masked).
+    /// The policy term times its masks plus `beta kl`, times the completion
+    /// mask (0 where masked).
     pub loss: Tensor,
-    /// The importance ratio `exp(new - old)` (1 where masked).
+    /// The importance weight (1 where masked; per completion, repeated over
+    /// its tokens, with sequence-level sampling).
     pub ratio: Tensor,
-    /// The KL term as it enters the loss (k3, times the ratio with bias
+    /// The KL term as it enters the loss (times the ratio with bias
     /// correction; 0 where masked); `None` when `beta == 0`.
     pub kl: Option<Tensor>,
     /// The completion mask as 0.0 / 1.0.
     pub mask: Tensor,
     /// 1.0 where the ratio fell below `1 - epsilon_low` with a negative
-    /// advantage (the clipped branch won: no gradient from the surrogate).
+    /// advantage (clipped losses: the clipped branch won, no gradient).
     pub low_clipped: Tensor,
-    /// 1.0 where the ratio rose above `1 + epsilon_high` with a positive
-    /// advantage.
+    /// 1.0 where the ratio was capped from above with a positive advantage:
+    /// above `1 + epsilon_high` (clipped losses) or `epsilon_high` (`cispo`).
     pub high_clipped: Tensor,
+    /// 1.0 where the token carries policy loss: in the completion mask, kept
+    /// by the off-policy mask, and among the highest-entropy tokens.
+    pub policy_mask: Tensor,
+    /// Clip fractions count completions, not tokens (sequence-level ratios).
+    pub per_sequence: bool,
+    /// The objective is CISPO's (its clip fraction is `cispo_clip_ratio`).
+    pub cispo: bool,
 }
 
 /// Numbers worth logging from one micro-batch's loss, as TRL computes them
-/// (means over the micro-batch's active tokens).
+/// (means over the micro-batch's active tokens, or over its completions for
+/// sequence-level clip fractions).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossMetrics {
     /// Mean KL term over active tokens (TRL's `kl`); `None` when `beta == 0`.
     pub kl: Option<f64>,
-    /// Fraction of active tokens clipped at the low end (`clip_ratio/low_mean`).
+    /// Fraction clipped at the low end (`clip_ratio/low_mean`); 0 for `cispo`
+    /// and `sapo`.
     pub clip_ratio_low: f64,
     /// Fraction clipped at the high end (`clip_ratio/high_mean`).
     pub clip_ratio_high: f64,
     /// Fraction clipped at either end (`clip_ratio/region_mean`).
     pub clip_ratio_region: f64,
+    /// Fraction of tokens with a positive advantage whose CISPO weight was
+    /// capped (`cispo_clip_ratio`); `None` for other losses.
+    pub cispo_clip_ratio: Option<f64>,
+    /// What the clip fractions are fractions of: active tokens, or every
+    /// completion of the micro-batch with sequence-level ratios.
+    pub clip_units: usize,
     /// Mean importance ratio over active tokens (1 on-policy).
     pub ratio_mean: f64,
     /// Active tokens in this micro-batch.
@@ -252,7 +459,8 @@ pub struct GrpoLoss {
 /// # Errors
 ///
 /// An invalid config, tensors whose shapes disagree, `beta > 0` without
-/// reference log-probs, or a failing tensor operation.
+/// reference log-probs, entropy masking without entropies, or a failing
+/// tensor operation.
 pub fn grpo_loss(
     cfg: &LossConfig,
     inputs: &LossInputs<'_>,
@@ -264,13 +472,13 @@ pub fn grpo_loss(
     Ok(GrpoLoss { loss, metrics })
 }
 
-/// The clipped-surrogate-plus-KL loss of every token, before averaging.
+/// The loss of every token, before averaging.
 ///
-/// The `min(r A, clamp(r) A)` pair is written as a choice made on constant
-/// masks: the clipped branch (a constant) where TRL's clip metrics say the
-/// token is clipped, `r A` elsewhere. The value is the same, and the gradient
-/// is the one torch gives (`-A r` inside the clip range, 0 where clipped)
-/// without depending on how `min` splits ties.
+/// The `min` and `clamp` of the clipped surrogate are written as a choice
+/// made on constant masks: the clipped branch (a constant) where TRL's clip
+/// metrics say the token is clipped, `r A` elsewhere. The value is the same,
+/// and the gradient is the one torch gives (`-A dr` inside the clip range, 0
+/// where clipped) without depending on how `min` splits ties.
 pub fn per_token_loss(cfg: &LossConfig, inputs: &LossInputs<'_>) -> Result<PerTokenLoss> {
     cfg.validate()?;
     let (b, t) = check_shapes(cfg, inputs)?;
@@ -296,25 +504,65 @@ pub fn per_token_loss(cfg: &LossConfig, inputs: &LossInputs<'_>) -> Result<PerTo
         .broadcast_as((b, t))?
         .contiguous()?;
 
-    let ratio = (&new - &old)?.exp()?;
+    let log_ratio = (&new - &old)?;
+    let log_weight = match cfg.importance_sampling {
+        ImportanceSampling::Token => log_ratio,
+        ImportanceSampling::Sequence => {
+            let lengths = mask.sum_keepdim(D::Minus1)?.maximum(1.0)?;
+            log_ratio
+                .sum_keepdim(D::Minus1)?
+                .div(&lengths)?
+                .broadcast_as((b, t))?
+                .contiguous()?
+        }
+    };
+    let ratio = log_weight.exp()?;
     let ratio_const = ratio.detach();
-    let low_clipped = ratio_const.lt(1.0 - cfg.epsilon_low)?.mul(&adv.lt(0.0)?)?;
-    let high_clipped = ratio_const.gt(1.0 + cfg.epsilon_high)?.mul(&adv.gt(0.0)?)?;
-    let clipped = (&low_clipped + &high_clipped)?;
-    let clamped = ratio_const.clamp(1.0 - cfg.epsilon_low, 1.0 + cfg.epsilon_high)?;
-    let surrogate = clipped.where_cond(&(clamped * &adv)?, &(&ratio * &adv)?)?;
-    let mut loss = surrogate.neg()?;
+
+    let objective = cfg.loss_type.objective();
+    let (policy, low_clipped, high_clipped) = match objective {
+        Objective::Clipped => clipped_surrogate(cfg, &ratio, &adv)?,
+        Objective::Cispo => {
+            let weight = ratio_const.minimum(cfg.epsilon_high)?;
+            let capped = ratio_const.gt(cfg.epsilon_high)?.mul(&adv.gt(0.0)?)?;
+            let loss = (weight * &adv)?.mul(&new)?.neg()?;
+            (loss, zeros.to_dtype(DType::U8)?, capped)
+        }
+        Objective::Sapo => {
+            let positive = adv.gt(0.0)?;
+            let tau = positive.where_cond(
+                &Tensor::full(cfg.sapo_temperature_pos, (b, t), adv.device())?.to_dtype(dtype)?,
+                &Tensor::full(cfg.sapo_temperature_neg, (b, t), adv.device())?.to_dtype(dtype)?,
+            )?;
+            let gate = sigmoid(&((&ratio - 1.0)? * &tau)?)?.mul(&(tau.recip()? * 4.0)?)?;
+            let none = zeros.to_dtype(DType::U8)?;
+            ((gate * &adv)?.neg()?, none.clone(), none)
+        }
+    };
+
+    let mut policy_mask = mask.clone();
+    if let Some(threshold) = cfg.off_policy_mask_threshold {
+        let kept = off_policy_keep(&old, &new, &mask, &adv, threshold)?;
+        policy_mask = (policy_mask * kept)?;
+    }
+    if cfg.needs_entropy() {
+        let entropies = inputs.entropies.ok_or_else(|| {
+            tensor_error("top_entropy_quantile < 1 needs entropies, but none were given".into())
+        })?;
+        let high = high_entropy_mask(entropies, &active, cfg.top_entropy_quantile)?;
+        policy_mask = (policy_mask * high.to_dtype(dtype)?)?;
+    }
+    let mut loss = (policy * &policy_mask)?;
 
     let kl = if cfg.beta != 0.0 {
         let reference = inputs.ref_logps.ok_or_else(|| {
             tensor_error("beta > 0 needs reference log-probs, but none were given".into())
         })?;
-        let delta = (keep(reference)?.detach() - &new)?;
-        let k3 = ((delta.exp()? - &delta)? - 1.0)?;
+        let kl = kl_estimate(cfg.kl_estimator, &new, &keep(reference)?.detach())?;
         let kl = if cfg.use_bias_correction_kl {
-            (k3 * &ratio)?
+            (kl * &ratio)?
         } else {
-            k3
+            kl
         };
         loss = (loss + (&kl * cfg.beta)?)?;
         Some((kl * &mask)?)
@@ -328,8 +576,108 @@ pub fn per_token_loss(cfg: &LossConfig, inputs: &LossInputs<'_>) -> Result<PerTo
         kl,
         low_clipped: (low_clipped.to_dtype(dtype)? * &mask)?,
         high_clipped: (high_clipped.to_dtype(dtype)? * &mask)?,
+        policy_mask,
         mask,
+        per_sequence: cfg.importance_sampling == ImportanceSampling::Sequence,
+        cispo: objective == Objective::Cispo,
     })
+}
+
+/// `-min(min(r, delta) A, clamp(r, 1 - eps_low, 1 + eps_high) A)` with the
+/// low and high clip masks (u8).
+fn clipped_surrogate(
+    cfg: &LossConfig,
+    ratio: &Tensor,
+    adv: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let ratio_const = ratio.detach();
+    let negative = adv.lt(0.0)?;
+    let low = ratio_const.lt(1.0 - cfg.epsilon_low)?.mul(&negative)?;
+    let high = ratio_const.gt(1.0 + cfg.epsilon_high)?.mul(&adv.gt(0.0)?)?;
+    let clamped = ratio_const.clamp(1.0 - cfg.epsilon_low, 1.0 + cfg.epsilon_high)?;
+    let mut surrogate = (&low + &high)?.where_cond(&(clamped * adv)?, &(ratio * adv)?)?;
+    if let Some(delta) = cfg.delta {
+        // With A < 0 and r > delta (> 1 + eps_high), `min(r, delta) A` wins
+        // and is a constant.
+        let capped = ratio_const.gt(delta)?.mul(&negative)?;
+        surrogate = capped.where_cond(&(adv * delta)?, &surrogate)?;
+    }
+    Ok((surrogate.neg()?, low, high))
+}
+
+/// `1 / (1 + exp(-x))` from differentiable operations.
+fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    Ok((x.neg()?.exp()? + 1.0)?.recip()?)
+}
+
+/// The per-token KL estimate of `new` from `reference` (both masked).
+fn kl_estimate(estimator: KlEstimator, new: &Tensor, reference: &Tensor) -> Result<Tensor> {
+    let delta = (reference - new)?;
+    Ok(match estimator {
+        KlEstimator::K1 => delta.neg()?,
+        KlEstimator::K2 => (delta.sqr()? * 0.5)?,
+        KlEstimator::K3 => ((delta.exp()? - &delta)? - 1.0)?,
+    })
+}
+
+/// `[B, T]` 0/1: 1 for the tokens of completions kept by off-policy
+/// sequence masking (DeepSeek-V3.2, TRL's `get_off_policy_mask`): a
+/// completion is dropped when its advantage is negative and its mean
+/// `old - new` log-prob over active tokens exceeds `threshold`.
+fn off_policy_keep(
+    old: &Tensor,
+    new: &Tensor,
+    mask: &Tensor,
+    adv: &Tensor,
+    threshold: f64,
+) -> Result<Tensor> {
+    let lengths = mask.sum_keepdim(D::Minus1)?.maximum(1.0)?;
+    let mean_kl = (old - new.detach())?
+        .mul(mask)?
+        .sum_keepdim(D::Minus1)?
+        .div(&lengths)?;
+    let close = mean_kl.le(threshold)?.broadcast_as(adv.shape())?;
+    let keep = adv.ge(0.0)?.maximum(&close)?;
+    Ok(keep.to_dtype(mask.dtype())?)
+}
+
+/// `[B, T]` u8: 1 for active tokens whose entropy is at least the
+/// `1 - rho` quantile (linear interpolation, as `torch.quantile`) of the
+/// active tokens' entropies (Wang et al. 2025; TRL's `get_high_entropy_mask`).
+fn high_entropy_mask(entropies: &Tensor, active: &Tensor, rho: f64) -> Result<Tensor> {
+    let values = entropies.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let flags = active.to_vec2::<u8>()?;
+    let mut sorted: Vec<f64> = values
+        .iter()
+        .zip(&flags)
+        .flat_map(|(v, f)| v.iter().zip(f).filter(|(_, &f)| f != 0).map(|(&v, _)| v))
+        .collect();
+    let (b, t) = active.dims2()?;
+    if sorted.is_empty() {
+        return Ok(Tensor::zeros((b, t), DType::U8, active.device())?);
+    }
+    sorted.sort_by(f64::total_cmp);
+    let threshold = quantile(&sorted, 1.0 - rho);
+    let mask: Vec<u8> = values
+        .iter()
+        .zip(&flags)
+        .flat_map(|(v, f)| {
+            v.iter()
+                .zip(f)
+                .map(|(&v, &f)| u8::from(f != 0 && v >= threshold))
+        })
+        .collect();
+    Ok(Tensor::from_vec(mask, (b, t), active.device())?)
+}
+
+/// The `q` quantile of sorted values, interpolating linearly between the two
+/// nearest ranks (`torch.quantile`'s default).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let position = q * (sorted.len() - 1) as f64;
+    let lo = position.floor() as usize;
+    let hi = position.ceil() as usize;
+    let weight = position - lo as f64;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * weight
 }
 
 /// Averages masked per-token losses `[B, T]` into the scalar loss of one
@@ -347,19 +695,21 @@ pub fn aggregate(
     let per_token_loss = &at_least_f32(per_token_loss)?;
     let mask = &at_least_f32(mask)?;
     let ga = accumulation.micro_batches.max(1) as f64;
-    let loss = match cfg.loss_type {
-        LossType::Grpo => {
+    let loss = match cfg.loss_type.averaging() {
+        Averaging::PerSequence => {
             let lengths = mask.sum(D::Minus1)?.maximum(1.0)?;
             (per_token_loss.sum(D::Minus1)? / lengths)?.mean_all()?
         }
-        LossType::Bnpo => {
+        Averaging::MicroBatchTokens => {
             let tokens = mask.sum_all()?.maximum(1.0)?;
             per_token_loss.sum_all()?.div(&tokens)?
         }
-        LossType::DrGrpo => (per_token_loss.sum_all()? / (b * cfg.max_completion_length) as f64)?,
+        Averaging::Constant => {
+            (per_token_loss.sum_all()? / (b * cfg.max_completion_length) as f64)?
+        }
         // The denominator already spans every micro-batch of the step, so
         // no division by the number of micro-batches.
-        LossType::Dapo => {
+        Averaging::StepTokens => {
             let tokens = accumulation.active_tokens.max(1) as f64;
             return Ok((per_token_loss.sum_all()? / tokens)?);
         }
@@ -367,20 +717,39 @@ pub fn aggregate(
     Ok((loss / ga)?)
 }
 
-/// TRL's logged numbers: means over the micro-batch's active tokens.
+/// TRL's logged numbers: means over the micro-batch's active tokens, or over
+/// its completions for sequence-level clip fractions.
 fn metrics(per_token: &PerTokenLoss) -> Result<LossMetrics> {
     let sum = |x: &Tensor| -> Result<f64> { scalar(&at_least_f32(&x.detach())?.sum_all()?) };
     let active = sum(&per_token.mask)?;
     let denom = active.max(1.0);
     let masked_mean = |x: &Tensor| -> Result<f64> { Ok(sum(x)? / denom) };
-    let low = masked_mean(&per_token.low_clipped)?;
-    let high = masked_mean(&per_token.high_clipped)?;
+    let (b, _) = per_token.mask.dims2()?;
+    // A sequence-level clip flag is the same on every token of a completion;
+    // TRL counts it once per completion, over all of them.
+    let clip_mean = |x: &Tensor| -> Result<f64> {
+        match per_token.per_sequence && x.dim(D::Minus1)? > 0 {
+            true => Ok(sum(&at_least_f32(x)?.max(D::Minus1)?)? / b.max(1) as f64),
+            false => masked_mean(x),
+        }
+    };
+    let low = clip_mean(&per_token.low_clipped)?;
+    let high = clip_mean(&per_token.high_clipped)?;
+    let (clip_low, clip_high, cispo) = match per_token.cispo {
+        true => (0.0, 0.0, Some(high)),
+        false => (low, high, None),
+    };
     Ok(LossMetrics {
         kl: per_token.kl.as_ref().map(masked_mean).transpose()?,
-        clip_ratio_low: low,
-        clip_ratio_high: high,
+        clip_ratio_low: clip_low,
+        clip_ratio_high: clip_high,
         // A token cannot be clipped at both ends (the advantage has one sign).
-        clip_ratio_region: low + high,
+        clip_ratio_region: clip_low + clip_high,
+        cispo_clip_ratio: cispo,
+        clip_units: match per_token.per_sequence {
+            true => b,
+            false => active.round() as usize,
+        },
         ratio_mean: masked_mean(&(&per_token.ratio * &per_token.mask)?)?,
         active_tokens: active.round() as usize,
     })
@@ -433,6 +802,11 @@ fn check_shapes(cfg: &LossConfig, inputs: &LossInputs<'_>) -> Result<(usize, usi
             same("reference log-probs", reference)?;
         }
     }
+    if cfg.needs_entropy() {
+        if let Some(entropies) = inputs.entropies {
+            same("entropies", entropies)?;
+        }
+    }
     if inputs.advantages.dims() != [b] {
         return Err(tensor_error(format!(
             "advantages must be [{b}], one per completion, got {:?}",
@@ -460,6 +834,7 @@ mod tests {
             beta: 0.04,
             use_bias_correction_kl: true,
             max_completion_length: 4,
+            ..LossConfig::default()
         }
     }
 
@@ -519,6 +894,7 @@ mod tests {
             new_logps: new.as_tensor(),
             old_logps: None,
             ref_logps: None,
+            entropies: None,
             advantages: &adv,
             completion_mask: &mask,
         };
@@ -543,22 +919,37 @@ mod tests {
         let new = Var::from_tensor(&t2(&[[-0.5, f64::NEG_INFINITY, f64::NAN]])).unwrap();
         let old = t2(&[[-0.7, f64::INFINITY, 0.0]]);
         let reference = t2(&[[-0.4, f64::NAN, f64::NEG_INFINITY]]);
+        let entropies = t2(&[[0.3, f64::NAN, f64::INFINITY]]);
         let mask = t2(&[[1.0, 0.0, 0.0]]);
         let adv = Tensor::new(&[0.7f64], &Device::Cpu).unwrap();
         for lt in LossType::ALL {
-            let inputs = LossInputs {
-                new_logps: new.as_tensor(),
-                old_logps: Some(&old),
-                ref_logps: Some(&reference),
-                advantages: &adv,
-                completion_mask: &mask,
-            };
-            let out = grpo_loss(&config(lt), &inputs, Accumulation::single(1)).unwrap();
-            assert!(out.loss.to_scalar::<f64>().unwrap().is_finite(), "{lt}");
-            let grads = out.loss.backward().unwrap();
-            let g = grads.get(&new).unwrap().to_vec2::<f64>().unwrap();
-            assert!(g[0][0].is_finite() && g[0][0] != 0.0, "{lt}: {g:?}");
-            assert_eq!(&g[0][1..], &[0.0, 0.0], "{lt}");
+            for importance_sampling in [ImportanceSampling::Token, ImportanceSampling::Sequence] {
+                for kl_estimator in [KlEstimator::K1, KlEstimator::K2, KlEstimator::K3] {
+                    let cfg = LossConfig {
+                        importance_sampling,
+                        kl_estimator,
+                        epsilon_high: if lt == LossType::Cispo { 5.0 } else { 0.28 },
+                        top_entropy_quantile: 0.5,
+                        off_policy_mask_threshold: Some(0.1),
+                        ..config(lt)
+                    };
+                    let inputs = LossInputs {
+                        new_logps: new.as_tensor(),
+                        old_logps: Some(&old),
+                        ref_logps: Some(&reference),
+                        entropies: Some(&entropies),
+                        advantages: &adv,
+                        completion_mask: &mask,
+                    };
+                    let at = format!("{lt} {importance_sampling:?} {kl_estimator:?}");
+                    let out = grpo_loss(&cfg, &inputs, Accumulation::single(1)).unwrap();
+                    assert!(out.loss.to_scalar::<f64>().unwrap().is_finite(), "{at}");
+                    let grads = out.loss.backward().unwrap();
+                    let g = grads.get(&new).unwrap().to_vec2::<f64>().unwrap();
+                    assert!(g[0][0].is_finite() && g[0][0] != 0.0, "{at}: {g:?}");
+                    assert_eq!(&g[0][1..], &[0.0, 0.0], "{at}");
+                }
+            }
         }
     }
 
@@ -578,6 +969,7 @@ mod tests {
             new_logps: new.as_tensor(),
             old_logps: Some(&old),
             ref_logps: Some(&reference),
+            entropies: None,
             advantages: &adv,
             completion_mask: &mask,
         };
@@ -608,6 +1000,7 @@ mod tests {
                 new_logps: new,
                 old_logps: None,
                 ref_logps: None,
+                entropies: None,
                 advantages: &adv,
                 completion_mask: &mask,
             };
@@ -636,6 +1029,7 @@ mod tests {
                 new_logps: &new,
                 old_logps: None,
                 ref_logps: reference,
+                entropies: None,
                 advantages: adv,
                 completion_mask: mask,
             };

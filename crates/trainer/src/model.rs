@@ -15,10 +15,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use candle_core::Device;
-use policy::{
-    Architecture, ChatMessage, GgufModel, HubOptions, ModelConfig, Policy, SamplingConfig,
-    Tokenizer,
-};
+use policy::{ChatMessage, GgufModel, HubOptions, ModelConfig, Policy, SamplingConfig, Tokenizer};
 use serde::{Deserialize, Serialize};
 use tasks::{Mixture, Problem, Split};
 
@@ -226,9 +223,8 @@ fn prompting(m: &ModelSection, pretrained: bool) -> Prompting {
 fn scratch(m: &ModelSection, mixture: &Mixture, seed: u64, device: &Device) -> Result<Model> {
     let alphabet = task_alphabet(mixture, seed)?;
     let tokenizer = Tokenizer::char_level(&alphabet, &FORMAT_TAGS)?;
-    let architecture = Architecture::parse(&m.architecture)?;
     let mut config = ModelConfig::new(
-        architecture,
+        m.architecture,
         tokenizer.vocab_size(),
         m.hidden_size,
         m.intermediate_size,

@@ -181,6 +181,29 @@ impl AdamW {
         Ok(())
     }
 
+    /// One training update, the same in both phases: clip `grads` to
+    /// `max_grad_norm` (0 only measures), then step at `lr`, unless `loss` or
+    /// the gradient norm is NaN or infinite. Such an update would poison the
+    /// weights and moments, so it is skipped (and the step count stays).
+    pub fn clip_and_step(
+        &mut self,
+        mut grads: Gradients,
+        loss: f64,
+        max_grad_norm: f64,
+        lr: f64,
+    ) -> Result<Applied> {
+        let grad_norm = grads.clip_norm(max_grad_norm)?;
+        let skipped = !(loss.is_finite() && grad_norm.is_finite());
+        if !skipped {
+            self.step(&grads, lr)?;
+        }
+        Ok(Applied {
+            grad_norm,
+            lr,
+            skipped,
+        })
+    }
+
     /// Write the moments and the step count to a safetensors file: tensors
     /// `exp_avg.NAME` and `exp_avg_sq.NAME`, metadata `step`.
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -236,6 +259,17 @@ impl AdamW {
         self.step = step;
         Ok(())
     }
+}
+
+/// What [`AdamW::clip_and_step`] did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Applied {
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The learning rate of the update.
+    pub lr: f64,
+    /// The loss or gradient was NaN or infinite, so nothing changed.
+    pub skipped: bool,
 }
 
 /// Gradients of an optimizer's parameters, summed over micro-batches.

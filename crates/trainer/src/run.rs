@@ -15,7 +15,7 @@
 //! ([`train_until`]): the step under way finishes, a checkpoint is written,
 //! and the summary says `stopped`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -28,16 +28,58 @@ use crate::checkpoint::{
     REFERENCE_FILE,
 };
 use crate::config::Config;
+use crate::curriculum::{reachable_mixture, CurriculumState};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, render_table, EvalRecord, EvalSettings};
-use crate::grpo::{grpo_step, GrpoContext, StepPosition};
-use crate::logs::{RunLogs, EVAL_FILE, METRICS_FILE};
+use crate::grpo::{grpo_step, GrpoContext, GrpoMetrics, StepPosition};
+use crate::logs::{Jsonl, RunLogs, EVAL_FILE, METRICS_FILE};
 use crate::model::{heldout_problems, Model};
 use crate::optim::AdamW;
 use crate::progress::{Live, Phase, Progress};
 use crate::rewards::RewardShaping;
 use crate::seeds::{rng_for, seed_for, Purpose};
-use crate::sft::{sft_step, SftData};
+use crate::sft::{sft_step, SftData, SftMetrics};
+
+/// A step's line of metrics.jsonl, as the bookkeeping shared by both
+/// phases sees it.
+pub(crate) trait StepLine {
+    /// Fills in the global step once the step is counted.
+    fn set_global_step(&mut self, global_step: u64);
+    /// Appends the line to metrics.jsonl.
+    fn write_to(&self, log: &mut Jsonl) -> Result<()>;
+    /// Puts its numbers on the live display.
+    fn show(&self, live: &mut Live);
+}
+
+impl StepLine for SftMetrics {
+    fn set_global_step(&mut self, global_step: u64) {
+        self.global_step = global_step;
+    }
+
+    fn write_to(&self, log: &mut Jsonl) -> Result<()> {
+        log.write(self)
+    }
+
+    fn show(&self, live: &mut Live) {
+        live.loss = self.loss;
+    }
+}
+
+impl StepLine for GrpoMetrics {
+    fn set_global_step(&mut self, global_step: u64) {
+        self.global_step = global_step;
+    }
+
+    fn write_to(&self, log: &mut Jsonl) -> Result<()> {
+        log.write(self)
+    }
+
+    fn show(&self, live: &mut Live) {
+        live.loss = self.loss;
+        live.reward = Some(self.reward);
+        live.accuracy = Some(self.accuracy);
+    }
+}
 
 /// The resolved config inside the run folder.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -62,7 +104,8 @@ pub struct RunSummary {
 
 impl RunSummary {
     /// Held-out greedy pass@1 when GRPO started (the model as SFT left it)
-    /// and when it ended; `None` without a GRPO phase.
+    /// and when it ended, on the tasks and levels of the first evaluation
+    /// (a curriculum adds levels to later ones); `None` without a GRPO phase.
     pub fn grpo_gain(&self) -> Option<(f64, f64)> {
         let grpo: Vec<&EvalRecord> = self
             .evals
@@ -71,7 +114,20 @@ impl RunSummary {
             .collect();
         let first = grpo.first()?;
         let last = grpo.last()?;
-        Some((first.overall.pass_at_1, last.overall.pass_at_1))
+        let (mut passed, mut problems) = (0.0, 0usize);
+        for t in &first.tasks {
+            let later = last
+                .tasks
+                .iter()
+                .find(|l| l.task == t.task && l.level == t.level)?;
+            passed += later.score.pass_at_1 * later.score.problems as f64;
+            problems += later.score.problems;
+        }
+        let after = match problems {
+            0 => last.overall.pass_at_1,
+            n => passed / n as f64,
+        };
+        Some((first.overall.pass_at_1, after))
     }
 }
 
@@ -95,8 +151,11 @@ pub fn train_until(
     set_threads(config.run.threads);
     let run_dir = create_run_dir(config)?;
     let (device, mixture) = device_and_mixture(config)?;
-    let model = Model::from_config(config, &mixture, &device)?;
-    let state = TrainerState::new(config.run.seed, model.prompting.clone());
+    let model = Model::from_config(config, &alphabet_mixture(config, &mixture)?, &device)?;
+    let mut state = TrainerState::new(config.run.seed, model.prompting.clone());
+    if config.curriculum.enabled {
+        state.curriculum = Some(CurriculumState::start(&mixture));
+    }
     let logs = RunLogs::open(&run_dir)?;
     let run = Run::new(config, model, mixture, state, logs, run_dir, stop, progress)?;
     run.train(progress, start)
@@ -133,6 +192,9 @@ pub fn resume(
     };
     reopen_extended_phases(&mut state, config);
     let (device, mixture) = device_and_mixture(config)?;
+    if config.curriculum.enabled && state.curriculum.is_none() {
+        state.curriculum = Some(CurriculumState::start(&mixture));
+    }
     let model = Model::load(&checkpoint, state.prompting.clone(), &device)?;
     let path = run_dir.join(CONFIG_FILE);
     std::fs::write(&path, config.to_toml()).map_err(|e| Error::io(&path, e))?;
@@ -163,9 +225,37 @@ fn reopen_extended_phases(state: &mut TrainerState, config: &Config) {
     }
 }
 
+/// Every problem source a run may draw from: the mixture, the levels its
+/// curriculum may reach and SFT's own mixture. A scratch tokenizer's
+/// alphabet covers them all.
+fn alphabet_mixture(config: &Config, mixture: &Mixture) -> Result<Mixture> {
+    let mut entries = match config.curriculum.enabled {
+        true => reachable_mixture(&config.curriculum, mixture)?
+            .entries()
+            .to_vec(),
+        false => mixture.entries().to_vec(),
+    };
+    if !config.sft.mixture.is_empty() {
+        entries.extend(sft_mixture(config, mixture)?.entries().iter().cloned());
+    }
+    Ok(Mixture::new(entries)?)
+}
+
+/// What SFT trains on: `sft.mixture`, or the run's mixture when it is empty.
+fn sft_mixture(config: &Config, mixture: &Mixture) -> Result<Mixture> {
+    if config.sft.mixture.is_empty() {
+        return Ok(mixture.clone());
+    }
+    Mixture::from_specs(&config.sft.mixture, Path::new("."))
+        .map_err(|e| Error::invalid("sft.mixture", e.to_string()))
+}
+
 /// The device and task mixture a config names.
 fn device_and_mixture(config: &Config) -> Result<(Device, Mixture)> {
-    let device = policy::parse_device(&config.run.device)
+    let device = config
+        .run
+        .device
+        .open()
         .map_err(|e| Error::invalid("run.device", e.to_string()))?;
     let mixture = Mixture::from_specs(&config.tasks.mixture, Path::new("."))
         .map_err(|e| Error::invalid("tasks.mixture", e.to_string()))?;
@@ -223,6 +313,8 @@ struct Run<'a> {
     model: Model,
     mixture: Mixture,
     heldout: Vec<Problem>,
+    /// What SFT trains on (`sft.mixture`, else `mixture`).
+    sft_mixture: Mixture,
     state: TrainerState,
     logs: RunLogs,
     run_dir: PathBuf,
@@ -241,6 +333,8 @@ struct Run<'a> {
     nonfinite_in_row: u64,
     /// Weights of the frozen GRPO reference model, saved with checkpoints.
     reference: Option<HashMap<String, Tensor>>,
+    /// Family levels the held-out problems cover (with a curriculum).
+    heldout_levels: Option<usize>,
 }
 
 impl<'a> Run<'a> {
@@ -266,6 +360,7 @@ impl<'a> Run<'a> {
         Ok(Run {
             config,
             heldout: heldout_problems(&mixture, config.eval.problems)?,
+            sft_mixture: sft_mixture(config, &mixture)?,
             state,
             logs,
             mixture,
@@ -280,6 +375,7 @@ impl<'a> Run<'a> {
             checkpointed_at: None,
             nonfinite_in_row: 0,
             reference: None,
+            heldout_levels: None,
         })
     }
 
@@ -306,32 +402,21 @@ impl<'a> Run<'a> {
         if cfg.steps == 0 || self.state.sft.finished {
             return Ok(None);
         }
-        let mut optimizer = cfg.adamw().init(&self.model.policy.varmap)?;
-        if let (Some(dir), true) = (&self.resume_from, self.state.sft.steps_done > 0) {
-            optimizer.load(&dir.join(OPTIMIZER_FILE))?;
-        }
+        let mut optimizer = self.optimizer(self.state.sft.steps_done > 0)?;
         let data_seed = seed_for(self.config.run.seed, Purpose::SftData, 0);
         progress.phase_started(Phase::Sft, self.state.sft.steps_done, cfg.steps);
         while self.state.sft.steps_done < cfg.steps {
-            let step = self.state.sft.steps_done;
             let data = SftData {
-                mixture: &self.mixture,
+                mixture: &self.sft_mixture,
                 seed: data_seed,
                 first: self.state.sft.data_cursor,
             };
-            let mut metrics = sft_step(&self.model, &mut optimizer, cfg, &data, step)?;
-            let p = &mut self.state.sft;
-            p.steps_done += 1;
-            p.updates_done += 1;
-            p.data_cursor += cfg.batch_size as u64;
-            self.state.phase = Phase::Sft;
-            self.state.global_step += 1;
-            metrics.global_step = self.state.global_step;
-            self.logs.metrics.write(&metrics)?;
-            self.live.loss = metrics.loss;
-            let done = self.state.sft.steps_done;
-            progress.step_finished(Phase::Sft, done, &self.live);
-            self.count_nonfinite(metrics.skipped, &optimizer, progress)?;
+            let max_grad_norm = self.config.optimizer.max_grad_norm;
+            let step = self.state.sft.steps_done;
+            let mut line = sft_step(&self.model, &mut optimizer, cfg, max_grad_norm, &data, step)?;
+            let done =
+                self.record_step(Phase::Sft, 1, cfg.batch_size as u64, &mut line, progress)?;
+            self.count_nonfinite(line.skipped, &optimizer, progress)?;
             if cfg.stop_at_pass_at_1 > 0.0
                 && done.is_multiple_of(cfg.check_every)
                 && done < cfg.steps
@@ -346,18 +431,11 @@ impl<'a> Run<'a> {
                     break;
                 }
             }
-            if self.due(self.config.checkpoint.every, done, cfg.steps) {
-                self.checkpoint(&optimizer, progress)?;
-            }
-            if self.stop_now(&optimizer, progress)? {
+            if self.between_steps(done, cfg.steps, &optimizer, progress)? {
                 return Ok(None);
             }
         }
-        self.state.sft.finished = true;
-        progress.phase_finished(Phase::Sft);
-        let done = self.state.sft.steps_done;
-        self.evaluate(Phase::Sft, done, true, progress)?;
-        self.checkpoint(&optimizer, progress)?;
+        self.finish_phase(Phase::Sft, &optimizer, progress)?;
         Ok(Some(optimizer))
     }
 
@@ -374,7 +452,12 @@ impl<'a> Run<'a> {
         }
         let mut optimizer = match sft_optimizer {
             Some(optimizer) if !cfg.fresh_optimizer => optimizer,
-            _ => self.grpo_optimizer()?,
+            // Resuming: the checkpoint's moments, unless they are SFT's and
+            // GRPO starts fresh.
+            _ => {
+                let continues_sft = !cfg.fresh_optimizer && self.state.sft.steps_done > 0;
+                self.optimizer(self.state.grpo.steps_done > 0 || continues_sft)?
+            }
         };
         let reference = self.reference_model()?;
         if self.state.grpo.steps_done == 0 {
@@ -382,11 +465,16 @@ impl<'a> Run<'a> {
         }
         progress.phase_started(Phase::Grpo, self.state.grpo.steps_done, cfg.steps);
         while self.state.grpo.steps_done < cfg.steps {
+            let (mixture, levels) = match &self.state.curriculum {
+                Some(c) => (c.mixture(&self.mixture)?, c.metrics()),
+                None => (self.mixture.clone(), BTreeMap::new()),
+            };
             let ctx = GrpoContext {
                 model: &self.model,
                 reference: reference.as_ref(),
-                mixture: &self.mixture,
+                mixture: &mixture,
                 cfg,
+                max_grad_norm: self.config.optimizer.max_grad_norm,
                 shaping: RewardShaping::from_config(cfg),
                 run_seed: self.config.run.seed,
                 data_seed: seed_for(self.config.run.seed, Purpose::GrpoData, 0),
@@ -399,56 +487,105 @@ impl<'a> Run<'a> {
                 updates: p.updates_done,
             };
             let mut out = grpo_step(&ctx, &mut optimizer, at)?;
-            let p = &mut self.state.grpo;
-            p.steps_done += 1;
-            p.updates_done += cfg.num_iterations as u64;
-            p.data_cursor += out.prompts_drawn;
-            self.state.phase = Phase::Grpo;
-            self.state.global_step += cfg.num_iterations as u64;
-            out.metrics.global_step = self.state.global_step;
-            self.logs.metrics.write(&out.metrics)?;
+            out.metrics.curriculum = levels;
+            if let Some(c) = &mut self.state.curriculum {
+                for change in c.observe(&self.config.curriculum, &out.groups_seen)? {
+                    progress.message(&change.to_string());
+                }
+            }
+            let updates = cfg.num_iterations as u64;
+            let done = self.record_step(
+                Phase::Grpo,
+                updates,
+                out.prompts_drawn,
+                &mut out.metrics,
+                progress,
+            )?;
             for sample in &out.samples {
                 self.logs.samples.write(sample)?;
             }
-            self.live.loss = out.metrics.loss;
-            self.live.reward = Some(out.metrics.reward);
-            self.live.accuracy = Some(out.metrics.accuracy);
-            let done = self.state.grpo.steps_done;
-            progress.step_finished(Phase::Grpo, done, &self.live);
             self.count_nonfinite(out.metrics.skipped, &optimizer, progress)?;
             if self.due(self.config.eval.every, done, cfg.steps) {
                 self.evaluate(Phase::Grpo, done, true, progress)?;
             }
-            if self.due(self.config.checkpoint.every, done, cfg.steps) {
-                self.checkpoint(&optimizer, progress)?;
-            }
-            if self.stop_now(&optimizer, progress)? {
+            if self.between_steps(done, cfg.steps, &optimizer, progress)? {
                 return Ok(());
             }
         }
-        self.state.grpo.finished = true;
-        progress.phase_finished(Phase::Grpo);
-        let done = self.state.grpo.steps_done;
-        self.evaluate(Phase::Grpo, done, true, progress)?;
-        self.checkpoint(&optimizer, progress)
+        self.finish_phase(Phase::Grpo, &optimizer, progress)
     }
 
-    /// A GRPO optimizer that does not simply continue from SFT's in this
-    /// process: fresh, or (resuming) with the moments of the checkpoint.
-    /// Continuing SFT's moments keeps SFT's AdamW settings, as a run that
-    /// was never interrupted does.
-    fn grpo_optimizer(&self) -> Result<AdamW> {
-        let cfg = &self.config.grpo;
-        let continues_sft = !cfg.fresh_optimizer && self.state.sft.steps_done > 0;
-        let settings = match continues_sft {
-            true => self.config.sft.adamw(),
-            false => cfg.adamw(),
+    /// The bookkeeping of a finished step, the same in both phases: the
+    /// phase's counters and the global step move on, the metrics line is
+    /// written and shown. Returns the steps of the phase done.
+    fn record_step(
+        &mut self,
+        phase: Phase,
+        updates: u64,
+        drawn: u64,
+        line: &mut dyn StepLine,
+        progress: &mut dyn Progress,
+    ) -> Result<u64> {
+        let p = match phase {
+            Phase::Sft => &mut self.state.sft,
+            Phase::Grpo => &mut self.state.grpo,
         };
-        let mut optimizer = settings.init(&self.model.policy.varmap)?;
-        if let Some(dir) = &self.resume_from {
-            if self.state.grpo.steps_done > 0 || continues_sft {
-                optimizer.load(&dir.join(OPTIMIZER_FILE))?;
-            }
+        p.steps_done += 1;
+        p.updates_done += updates;
+        p.data_cursor += drawn;
+        let done = p.steps_done;
+        self.state.phase = phase;
+        self.state.global_step += updates;
+        line.set_global_step(self.state.global_step);
+        line.write_to(&mut self.logs.metrics)?;
+        line.show(&mut self.live);
+        progress.step_finished(phase, done, &self.live);
+        Ok(done)
+    }
+
+    /// After a step's evaluations: a checkpoint when one is due, and the
+    /// stop flag. True when the run stops here.
+    fn between_steps(
+        &mut self,
+        done: u64,
+        total: u64,
+        optimizer: &AdamW,
+        progress: &mut dyn Progress,
+    ) -> Result<bool> {
+        if self.due(self.config.checkpoint.every, done, total) {
+            self.checkpoint(optimizer, progress)?;
+        }
+        self.stop_now(optimizer, progress)
+    }
+
+    /// The end of a phase: marked finished, evaluated and checkpointed.
+    fn finish_phase(
+        &mut self,
+        phase: Phase,
+        optimizer: &AdamW,
+        progress: &mut dyn Progress,
+    ) -> Result<()> {
+        let p = match phase {
+            Phase::Sft => &mut self.state.sft,
+            Phase::Grpo => &mut self.state.grpo,
+        };
+        p.finished = true;
+        let done = p.steps_done;
+        progress.phase_finished(phase);
+        self.evaluate(phase, done, true, progress)?;
+        self.checkpoint(optimizer, progress)
+    }
+
+    /// An AdamW with the run's settings: fresh, or with the moments of the
+    /// checkpoint being resumed when `from_checkpoint`.
+    fn optimizer(&self, from_checkpoint: bool) -> Result<AdamW> {
+        let mut optimizer = self
+            .config
+            .optimizer
+            .adamw()
+            .init(&self.model.policy.varmap)?;
+        if let (Some(dir), true) = (&self.resume_from, from_checkpoint) {
+            optimizer.load(&dir.join(OPTIMIZER_FILE))?;
         }
         Ok(optimizer)
     }
@@ -579,6 +716,7 @@ impl<'a> Run<'a> {
         with_samples: bool,
         progress: &mut dyn Progress,
     ) -> Result<EvalRecord> {
+        self.cover_visited_levels()?;
         let settings = self.eval_settings(with_samples);
         let mut rng = rng_for(
             self.config.run.seed,
@@ -600,6 +738,21 @@ impl<'a> Run<'a> {
         self.live.pass_at_1 = Some(record.overall.pass_at_1);
         self.evals.push(record.clone());
         Ok(record)
+    }
+
+    /// With a curriculum, the held-out problems of every family level
+    /// trained at so far: the configured entries first, then the others.
+    fn cover_visited_levels(&mut self) -> Result<()> {
+        let Some(c) = &self.state.curriculum else {
+            return Ok(());
+        };
+        let visited = c.visited_count();
+        if self.heldout_levels != Some(visited) {
+            let mixture = c.visited_mixture(&self.mixture)?;
+            self.heldout = heldout_problems(&mixture, self.config.eval.problems)?;
+            self.heldout_levels = Some(visited);
+        }
+        Ok(())
     }
 
     /// Writes checkpoint `step-{global_step}` with the logs' lengths, then

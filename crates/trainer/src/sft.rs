@@ -59,12 +59,13 @@ pub(crate) struct SftData<'a> {
 }
 
 /// One SFT step at phase step `step` (0-based): data, loss, backward,
-/// clipping and the optimizer update. Returns its metrics with `step` and
-/// `global_step` left for the caller to fill in.
+/// clipping to `max_grad_norm` and the optimizer update. Returns its metrics
+/// with `global_step` left for the caller to fill in.
 pub(crate) fn sft_step(
     model: &Model,
     optimizer: &mut AdamW,
     cfg: &SftSection,
+    max_grad_norm: f64,
     data: &SftData<'_>,
     step: u64,
 ) -> Result<SftMetrics> {
@@ -81,13 +82,8 @@ pub(crate) fn sft_step(
         loss_sum += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         optimizer.accumulate(&mut grads, &loss.backward()?)?;
     }
-    let grad_norm = grads.clip_norm(cfg.max_grad_norm)?;
-    let lr = cfg.schedule().lr(step);
-    // A NaN or infinite loss or gradient would poison weights and moments.
-    let skipped = !(loss_sum.is_finite() && grad_norm.is_finite());
-    if !skipped {
-        optimizer.step(&grads, lr)?;
-    }
+    let applied =
+        optimizer.clip_and_step(grads, loss_sum, max_grad_norm, cfg.schedule().lr(step))?;
 
     let seconds = start.elapsed().as_secs_f64();
     Ok(SftMetrics {
@@ -95,12 +91,12 @@ pub(crate) fn sft_step(
         step: step + 1,
         global_step: 0,
         loss: loss_sum,
-        learning_rate: lr,
-        grad_norm,
+        learning_rate: applied.lr,
+        grad_norm: applied.grad_norm,
         num_tokens: target_tokens,
         tokens_per_s: all_tokens as f64 / seconds.max(1e-9),
         step_s: seconds,
-        skipped,
+        skipped: applied.skipped,
     })
 }
 
@@ -155,6 +151,7 @@ fn micro_batch_loss(
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::optim::AdamWConfig;
     use candle_core::Device;
     use tasks::MixtureEntry;
 
@@ -183,16 +180,16 @@ mod tests {
         let mixture = Mixture::new(vec![MixtureEntry::family("add", 1, 1.0)]).unwrap();
         let model = tiny(&mixture);
         let cfg = sft_config(1);
-        let mut opt = cfg.adamw().init(&model.policy.varmap).unwrap();
+        let mut opt = AdamWConfig::default().init(&model.policy.varmap).unwrap();
         let data = SftData {
             mixture: &mixture,
             seed: 1,
             first: 0,
         };
-        let first = sft_step(&model, &mut opt, &cfg, &data, 0).unwrap();
+        let first = sft_step(&model, &mut opt, &cfg, 1.0, &data, 0).unwrap();
         let mut last = first.clone();
         for step in 1..30 {
-            last = sft_step(&model, &mut opt, &cfg, &data, step).unwrap();
+            last = sft_step(&model, &mut opt, &cfg, 1.0, &data, step).unwrap();
         }
         assert!(first.loss.is_finite() && first.grad_norm > 0.0);
         assert!(
@@ -216,7 +213,7 @@ mod tests {
             .into_iter()
             .map(|micro| {
                 let cfg = sft_config(micro);
-                let opt = cfg.adamw().init(&model.policy.varmap).unwrap();
+                let opt = AdamWConfig::default().init(&model.policy.varmap).unwrap();
                 let rows = encode_batch(&model, &cfg, &data).unwrap();
                 let total: usize = rows.iter().map(|(_, c)| c.len()).sum();
                 let mut grads = opt.zero_grads();

@@ -1,6 +1,6 @@
 //! Stopping and resuming: a run stopped inside SFT and again inside GRPO,
-//! then resumed (once past a damaged checkpoint), ends with the same weights
-//! and logs, bit for bit, as a run that never stopped. Also: checkpoints
+//! then resumed (once past a damaged checkpoint), ends with the same weights,
+//! logs and curriculum levels, bit for bit, as a run that never stopped. Also: checkpoints
 //! kept, steps with non-finite losses skipped, and a failed checkpoint write
 //! that leaves the previous one intact.
 
@@ -15,7 +15,8 @@ use trainer::{
 
 /// SFT then GRPO on a micro model, with the parts that carry state across
 /// steps switched on: SFT's moments continued into GRPO, a KL reference,
-/// several updates per batch, periodic evaluations.
+/// several updates per batch, periodic evaluations, and a curriculum whose
+/// window (3 groups, 2 per step) spans steps and checkpoints.
 fn config(out_dir: &Path, name: &str, overrides: &[&str]) -> Config {
     let text = format!(
         r#"
@@ -33,7 +34,7 @@ num_key_value_heads = 1
 max_position_embeddings = 64
 
 [tasks]
-mixture = [{{ task = "add", level = 1 }}]
+mixture = [{{ task = "add", level = 2 }}]
 
 [sft]
 steps = 4
@@ -49,6 +50,12 @@ beta = 0.04
 num_iterations = 2
 fresh_optimizer = false
 lr = 1e-3
+
+[curriculum]
+enabled = true
+window = 3
+raise_at = 0.9
+lower_at = 0.5
 
 [eval]
 every = 2
@@ -214,6 +221,34 @@ fn a_run_stopped_in_sft_and_in_grpo_resumes_exactly() {
         "{:?}",
         watch.messages
     );
+
+    // The curriculum moved add down a level after its first three groups
+    // (two per step), and evaluation followed it there.
+    let metrics = log_lines(&straight.run_dir.join(METRICS_FILE));
+    let levels: Vec<u64> = metrics
+        .iter()
+        .filter(|m| m["phase"] == "grpo")
+        .map(|m| m["curriculum/add"].as_u64().unwrap())
+        .collect();
+    assert_eq!(levels, [2, 2, 1, 1]);
+    let curriculum = straight.state.curriculum.as_ref().unwrap();
+    assert_eq!(curriculum.families["add"].level, 1);
+    assert_eq!(
+        curriculum.families["add"]
+            .visited
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let evals = log_lines(&straight.run_dir.join("eval.jsonl"));
+    let last_levels: Vec<u64> = evals.last().unwrap()["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["level"].as_u64().unwrap())
+        .collect();
+    assert_eq!(last_levels, [1, 2]);
 
     // Same weights, bit for bit, and the same log lines.
     let straight_last = straight.last_checkpoint.clone().unwrap();

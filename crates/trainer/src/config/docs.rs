@@ -63,8 +63,10 @@ mod tests {
             assert!(!section.doc.trim().is_empty(), "[{}]", section.name);
             for key in section.keys {
                 assert!(!key.doc.trim().is_empty(), "{}.{}", section.name, key.name);
+                let set = format!("\n{} = ", key.name);
+                let unset = format!("\n# {} is not set by default\n", key.name);
                 assert!(
-                    text.contains(&format!("\n{} = ", key.name)),
+                    text.contains(&set) || text.contains(&unset),
                     "{}.{} missing",
                     section.name,
                     key.name

@@ -30,6 +30,26 @@ impl Config {
     /// [`Config::load`] on text already read: `file` names it in errors and
     /// `stem` is the run name used when `run.name` is empty.
     pub fn from_toml(text: &str, file: &str, stem: &str, overrides: &[String]) -> Result<Config> {
+        match upgrade(text, file)? {
+            None => Self::from_current_toml(text, file, stem, overrides),
+            // Lines of the upgraded text are not the file's: name the key only.
+            Some(upgraded) => {
+                Self::from_current_toml(&upgraded, file, stem, overrides).map_err(|e| match e {
+                    Error::ConfigSyntax { file, message, .. } => {
+                        Error::Invalid { key: file, message }
+                    }
+                    other => other,
+                })
+            }
+        }
+    }
+
+    fn from_current_toml(
+        text: &str,
+        file: &str,
+        stem: &str,
+        overrides: &[String],
+    ) -> Result<Config> {
         let mut config: Config = toml::from_str(text).map_err(|e| syntax_error(text, file, &e))?;
         if !overrides.is_empty() {
             config = apply_overrides(text, overrides)?;
@@ -41,6 +61,71 @@ impl Config {
         resolve(&mut config)?;
         Ok(config)
     }
+}
+
+/// AdamW and clipping keys that were per phase (`sft.*`, `grpo.*`) before
+/// they moved to `[optimizer]`.
+const MOVED_TO_OPTIMIZER: [&str; 5] = [
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "max_grad_norm",
+];
+
+/// A file written before `[optimizer]` existed (a user's config, or the
+/// saved config.toml of an older run), with its per-phase AdamW keys moved
+/// there; `None` when there is nothing to move. The phases must agree on
+/// each key, and `[optimizer]` must not set it too.
+fn upgrade(text: &str, file: &str) -> Result<Option<String>> {
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        return Ok(None); // the normal path reports the syntax error
+    };
+    let mut moved = toml::Table::new();
+    for phase in ["sft", "grpo"] {
+        let Some(section) = table.get_mut(phase).and_then(toml::Value::as_table_mut) else {
+            continue;
+        };
+        for key in MOVED_TO_OPTIMIZER {
+            let Some(value) = section.remove(key) else {
+                continue;
+            };
+            match moved.get(key) {
+                Some(other) if *other != value => {
+                    return Err(Error::Invalid {
+                        key: format!("{file}: {phase}.{key}"),
+                        message: format!(
+                            "{key} moved to [optimizer], one setting for both phases, but sft and grpo set {other} and {value}: keep one in [optimizer]"
+                        ),
+                    })
+                }
+                _ => {
+                    moved.insert(key.to_string(), value);
+                }
+            }
+        }
+    }
+    if moved.is_empty() {
+        return Ok(None);
+    }
+    let optimizer = table
+        .entry("optimizer")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(optimizer) = optimizer.as_table_mut() else {
+        return Ok(None); // not a table: the normal path names the error
+    };
+    for (key, value) in moved {
+        if optimizer.contains_key(&key) {
+            return Err(Error::Invalid {
+                key: format!("{file}: optimizer.{key}"),
+                message: format!(
+                    "set both in [optimizer] and in a phase section: keep only optimizer.{key}"
+                ),
+            });
+        }
+        optimizer.insert(key, value);
+    }
+    Ok(Some(toml::to_string(&table).unwrap_or_default()))
 }
 
 /// The file parsed as a table, with each override set in turn; every
@@ -267,7 +352,12 @@ fn resolve(config: &mut Config) -> Result<()> {
     if !config.model.path.is_empty() {
         config.model.path = absolute(&config.model.path);
     }
-    for entry in &mut config.tasks.mixture {
+    for entry in config
+        .tasks
+        .mixture
+        .iter_mut()
+        .chain(&mut config.sft.mixture)
+    {
         if let Some(p) = &entry.jsonl {
             entry.jsonl = Some(PathBuf::from(absolute(&p.display().to_string())));
         }
@@ -427,6 +517,75 @@ mixture = [{ task = "add", level = 2 }]
         let err = Config::load(Path::new("/no/such/config.toml"), &[]).unwrap_err();
         assert!(err.is_usage());
         assert!(err.to_string().contains("/no/such/config.toml"), "{err}");
+    }
+
+    #[test]
+    fn per_phase_optimizer_keys_of_older_files_move_to_the_optimizer_section() {
+        let text = format!(
+            "{MINIMAL}\n[sft]\nlr = 1e-3\nmax_grad_norm = 0.5\nadam_beta2 = 0.98\n[grpo]\nmax_grad_norm = 0.5\n"
+        );
+        let c = load(&text, &["grpo.steps=2"]).unwrap();
+        assert_eq!(c.optimizer.max_grad_norm, 0.5);
+        assert_eq!(c.optimizer.adam_beta2, 0.98);
+        assert_eq!((c.sft.lr, c.grpo.steps), (1e-3, 2));
+        let text = format!("{MINIMAL}\n[sft]\nweight_decay = 0.1\n[grpo]\nweight_decay = 0.0\n");
+        let m = message(&text, &[]);
+        assert!(
+            m.starts_with("test.toml: grpo.weight_decay: weight_decay moved to [optimizer]"),
+            "{m}"
+        );
+        let text =
+            format!("{MINIMAL}\n[optimizer]\nadam_epsilon = 1e-6\n[grpo]\nadam_epsilon = 1e-6\n");
+        let m = message(&text, &[]);
+        assert!(m.contains("keep only optimizer.adam_epsilon"), "{m}");
+        // Errors elsewhere in an upgraded file name the key, not a line.
+        let text = format!("{MINIMAL}\n[grpo]\nmax_grad_norm = 0.5\ngroup_size = 1\n");
+        let m = message(&text, &[]);
+        assert!(m.starts_with("test.toml: grpo.group_size:"), "{m}");
+    }
+
+    #[test]
+    fn devices_and_architectures_are_parsed_once_when_read() {
+        let c = load(MINIMAL, &["run.device=cuda:1", "model.architecture=qwen3"]).unwrap();
+        assert_eq!(c.run.device, policy::DeviceSpec::Cuda(1));
+        assert_eq!(c.model.architecture, policy::Architecture::Qwen3);
+        let m = message(
+            &format!("{MINIMAL}\n[model]\narchitecture = \"gpt2\"\n"),
+            &[],
+        );
+        assert!(
+            m.starts_with("test.toml:9: model.architecture: unknown variant `gpt2`"),
+            "{m}"
+        );
+        let m = message(
+            &MINIMAL.replace("seed = 3", "seed = 3\ndevice = \"tpu\""),
+            &[],
+        );
+        assert!(
+            m.starts_with("test.toml:4: run.device: device 'tpu'"),
+            "{m}"
+        );
+        let m = message(MINIMAL, &["run.device=cuda:x"]);
+        assert!(
+            m.starts_with("--set run.device=cuda:x: device 'cuda:x'"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn every_shipped_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                // Pretrained configs name a model folder that need not exist here.
+                let scratch = ["model.source=scratch".to_string()];
+                Config::load(&path, &scratch).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 3, "{seen} configs");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The run config: a TOML file with sections `run`, `model`, `tasks`, `sft`,
-//! `grpo`, `eval`, `checkpoint` and `log`, plus `--set section.key=value`
+//! The run config: a TOML file with sections `run`, `model`, `tasks`,
+//! `optimizer`, `sft`, `grpo`, `curriculum`, `eval`, `checkpoint` and `log`, plus `--set section.key=value`
 //! overrides, resolved and validated once before any work starts.
 //!
 //! Every key, its default and its meaning are declared once below;
@@ -14,8 +14,10 @@ mod validate;
 
 use serde::{Deserialize, Serialize};
 
-use crate::advantages::ScaleRewards;
-use crate::loss::LossType;
+use policy::{Architecture, DeviceSpec};
+
+use crate::advantages::{AdvantageEstimator, ScaleRewards};
+use crate::loss::{ImportanceSampling, KlEstimator, LossConfig, LossType};
 use crate::optim::AdamWConfig;
 use crate::schedule::{Decay, LrSchedule};
 use schema::section;
@@ -75,7 +77,7 @@ section! {
         threads: usize = 0,
         /// `cpu`, `cuda` or `cuda:N` (CUDA needs verity built with
         /// `--features cuda`).
-        device: String = "cpu",
+        device: DeviceSpec = DeviceSpec::Cpu,
         /// A step whose loss or gradient is NaN or infinite makes no update
         /// and is logged with `"skipped": true`; this many such steps in a
         /// row stop the run with a checkpoint of the last good weights. 0
@@ -114,7 +116,7 @@ section! {
         /// empty for none.
         system_prompt: String = "",
         /// Scratch architecture: `llama`, `qwen2` or `qwen3`.
-        architecture: String = "llama",
+        architecture: Architecture = Architecture::Llama,
         /// Scratch model width.
         hidden_size: usize = 128,
         /// Scratch SwiGLU inner width.
@@ -150,11 +152,34 @@ section! {
 }
 
 section! {
+    /// AdamW and gradient clipping, shared by both phases (each phase has
+    /// its own learning-rate schedule).
+    pub struct OptimizerSection in "optimizer" {
+        /// AdamW decoupled weight decay (weight matrices only; never norms,
+        /// biases or the token embedding).
+        weight_decay: f64 = 0.0,
+        /// AdamW first-moment decay.
+        adam_beta1: f64 = 0.9,
+        /// AdamW second-moment decay.
+        adam_beta2: f64 = 0.999,
+        /// AdamW epsilon.
+        adam_epsilon: f64 = 1e-8,
+        /// Clip the global gradient norm to this; 0 turns clipping off.
+        max_grad_norm: f64 = 1.0,
+    }
+}
+
+section! {
     /// Supervised cold start: cross-entropy on the worked solutions (the
     /// prompt is masked), before GRPO.
     pub struct SftSection in "sft" {
         /// Optimizer steps; 0 skips the phase.
         steps: u64 = 0,
+        /// What SFT trains on, written like `tasks.mixture`; empty means
+        /// `tasks.mixture`. A cold start broader than the RL mixture (more
+        /// levels, say) prepares the levels a curriculum may move to. The
+        /// `stop_at_pass_at_1` check still measures `tasks.mixture`.
+        mixture: Vec<tasks::EntrySpec> = Vec::new(),
         /// Problems per optimizer step.
         batch_size: usize = 64,
         /// Micro-batches per step (gradient accumulation): the batch is split
@@ -169,17 +194,6 @@ section! {
         lr_decay: Decay = Decay::Cosine,
         /// Floor of the decay as a fraction of `lr`.
         min_lr_ratio: f64 = 0.1,
-        /// AdamW decoupled weight decay (weight matrices only; never norms,
-        /// biases or the token embedding).
-        weight_decay: f64 = 0.0,
-        /// AdamW first-moment decay.
-        adam_beta1: f64 = 0.9,
-        /// AdamW second-moment decay.
-        adam_beta2: f64 = 0.999,
-        /// AdamW epsilon.
-        adam_epsilon: f64 = 1e-8,
-        /// Clip the global gradient norm to this; 0 turns clipping off.
-        max_grad_norm: f64 = 1.0,
         /// Stop early once held-out greedy pass@1 reaches this (0..1): a cold
         /// start that leaves the model around 0.4 gives RL room to improve.
         /// 0 turns the check off.
@@ -191,7 +205,9 @@ section! {
 
 section! {
     /// GRPO: sample a group of completions per prompt, score them with the
-    /// verifiers, and push up the better-than-average ones.
+    /// verifiers, and push up the better-than-average ones. The variants
+    /// (loss, importance sampling, advantage estimator, masks, KL estimator)
+    /// are TRL's and verl's, checked against their values.
     pub struct GrpoSection in "grpo" {
         /// Steps: each samples one batch of completions and makes
         /// `num_iterations` optimizer updates from it; 0 skips the phase.
@@ -220,35 +236,76 @@ section! {
         lr_decay: Decay = Decay::Constant,
         /// Floor of the decay as a fraction of `lr`.
         min_lr_ratio: f64 = 0.0,
-        /// AdamW decoupled weight decay (weight matrices only).
-        weight_decay: f64 = 0.0,
-        /// AdamW first-moment decay.
-        adam_beta1: f64 = 0.9,
-        /// AdamW second-moment decay.
-        adam_beta2: f64 = 0.999,
-        /// AdamW epsilon.
-        adam_epsilon: f64 = 1e-8,
-        /// Clip the global gradient norm to this; 0 turns clipping off.
-        max_grad_norm: f64 = 1.0,
         /// Start GRPO with fresh AdamW moments instead of SFT's.
         fresh_optimizer: bool = true,
-        /// How per-token losses are averaged: `grpo`, `bnpo`, `dr_grpo` or
-        /// `dapo` (TRL's definitions; `dapo` is TRL 1.16's default).
+        /// The objective and how per-token losses are averaged (TRL's
+        /// definitions): `grpo` (per-completion mean, DeepSeekMath,
+        /// arXiv:2402.03300), `bnpo` (token mean of the micro-batch),
+        /// `dr_grpo` (sum over batch x max_completion_length, Dr. GRPO,
+        /// arXiv:2503.20783), `dapo` (token mean of the step, DAPO,
+        /// arXiv:2503.14476; TRL 1.16's default), `cispo` (the importance
+        /// weight capped at `epsilon_high` as a constant coefficient of the
+        /// log-prob, MiniMax-M1, arXiv:2506.13585; averaged as `dapo`) or
+        /// `sapo` (a sigmoid gate of the weight instead of clipping, SAPO,
+        /// arXiv:2511.20347; averaged as `grpo`).
         loss_type: LossType = LossType::Dapo,
-        /// Advantages are reward minus group mean, divided by the std of the
-        /// `group`, of the whole `batch`, or by nothing (`none`, Dr. GRPO).
+        /// `token`: one importance ratio per token; `sequence`: one per
+        /// completion, the geometric mean of its token ratios, clipped as a
+        /// whole (GSPO, arXiv:2507.18071; use it with `loss_type = "grpo"`
+        /// and small clip ranges such as 3e-4 / 4e-4, as the paper does).
+        importance_sampling_level: ImportanceSampling = ImportanceSampling::Token,
+        /// How rewards become advantages: `grpo` (reward minus group mean,
+        /// scaled by `scale_rewards`), `rloo` (minus the mean of the other
+        /// completions of the prompt, arXiv:2402.14740),
+        /// `reinforce_plus_plus` (whitened over the batch's tokens,
+        /// arXiv:2501.03262) or `reinforce_plus_plus_baseline` (group mean
+        /// removed, then whitened over the batch's tokens), as verl computes
+        /// them.
+        advantage: AdvantageEstimator = AdvantageEstimator::Grpo,
+        /// With `advantage = "grpo"`: divide by the std of the `group`, of
+        /// the whole `batch` (Lite PPO, arXiv:2508.08221), or by nothing
+        /// (`none`, Dr. GRPO). The other estimators scale as their
+        /// references do.
         scale_rewards: ScaleRewards = ScaleRewards::Group,
         /// Lower clip range of the importance ratio (1 - epsilon_low).
         epsilon_low: f64 = 0.2,
         /// Upper clip range (1 + epsilon_high); DAPO's clip-higher uses 0.28.
+        /// With `loss_type = "cispo"` it is the largest importance weight
+        /// itself (TRL's meaning; ScaleRL, arXiv:2510.13786, uses 5.0).
         epsilon_high: f64 = 0.2,
-        /// Weight of the k3 KL penalty to the frozen starting model; 0 turns
+        /// Two-sided clipping: tokens with a negative advantage and a ratio
+        /// above `delta` stop contributing gradient (INTELLECT-2,
+        /// arXiv:2505.07291; verl's dual-clip `clip_ratio_c`). Must exceed
+        /// 1 + epsilon_high. Unset turns it off.
+        delta: Option<f64> = None,
+        /// SAPO's gate temperature for tokens with a positive advantage.
+        sapo_temperature_pos: f64 = 1.0,
+        /// SAPO's gate temperature for the other tokens.
+        sapo_temperature_neg: f64 = 1.05,
+        /// Only the tokens whose entropy is in this top fraction of the
+        /// micro-batch's tokens carry policy loss ("Beyond the 80/20 rule",
+        /// arXiv:2506.01939, uses 0.2); 1 keeps every token. The KL term
+        /// and the loss's denominators still cover every token, as in TRL.
+        top_entropy_quantile: f64 = 1.0,
+        /// Off-policy sequence masking (DeepSeek-V3.2, arXiv:2512.02556):
+        /// completions with a negative advantage whose mean `old - new`
+        /// log-prob exceeds this carry no policy loss. It only acts when
+        /// `num_iterations > 1` (rollouts come from the model being
+        /// trained). Unset turns it off.
+        off_policy_mask_threshold: Option<f64> = None,
+        /// Weight of the KL penalty to the frozen starting model; 0 turns
         /// it off (and no reference model is kept).
         beta: f64 = 0.0,
-        /// Multiply the KL term by the importance ratio (TRL 1.16's default).
+        /// The per-token KL estimator (Schulman 2020, "Approximating KL
+        /// divergence"): `k1` (new - ref), `k2` ((new - ref)^2 / 2) or `k3`
+        /// (exp(ref - new) - (ref - new) - 1, TRL's).
+        kl_estimator: KlEstimator = KlEstimator::K3,
+        /// Multiply the KL term by the importance ratio (TRL 1.16's default;
+        /// DeepSeek-V3.2's unbiased KL gradient off-policy).
         use_bias_correction_kl: bool = true,
         /// Optimizer updates per sampled batch (TRL's `num_iterations`, mu);
-        /// the ratio uses the log-probs stored at sampling time.
+        /// the ratio uses the log-probs the policy gave before the first
+        /// update.
         num_iterations: usize = 1,
         /// Drop completions cut at `max_completion_length` from the loss.
         mask_truncated_completions: bool = false,
@@ -267,6 +324,32 @@ section! {
         dynamic_sampling: bool = false,
         /// Extra sampling rounds allowed per step with `dynamic_sampling`.
         max_resample_rounds: usize = 3,
+    }
+}
+
+section! {
+    /// An adaptive curriculum for GRPO: per task family, the level moves up
+    /// when the rolling pass rate of its groups reaches `raise_at` and down
+    /// when it falls to `lower_at` (reasoning-gym's 0.70 / 0.10), within
+    /// `min_level..=max_level` and the family's own levels. Each family's
+    /// mixture level is where it starts (one entry per family); problem sets
+    /// stay as they are. metrics.jsonl logs each step's levels as
+    /// `curriculum/<family>`; evaluation covers every level visited.
+    pub struct CurriculumSection in "curriculum" {
+        /// Move the levels of the mixture's families during GRPO.
+        enabled: bool = false,
+        /// Groups (prompts) in a family's rolling pass rate. A level moves
+        /// only once this many groups at it have been sampled, and each move
+        /// starts an empty window. A pass is a completion with full reward.
+        window: usize = 32,
+        /// Raise the level when the window's pass rate reaches this.
+        raise_at: f64 = 0.7,
+        /// Lower it when the window's pass rate falls to this.
+        lower_at: f64 = 0.1,
+        /// Lowest level a family moves to.
+        min_level: u32 = 1,
+        /// Highest level a family moves to; 0 means each family's own highest.
+        max_level: u32 = 0,
     }
 }
 
@@ -322,8 +405,10 @@ pub struct Config {
     pub run: RunSection,
     pub model: ModelSection,
     pub tasks: TasksSection,
+    pub optimizer: OptimizerSection,
     pub sft: SftSection,
     pub grpo: GrpoSection,
+    pub curriculum: CurriculumSection,
     pub eval: EvalSection,
     pub checkpoint: CheckpointSection,
     pub log: LogSection,
@@ -331,12 +416,14 @@ pub struct Config {
 
 impl Config {
     /// The documentation of every section, in file order.
-    pub const SECTIONS: [SectionDoc; 8] = [
+    pub const SECTIONS: [SectionDoc; 10] = [
         RunSection::DOC,
         ModelSection::DOC,
         TasksSection::DOC,
+        OptimizerSection::DOC,
         SftSection::DOC,
         GrpoSection::DOC,
+        CurriculumSection::DOC,
         EvalSection::DOC,
         CheckpointSection::DOC,
         LogSection::DOC,
@@ -367,8 +454,8 @@ impl Config {
     }
 }
 
-impl SftSection {
-    /// The AdamW settings of the SFT phase.
+impl OptimizerSection {
+    /// The AdamW settings of both phases.
     pub fn adamw(&self) -> AdamWConfig {
         AdamWConfig {
             beta1: self.adam_beta1,
@@ -377,7 +464,9 @@ impl SftSection {
             weight_decay: self.weight_decay,
         }
     }
+}
 
+impl SftSection {
     /// The learning rate of every SFT step.
     pub fn schedule(&self) -> LrSchedule {
         LrSchedule {
@@ -391,16 +480,6 @@ impl SftSection {
 }
 
 impl GrpoSection {
-    /// The AdamW settings of the GRPO phase.
-    pub fn adamw(&self) -> AdamWConfig {
-        AdamWConfig {
-            beta1: self.adam_beta1,
-            beta2: self.adam_beta2,
-            eps: self.adam_epsilon,
-            weight_decay: self.weight_decay,
-        }
-    }
-
     /// The learning rate of every GRPO optimizer update.
     pub fn schedule(&self) -> LrSchedule {
         LrSchedule {
@@ -413,13 +492,20 @@ impl GrpoSection {
     }
 
     /// The policy-loss settings.
-    pub fn loss(&self) -> crate::loss::LossConfig {
-        crate::loss::LossConfig {
+    pub fn loss(&self) -> LossConfig {
+        LossConfig {
             loss_type: self.loss_type,
+            importance_sampling: self.importance_sampling_level,
             epsilon_low: self.epsilon_low,
             epsilon_high: self.epsilon_high,
+            delta: self.delta,
+            sapo_temperature_pos: self.sapo_temperature_pos,
+            sapo_temperature_neg: self.sapo_temperature_neg,
             beta: self.beta,
+            kl_estimator: self.kl_estimator,
             use_bias_correction_kl: self.use_bias_correction_kl,
+            top_entropy_quantile: self.top_entropy_quantile,
+            off_policy_mask_threshold: self.off_policy_mask_threshold,
             max_completion_length: self.max_completion_length,
         }
     }

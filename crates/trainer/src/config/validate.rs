@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use super::{Config, GrpoSection, ModelSection, ModelSource, SftSection};
-use crate::advantages::ScaleRewards;
+use super::{Config, GrpoSection, ModelSection, ModelSource, OptimizerSection, SftSection};
+use crate::advantages::{AdvantageEstimator, ScaleRewards};
 use crate::error::{Error, Result};
 
 /// Every rule, section by section.
@@ -12,8 +12,10 @@ pub(crate) fn validate(config: &Config) -> Result<()> {
     run(config)?;
     model(&config.model)?;
     tasks(config)?;
+    optimizer(&config.optimizer)?;
     sft(&config.sft)?;
     grpo(&config.grpo)?;
+    curriculum(config)?;
     eval(config)?;
     Ok(())
 }
@@ -24,19 +26,6 @@ fn run(config: &Config) -> Result<()> {
         return Err(Error::invalid(
             "run.name",
             format!("'{name}' is not a folder name (no slashes, not empty)"),
-        ));
-    }
-    let device = config.run.device.trim();
-    let cuda_ok = |rest: &str| {
-        rest.is_empty()
-            || rest
-                .strip_prefix(':')
-                .is_some_and(|n| n.parse::<usize>().is_ok())
-    };
-    if device != "cpu" && !device.strip_prefix("cuda").is_some_and(cuda_ok) {
-        return Err(Error::invalid(
-            "run.device",
-            format!("'{device}' is not cpu, cuda or cuda:N"),
         ));
     }
     Ok(())
@@ -74,12 +63,6 @@ fn gguf_model(path: &Path) -> Result<()> {
 }
 
 fn scratch_model(m: &ModelSection) -> Result<()> {
-    policy::Architecture::parse(&m.architecture).map_err(|_| {
-        Error::invalid(
-            "model.architecture",
-            format!("'{}' is not llama, qwen2 or qwen3", m.architecture),
-        )
-    })?;
     for (key, value) in [
         ("model.hidden_size", m.hidden_size),
         ("model.intermediate_size", m.intermediate_size),
@@ -165,22 +148,17 @@ fn tasks(config: &Config) -> Result<()> {
     }
     tasks::Mixture::from_specs(&config.tasks.mixture, Path::new("."))
         .map_err(|e| Error::invalid(key, e.to_string()))?;
+    if !config.sft.mixture.is_empty() {
+        tasks::Mixture::from_specs(&config.sft.mixture, Path::new("."))
+            .map_err(|e| Error::invalid("sft.mixture", e.to_string()))?;
+    }
     Ok(())
 }
 
 fn sft(s: &SftSection) -> Result<()> {
     at_least("sft.batch_size", s.batch_size, 1)?;
     micro_batches("sft.micro_batches", s.micro_batches, s.batch_size)?;
-    optimizer(
-        "sft",
-        s.lr,
-        s.min_lr_ratio,
-        s.weight_decay,
-        s.adam_beta1,
-        s.adam_beta2,
-        s.adam_epsilon,
-        s.max_grad_norm,
-    )?;
+    schedule("sft", s.lr, s.min_lr_ratio)?;
     unit_interval("sft.stop_at_pass_at_1", s.stop_at_pass_at_1)?;
     if s.stop_at_pass_at_1 > 0.0 && s.check_every == 0 {
         return Err(Error::invalid(
@@ -193,10 +171,18 @@ fn sft(s: &SftSection) -> Result<()> {
 
 fn grpo(g: &GrpoSection) -> Result<()> {
     at_least("grpo.group_size", g.group_size, 1)?;
-    if g.group_size == 1 && g.scale_rewards == ScaleRewards::Group {
+    let std_scaled =
+        g.advantage == AdvantageEstimator::Grpo && g.scale_rewards == ScaleRewards::Group;
+    if g.group_size == 1 && std_scaled {
         return Err(Error::invalid(
             "grpo.group_size",
             "a group of 1 has no std to scale by: use group_size >= 2 or scale_rewards = \"none\"",
+        ));
+    }
+    if g.group_size == 1 && g.advantage == AdvantageEstimator::Rloo {
+        return Err(Error::invalid(
+            "grpo.group_size",
+            "rloo needs group_size >= 2: its baseline is the mean of the other completions of a prompt",
         ));
     }
     at_least("grpo.batch_size", g.batch_size, 1)?;
@@ -219,16 +205,7 @@ fn grpo(g: &GrpoSection) -> Result<()> {
     }
     at_least("grpo.max_completion_length", g.max_completion_length, 1)?;
     at_least("grpo.num_iterations", g.num_iterations, 1)?;
-    optimizer(
-        "grpo",
-        g.lr,
-        g.min_lr_ratio,
-        g.weight_decay,
-        g.adam_beta1,
-        g.adam_beta2,
-        g.adam_epsilon,
-        g.max_grad_norm,
-    )?;
+    schedule("grpo", g.lr, g.min_lr_ratio)?;
     g.loss().validate()?;
     if g.overlong_buffer >= g.max_completion_length && g.overlong_buffer > 0 {
         return Err(Error::invalid(
@@ -241,6 +218,32 @@ fn grpo(g: &GrpoSection) -> Result<()> {
     }
     non_negative("grpo.overlong_penalty", g.overlong_penalty)?;
     non_negative("grpo.format_weight", g.format_weight)
+}
+
+fn curriculum(config: &Config) -> Result<()> {
+    let c = &config.curriculum;
+    if !c.enabled {
+        return Ok(());
+    }
+    at_least("curriculum.window", c.window, 1)?;
+    unit_interval("curriculum.raise_at", c.raise_at)?;
+    unit_interval("curriculum.lower_at", c.lower_at)?;
+    if c.lower_at >= c.raise_at {
+        return Err(Error::invalid(
+            "curriculum.lower_at",
+            format!("{} must be below raise_at {}", c.lower_at, c.raise_at),
+        ));
+    }
+    at_least("curriculum.min_level", c.min_level as usize, 1)?;
+    if c.max_level != 0 && c.max_level < c.min_level {
+        return Err(Error::invalid(
+            "curriculum.max_level",
+            format!("{} is below min_level {}", c.max_level, c.min_level),
+        ));
+    }
+    let mixture = tasks::Mixture::from_specs(&config.tasks.mixture, Path::new("."))
+        .map_err(|e| Error::invalid("tasks.mixture", e.to_string()))?;
+    crate::curriculum::check(c, &mixture)
 }
 
 fn eval(config: &Config) -> Result<()> {
@@ -262,30 +265,27 @@ fn eval(config: &Config) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn optimizer(
-    section: &str,
-    lr: f64,
-    min_lr_ratio: f64,
-    weight_decay: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-    max_grad_norm: f64,
-) -> Result<()> {
-    finite_positive(&format!("{section}.lr"), lr)?;
-    unit_interval(&format!("{section}.min_lr_ratio"), min_lr_ratio)?;
-    non_negative(&format!("{section}.weight_decay"), weight_decay)?;
-    for (key, beta) in [("adam_beta1", beta1), ("adam_beta2", beta2)] {
+fn optimizer(o: &OptimizerSection) -> Result<()> {
+    non_negative("optimizer.weight_decay", o.weight_decay)?;
+    for (key, beta) in [
+        ("optimizer.adam_beta1", o.adam_beta1),
+        ("optimizer.adam_beta2", o.adam_beta2),
+    ] {
         if !(0.0..1.0).contains(&beta) {
             return Err(Error::invalid(
-                &format!("{section}.{key}"),
+                key,
                 format!("must be in [0, 1), got {beta}"),
             ));
         }
     }
-    finite_positive(&format!("{section}.adam_epsilon"), eps)?;
-    non_negative(&format!("{section}.max_grad_norm"), max_grad_norm)
+    finite_positive("optimizer.adam_epsilon", o.adam_epsilon)?;
+    non_negative("optimizer.max_grad_norm", o.max_grad_norm)
+}
+
+/// A phase's learning-rate schedule.
+fn schedule(section: &str, lr: f64, min_lr_ratio: f64) -> Result<()> {
+    finite_positive(&format!("{section}.lr"), lr)?;
+    unit_interval(&format!("{section}.min_lr_ratio"), min_lr_ratio)
 }
 
 fn micro_batches(key: &str, micro: usize, batch: usize) -> Result<()> {
@@ -370,11 +370,6 @@ mod tests {
         type Edit = Box<dyn FnOnce(&mut Config)>;
         let cases: Vec<(&str, Edit)> = vec![
             ("run.name", Box::new(|c| c.run.name = "a/b".into())),
-            ("run.device", Box::new(|c| c.run.device = "tpu".into())),
-            (
-                "model.architecture",
-                Box::new(|c| c.model.architecture = "gpt2".into()),
-            ),
             (
                 "model.num_attention_heads",
                 Box::new(|c| c.model.num_attention_heads = 3),
@@ -388,6 +383,17 @@ mod tests {
                 Box::new(|c| c.model.source = ModelSource::Hub),
             ),
             ("tasks.mixture", Box::new(|c| c.tasks.mixture.clear())),
+            (
+                "sft.mixture",
+                Box::new(|c| {
+                    c.sft.mixture = vec![tasks::EntrySpec {
+                        task: Some("nope".into()),
+                        level: Some(1),
+                        jsonl: None,
+                        weight: 1.0,
+                    }]
+                }),
+            ),
             ("sft.micro_batches", Box::new(|c| c.sft.micro_batches = 65)),
             (
                 "sft.check_every",
@@ -400,12 +406,58 @@ mod tests {
             ("grpo.top_p", Box::new(|c| c.grpo.top_p = 0.0)),
             ("grpo.epsilon_low", Box::new(|c| c.grpo.epsilon_low = 1.5)),
             ("grpo.lr", Box::new(|c| c.grpo.lr = f64::NAN)),
-            ("grpo.adam_beta2", Box::new(|c| c.grpo.adam_beta2 = 1.0)),
+            (
+                "optimizer.adam_beta2",
+                Box::new(|c| c.optimizer.adam_beta2 = 1.0),
+            ),
+            (
+                "optimizer.max_grad_norm",
+                Box::new(|c| c.optimizer.max_grad_norm = -1.0),
+            ),
+            ("grpo.delta", Box::new(|c| c.grpo.delta = Some(1.1))),
+            (
+                "grpo.epsilon_high",
+                Box::new(|c| c.grpo.loss_type = crate::loss::LossType::Cispo),
+            ),
+            (
+                "grpo.top_entropy_quantile",
+                Box::new(|c| c.grpo.top_entropy_quantile = 0.0),
+            ),
+            (
+                "grpo.off_policy_mask_threshold",
+                Box::new(|c| c.grpo.off_policy_mask_threshold = Some(-0.5)),
+            ),
+            (
+                "grpo.sapo_temperature_neg",
+                Box::new(|c| c.grpo.sapo_temperature_neg = 0.0),
+            ),
             (
                 "grpo.overlong_buffer",
                 Box::new(|c| c.grpo.overlong_buffer = 128),
             ),
             ("eval.k", Box::new(|c| c.eval.k = 9)),
+            (
+                "curriculum.lower_at",
+                Box::new(|c| {
+                    c.curriculum.enabled = true;
+                    c.curriculum.lower_at = 0.8;
+                }),
+            ),
+            (
+                "curriculum.max_level",
+                Box::new(|c| {
+                    c.curriculum.enabled = true;
+                    c.curriculum.min_level = 3;
+                    c.curriculum.max_level = 2;
+                }),
+            ),
+            (
+                "tasks.mixture",
+                Box::new(|c| {
+                    c.curriculum.enabled = true;
+                    c.curriculum.min_level = 3;
+                }),
+            ),
         ];
         for (key, edit) in cases {
             let m = error_of(edit);
@@ -422,6 +474,14 @@ mod tests {
         c.grpo.scale_rewards = ScaleRewards::None;
         c.grpo.batch_size = 5;
         validate(&c).unwrap();
+        let mut c = base();
+        c.grpo.group_size = 1;
+        c.grpo.batch_size = 4;
+        c.grpo.advantage = AdvantageEstimator::ReinforcePlusPlus;
+        validate(&c).unwrap();
+        c.grpo.advantage = AdvantageEstimator::Rloo;
+        let m = validate(&c).unwrap_err().to_string();
+        assert!(m.starts_with("grpo.group_size: rloo needs"), "{m}");
         let m = error_of(|c| c.grpo.batch_size = 100);
         assert!(
             m.contains("100 completions do not split into groups of group_size = 8"),
