@@ -250,7 +250,7 @@ impl TokenLogprobs {
                 .iter()
                 .zip(&picks.targets)
                 .all(|(&r, &t)| r == NO_ROW || ((r as usize) < rows && (t as usize) < v));
-        if !ok || !(self.inv_temperature > 0.0 && self.inv_temperature.is_finite()) {
+        if !(ok && self.inv_temperature > 0.0 && self.inv_temperature.is_finite()) {
             candle_core::bail!(
                 "token log-probs: hidden {:?}, weight {:?} and the picked rows and tokens do not fit",
                 lh.dims(),
