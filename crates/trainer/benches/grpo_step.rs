@@ -191,6 +191,9 @@ fn keep_freed_memory() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        // Blocks above the mmap threshold (at most 32 MiB) would still be
+        // mapped and unmapped each time, their pages faulted in afresh.
+        libc::mallopt(libc::M_MMAP_MAX, 0);
     }
 }
 
@@ -565,11 +568,12 @@ samples_per_step = 0
         med("time/backward_s"),
         med("time/optimizer_s"),
     );
-    // Floor: every token's forward for sampling (and the reference), the
-    // training forward and backward, at the GEMM rate; AdamW at memory speed.
+    // Floor: each prompt once per group and every completion token through
+    // the model for sampling (and the reference), then forward and backward
+    // (3 forwards' worth) for the update, all at the GEMM rate; AdamW's
+    // bytes at memory speed.
     let params = shape.config.num_parameters() as f64;
-    let sequences = (prompts * group) as f64;
-    let tokens = sequences * (prompt_tokens + completion) as f64;
+    let tokens = (prompts * prompt_tokens + prompts * group * completion) as f64;
     let forwards = if beta > 0.0 { 2.0 } else { 1.0 } + 3.0;
     let floor = forwards * 2.0 * params * tokens / (machine.gemm_gflops * 1e9)
         + optimizer_floor(shape.config.num_parameters(), machine);
