@@ -57,9 +57,9 @@ struct CausalAttention {
     cos: Arc<Vec<f32>>,
     sin: Arc<Vec<f32>>,
     /// From the forward, for the backward: the probabilities (per sequence
-    /// and head, [len, prefix + len]), the rotated, scaled queries and the
-    /// rotated keys.
-    saved: Mutex<Option<[CpuStorage; 3]>>,
+    /// and head, [len, prefix + len]). The rotated queries and keys are
+    /// computed again from `qkv` (a cheap pass) rather than kept.
+    saved: Mutex<Option<CpuStorage>>,
 }
 
 /// A row-major view: data, row stride, first column.
@@ -301,8 +301,8 @@ impl CausalAttention {
     }
 
     /// The output [rows, heads*D] and what the backward needs: the
-    /// probabilities and the rotated queries and keys.
-    fn forward<T: AttnFloat>(&self, qkv: &[T]) -> (Vec<T>, [Vec<T>; 3]) {
+    /// probabilities.
+    fn forward<T: AttnFloat>(&self, qkv: &[T]) -> (Vec<T>, Vec<T>) {
         let AttentionDims {
             heads,
             kv_heads,
@@ -377,18 +377,12 @@ impl CausalAttention {
                 }
             }
         });
-        (out, [probs, qr, kr])
+        (out, probs)
     }
 
     /// The gradient for `qkv` from the output `o`, its gradient `dout` and
-    /// the forward's probabilities and rotated queries and keys.
-    fn backward<T: AttnFloat>(
-        &self,
-        qkv: &[T],
-        o: &[T],
-        dout: &[T],
-        [probs, qr, kr]: [&[T]; 3],
-    ) -> Vec<T> {
+    /// the forward's probabilities.
+    fn backward<T: AttnFloat>(&self, qkv: &[T], o: &[T], dout: &[T], probs: &[T]) -> Vec<T> {
         let AttentionDims {
             heads,
             kv_heads,
@@ -398,6 +392,8 @@ impl CausalAttention {
         let (width, k_col, v_col) = self.columns();
         let (qw, kw) = (heads * d, kv_heads * d);
         let seqs = self.layout.sequences();
+        let (qr, kr) = self.rotated(qkv);
+        let (qr, kr) = (&qr[..], &kr[..]);
         let offsets = self.probs_offsets();
         // A continuing sequence's share of its prefix's key and value
         // gradients goes to a block of its own, [prefix, D] per KV head.
@@ -560,9 +556,8 @@ impl CustomOp1 for CausalAttention {
             op: &CausalAttention,
             s: (&CpuStorage, &Layout),
         ) -> candle_core::Result<CpuStorage> {
-            let (out, saved) = op.forward::<T>(cpu_slice(s)?);
-            *op.saved.lock().expect("attention activations") =
-                Some(saved.map(T::to_cpu_storage_owned));
+            let (out, probs) = op.forward::<T>(cpu_slice(s)?);
+            *op.saved.lock().expect("attention activations") = Some(T::to_cpu_storage_owned(probs));
             Ok(T::to_cpu_storage_owned(out))
         }
         let out = match s {
@@ -589,15 +584,11 @@ impl CustomOp1 for CausalAttention {
         ) -> candle_core::Result<Tensor> {
             let (qkv, o, dout) = (cpu_slice(cpu[0])?, cpu_slice(cpu[1])?, cpu_slice(cpu[2])?);
             let saved = op.saved.lock().expect("attention activations");
-            let Some([probs, qr, kr]) = saved.as_ref() else {
+            let Some(probs) = saved.as_ref() else {
                 candle_core::bail!("attention: backward before forward")
             };
-            let saved = [
-                T::cpu_storage_as_slice(probs)?,
-                T::cpu_storage_as_slice(qr)?,
-                T::cpu_storage_as_slice(kr)?,
-            ];
-            Tensor::from_vec(op.backward::<T>(qkv, o, dout, saved), shape, &Device::Cpu)
+            let probs = T::cpu_storage_as_slice(probs)?;
+            Tensor::from_vec(op.backward::<T>(qkv, o, dout, probs), shape, &Device::Cpu)
         }
         let shape = qkv.shape();
         let dqkv = with_cpu(&[qkv, res, &grad], |cpu| {
