@@ -175,6 +175,18 @@ fn main() {
     }
 }
 
+/// Seconds of CPU time (user + system) this process has used so far: well
+/// below threads x wall time when other work held the cores.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct it is given.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        secs(usage.ru_utime) + secs(usage.ru_stime)
+    }
+}
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -347,8 +359,8 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
         use_bias_correction_kl: true,
         max_completion_length: c,
     };
-    let mut once = || -> [f64; 3] {
-        let start = Instant::now();
+    let mut once = || -> [f64; 4] {
+        let (start, cpu_start) = (Instant::now(), cpu_seconds());
         let logps = completion_logprobs(&policy.model, &ids, &mask, c, 1.0).expect("log-probs");
         let inputs = LossInputs {
             new_logps: &logps,
@@ -370,11 +382,12 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
             forward,
             backward,
             start.elapsed().as_secs_f64() - forward - backward,
+            cpu_seconds() - cpu_start,
         ]
     };
     once();
-    let runs: Vec<[f64; 3]> = (0..reps).map(|_| once()).collect();
-    let mut totals: Vec<f64> = runs.iter().map(|r| r.iter().sum()).collect();
+    let runs: Vec<[f64; 4]> = (0..reps).map(|_| once()).collect();
+    let mut totals: Vec<f64> = runs.iter().map(|r| r[..3].iter().sum()).collect();
     let best = totals.iter().copied().fold(f64::INFINITY, f64::min);
     let med = median(&mut totals);
     let part = |i: usize| median(&mut runs.iter().map(|r| r[i]).collect::<Vec<_>>());
@@ -383,14 +396,15 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
     let flop = 6.0 * params as f64 * tokens;
     let floor = flop / (machine.gemm_gflops * 1e9) + optimizer_floor(params, machine);
     println!(
-        "train pass {b} x ({p} + {c}): {:>7.0} tok/s (best {:.0}), {:.3} s median: forward {:.3}, backward {:.3}, clip+AdamW {:.3}; {:.0} GFLOP/s as 6NT",
+        "train pass {b} x ({p} + {c}): {:>7.0} tok/s (best {:.0}), {:.3} s median: forward {:.3}, backward {:.3}, clip+AdamW {:.3}; {:.0} GFLOP/s as 6NT; cpu {:.3} s",
         tokens / med,
         tokens / best,
         med,
         part(0),
         part(1),
         part(2),
-        flop / med / 1e9
+        flop / med / 1e9,
+        part(3)
     );
     let key = format!("{}/sdpa/plain", shape.name);
     let peer_rate = peer_number(peer, &["train", &key, "tokens_per_s"]);

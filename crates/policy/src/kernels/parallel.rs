@@ -30,9 +30,14 @@ impl<T> SharedMut<T> {
     }
 }
 
-/// Runs `f` over chunks of `0..n` on candle's CPU worker pool.
+/// Runs `f` over chunks of `0..n` on candle's CPU worker pool (a single
+/// item on the calling thread, without waking the pool).
 pub(crate) fn par_for(n: usize, f: impl Fn(Range<usize>) + Sync) {
-    candle_core::utils::barrier_pool().execute_chunked(n, f);
+    match n {
+        0 => {}
+        1 => f(0..1),
+        _ => candle_core::utils::barrier_pool().execute_chunked(n, f),
+    }
 }
 
 /// `n` zeros, written by the worker threads: a large single-threaded
