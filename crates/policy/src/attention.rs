@@ -8,6 +8,7 @@ use candle_nn::VarBuilder;
 use crate::cache::{CacheSlot, KvCache};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::kernels::SequenceLayout;
 use crate::layers::{linear_concat, Linear, RmsNorm};
 use crate::model::Kernels;
 use crate::rope::RopeAngles;
@@ -71,9 +72,9 @@ impl Attention {
 
     /// `x`: [B*T, hidden], rows batch-major; returns the same shape.
     /// `mask`: additive, [B, 1, 1, T, S] where S counts cached plus new
-    /// tokens (None: every key is visible). `key_valid` [B*T]: without a
-    /// cache, which tokens are real; on the CPU the fused attention then
-    /// replaces the mask.
+    /// tokens (None: every key is visible). `layout`: without a cache, the
+    /// sequences of the rows and their real tokens; on the CPU the fused
+    /// attention then replaces the mask (and packed rows need it).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward(
         &self,
@@ -81,7 +82,7 @@ impl Attention {
         (b, t): (usize, usize),
         angles: &RopeAngles,
         mask: Option<&Tensor>,
-        key_valid: Option<&Arc<Vec<bool>>>,
+        layout: Option<&Arc<SequenceLayout>>,
         cache: Option<LayerCache>,
         kernels: Kernels,
     ) -> Result<Tensor> {
@@ -91,7 +92,7 @@ impl Attention {
         let fused = cache.is_none() && kernels == Kernels::Differentiable;
         // The model passes the token mask instead of an additive one only for
         // this path: anything else would attend to every key.
-        let fused = match key_valid {
+        let fused = match layout {
             Some(_) if !(fused && crate::kernels::fused_cpu(x)) => {
                 return Err(Error::Input(
                     "attention: a token mask without an additive mask needs the fused CPU path"
@@ -100,16 +101,14 @@ impl Attention {
             }
             valid => valid,
         };
-        let attend = |qkv: &Tensor, valid: &Arc<Vec<bool>>| -> Result<Tensor> {
+        let attend = |qkv: &Tensor, layout: &Arc<SequenceLayout>| -> Result<Tensor> {
             let dims = crate::kernels::AttentionDims {
-                batch: b,
-                seq: t,
                 heads,
                 kv_heads,
                 head_dim: d,
             };
             let (cos, sin) = (angles.cos_host.clone(), angles.sin_host.clone());
-            let out = crate::kernels::causal_attention(qkv, dims, valid.clone(), cos, sin)?;
+            let out = crate::kernels::causal_attention(qkv, dims, layout.clone(), cos, sin)?;
             self.o_proj.forward(&out)
         };
         if let (Some(valid), None) = (fused, &self.q_norm) {

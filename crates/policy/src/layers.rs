@@ -30,6 +30,11 @@ impl Linear {
         Linear { weight, bias: None }
     }
 
+    /// The weight [out, in].
+    pub(crate) fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
     /// Appends `name.weight` (and `name.bias`) to `out`.
     pub(crate) fn export(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
         out.push((format!("{name}.weight"), self.weight.clone()));

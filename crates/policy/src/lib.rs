@@ -101,7 +101,8 @@ pub use generate::{generate, generate_until, FinishReason, Generation, SamplingC
 pub use gguf::{gguf_name, hf_name, is_gguf_file, GgufModel, GGUF_EXTENSION, TENSOR_NAMES};
 pub use hub::{hub_model_dir, resolve_model_dir, HubOptions};
 pub use logprobs::{
-    completion_logprobs, completion_logprobs_and_entropy, token_cross_entropy, TokenScores,
+    completion_logprobs, completion_logprobs_and_entropy, grouped_completion_scores,
+    token_cross_entropy, PromptGroup, TokenScores,
 };
 pub use model::{parameter_shapes, Kernels, Transformer};
 pub use policy::{Policy, CONFIG_FILE};

@@ -1,9 +1,16 @@
 //! Log-probabilities of given tokens, differentiable end to end: what a
 //! policy-gradient or supervised update backpropagates through.
+//!
+//! With the fused CPU kernels ([`Transformer::fused_training`]) the scores
+//! come from the LM head a chunk of positions at a time, so no [B, C,
+//! vocabulary] logits are held; elsewhere from the logits.
+
+use std::sync::Arc;
 
 use candle_core::{DType, Tensor, D};
 
 use crate::error::{Error, Result};
+use crate::kernels::{Picks, Sequence, SequenceLayout, NO_ROW};
 use crate::model::{Kernels, Transformer};
 
 /// Per-token log-probabilities and entropies of completion tokens.
@@ -31,6 +38,16 @@ pub fn completion_logprobs(
     completion_len: usize,
     temperature: f64,
 ) -> Result<Tensor> {
+    if model.fused_training() {
+        let scores = fused_scores(
+            model,
+            input_ids,
+            attention_mask,
+            completion_len,
+            temperature,
+        )?;
+        return Ok(scores.logprobs);
+    }
     let logits = completion_logits(
         model,
         input_ids,
@@ -51,6 +68,15 @@ pub fn completion_logprobs_and_entropy(
     completion_len: usize,
     temperature: f64,
 ) -> Result<TokenScores> {
+    if model.fused_training() {
+        return fused_scores(
+            model,
+            input_ids,
+            attention_mask,
+            completion_len,
+            temperature,
+        );
+    }
     let logits = completion_logits(
         model,
         input_ids,
@@ -100,6 +126,204 @@ pub fn token_cross_entropy(
     Ok(((logprobs * mask)?.sum_all()?.neg()? / count)?)
 }
 
+/// Completions that continue one prompt.
+#[derive(Debug, Clone)]
+pub struct PromptGroup<'a> {
+    /// The prompt's token ids (at least one).
+    pub prompt: &'a [u32],
+    /// Each completion's token ids.
+    pub completions: Vec<&'a [u32]>,
+}
+
+/// Log-probabilities and entropies [n, C] of the tokens of every completion
+/// of `groups`, rows in order (the first group's completions, then the
+/// next group's), C the longest completion; each token is scored given its
+/// prompt and the completion before it, logits divided by `temperature` as
+/// in [`completion_logprobs`]. Values past a completion's end are
+/// meaningless: mask them.
+///
+/// The numbers, gradients included, are those of scoring every `[prompt |
+/// completion]` row on its own. With [`Transformer::fused_training`] the
+/// rows are packed without padding and each prompt's forward pass runs once
+/// for its group: the completions attend to its keys and values, and their
+/// gradients flow back into it summed. Otherwise the rows are padded into
+/// one batch.
+pub fn grouped_completion_scores(
+    model: &Transformer,
+    groups: &[PromptGroup<'_>],
+    temperature: f64,
+) -> Result<TokenScores> {
+    check_temperature(temperature)?;
+    if let Some(g) = groups.iter().find(|g| g.prompt.is_empty()) {
+        return Err(Error::Input(format!(
+            "a prompt has no tokens (its group has {} completions)",
+            g.completions.len()
+        )));
+    }
+    let width = groups
+        .iter()
+        .flat_map(|g| g.completions.iter().map(|c| c.len()))
+        .max()
+        .unwrap_or(0);
+    if !model.fused_training() {
+        return padded_group_scores(model, groups, width, temperature);
+    }
+    let n: usize = groups.iter().map(|g| g.completions.len()).sum();
+    let (mut ids, mut positions, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut picks = Picks {
+        rows: Vec::with_capacity(n * width),
+        targets: Vec::with_capacity(n * width),
+    };
+    for group in groups.iter().filter(|g| !g.completions.is_empty()) {
+        let (prompt_seq, prompt_start, p) = (seqs.len(), ids.len(), group.prompt.len());
+        seqs.push(Sequence {
+            start: prompt_start,
+            len: p,
+            prefix: None,
+        });
+        ids.extend_from_slice(group.prompt);
+        positions.extend(0..p as u32);
+        for completion in &group.completions {
+            let start = ids.len();
+            if !completion.is_empty() {
+                seqs.push(Sequence {
+                    start,
+                    len: completion.len(),
+                    prefix: Some(prompt_seq),
+                });
+            }
+            ids.extend_from_slice(completion);
+            positions.extend((p..p + completion.len()).map(|x| x as u32));
+            // Token j is predicted by the row before it: the prompt's last
+            // for the first token.
+            for j in 0..width {
+                let (row, target) = match completion.get(j) {
+                    Some(&token) if j == 0 => ((prompt_start + p - 1) as u32, token),
+                    Some(&token) => ((start + j - 1) as u32, token),
+                    None => (NO_ROW, 0),
+                };
+                picks.rows.push(row);
+                picks.targets.push(target);
+            }
+        }
+    }
+    let layout = Arc::new(SequenceLayout::new(seqs, ids.len())?);
+    let hidden = model.packed_hidden_states(&ids, &positions, layout)?;
+    let scores = crate::kernels::token_logprobs(
+        &hidden,
+        model.lm_head_weight(),
+        Arc::new(picks),
+        scoring_temperature(temperature),
+    )?;
+    split_scores(&scores, n, width)
+}
+
+/// [`grouped_completion_scores`] on one padded batch: `[left-padded prompt
+/// | right-padded completion]` rows.
+fn padded_group_scores(
+    model: &Transformer,
+    groups: &[PromptGroup<'_>],
+    width: usize,
+    temperature: f64,
+) -> Result<TokenScores> {
+    let rows: Vec<(&[u32], &[u32])> = groups
+        .iter()
+        .flat_map(|g| g.completions.iter().map(move |c| (g.prompt, *c)))
+        .collect();
+    let p = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for (prompt, completion) in &rows {
+        let (left, right) = (p - prompt.len(), width - completion.len());
+        ids.extend(std::iter::repeat_n(0, left));
+        ids.extend_from_slice(prompt);
+        ids.extend_from_slice(completion);
+        ids.extend(std::iter::repeat_n(0, right));
+        mask.extend(std::iter::repeat_n(0u32, left));
+        mask.extend(std::iter::repeat_n(1u32, prompt.len() + completion.len()));
+        mask.extend(std::iter::repeat_n(0u32, right));
+    }
+    let shape = (rows.len(), p + width);
+    let ids = Tensor::from_vec(ids, shape, model.device())?;
+    let mask = Tensor::from_vec(mask, shape, model.device())?;
+    completion_logprobs_and_entropy(model, &ids, &mask, width, temperature)
+}
+
+/// The temperature the logits are divided by: 0 (greedy) scores at 1.
+fn scoring_temperature(temperature: f64) -> f64 {
+    if temperature > 0.0 {
+        temperature
+    } else {
+        1.0
+    }
+}
+
+fn check_temperature(temperature: f64) -> Result<()> {
+    if !temperature.is_finite() || temperature < 0.0 {
+        return Err(Error::Input(format!(
+            "temperature {temperature} must be >= 0"
+        )));
+    }
+    Ok(())
+}
+
+fn check_completion_len(t: usize, completion_len: usize) -> Result<()> {
+    if completion_len == 0 || completion_len >= t {
+        return Err(Error::Input(format!(
+            "completion length {completion_len} must be between 1 and {} for rows of {t} tokens",
+            t.saturating_sub(1)
+        )));
+    }
+    Ok(())
+}
+
+/// The `[rows, 2]` output of the fused scores as [b, c] log-probs and entropies.
+fn split_scores(scores: &Tensor, b: usize, c: usize) -> Result<TokenScores> {
+    Ok(TokenScores {
+        logprobs: scores.narrow(1, 0, 1)?.reshape((b, c))?,
+        entropy: scores.narrow(1, 1, 1)?.reshape((b, c))?,
+    })
+}
+
+/// [`completion_logprobs_and_entropy`] through the chunked LM head.
+fn fused_scores(
+    model: &Transformer,
+    input_ids: &Tensor,
+    attention_mask: &Tensor,
+    completion_len: usize,
+    temperature: f64,
+) -> Result<TokenScores> {
+    let (b, t) = input_ids.dims2()?;
+    check_completion_len(t, completion_len)?;
+    check_temperature(temperature)?;
+    let hidden = model.hidden_states(
+        input_ids,
+        Some(attention_mask),
+        None,
+        Kernels::Differentiable,
+    )?;
+    let hidden = hidden.reshape((b * t, model.config().hidden_size))?;
+    let ids = input_ids.to_vec2::<u32>()?;
+    let c = completion_len;
+    let mut picks = Picks {
+        rows: Vec::with_capacity(b * c),
+        targets: Vec::with_capacity(b * c),
+    };
+    for (row, ids) in ids.iter().enumerate() {
+        for j in 0..c {
+            // Position t predicts token t + 1.
+            picks.rows.push((row * t + t - c - 1 + j) as u32);
+            picks.targets.push(ids[t - c + j]);
+        }
+    }
+    let scores = crate::kernels::token_logprobs(
+        &hidden,
+        model.lm_head_weight(),
+        Arc::new(picks),
+        scoring_temperature(temperature),
+    )?;
+    split_scores(&scores, b, c)
+}
+
 /// Tempered logits [B, C, V] predicting the last C tokens.
 fn completion_logits(
     model: &Transformer,
@@ -109,17 +333,8 @@ fn completion_logits(
     temperature: f64,
 ) -> Result<Tensor> {
     let (_, t) = input_ids.dims2()?;
-    if completion_len == 0 || completion_len >= t {
-        return Err(Error::Input(format!(
-            "completion length {completion_len} must be between 1 and {} for rows of {t} tokens",
-            t.saturating_sub(1)
-        )));
-    }
-    if !temperature.is_finite() || temperature < 0.0 {
-        return Err(Error::Input(format!(
-            "temperature {temperature} must be >= 0"
-        )));
-    }
+    check_completion_len(t, completion_len)?;
+    check_temperature(temperature)?;
     let hidden = model.hidden_states(
         input_ids,
         Some(attention_mask),

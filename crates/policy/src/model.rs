@@ -13,6 +13,7 @@ use crate::attention::{Attention, LayerCache};
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::kernels::SequenceLayout;
 use crate::layers::{Linear, Mlp, RmsNorm};
 use crate::rope::RotaryEmbedding;
 
@@ -67,7 +68,7 @@ impl DecoderLayer {
             ctx.batch_seq,
             &ctx.angles,
             ctx.mask.as_ref(),
-            ctx.key_valid.as_ref(),
+            ctx.layout.as_ref(),
             cache,
             ctx.kernels,
         )?;
@@ -87,13 +88,13 @@ impl DecoderLayer {
 
 /// What every layer of one forward pass shares: the batch shape (the layers
 /// see [B*T, hidden]), rotary angles per (row, token), the attention mask
-/// (additive, or without a cache as the real tokens per row) and the kernel
-/// choice.
+/// (additive, or for the fused CPU attention the sequences and their real
+/// tokens) and the kernel choice.
 struct ForwardContext {
     batch_seq: (usize, usize),
     angles: crate::rope::RopeAngles,
     mask: Option<Tensor>,
-    key_valid: Option<Arc<Vec<bool>>>,
+    layout: Option<Arc<SequenceLayout>>,
     kernels: Kernels,
 }
 
@@ -247,7 +248,8 @@ impl Transformer {
             } else {
                 plan.mask_tensor(b, t, mask_dtype, self.device())?
             },
-            key_valid: fused_attention.then(|| Arc::new(token_mask.clone())),
+            layout: fused_attention
+                .then(|| Arc::new(SequenceLayout::rectangular(b, t, token_mask.clone()))),
             kernels,
         };
 
@@ -277,6 +279,55 @@ impl Transformer {
     /// Applies the LM head to hidden states [..., hidden] -> logits [..., vocab].
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head.forward(hidden)
+    }
+
+    /// Whether training passes run on the fused CPU kernels (weights in f32
+    /// or f64 on the CPU): log-probs then come from the LM head a chunk of
+    /// positions at a time, and [`crate::grouped_completion_scores`] runs
+    /// each prompt's forward pass once for its whole group.
+    pub fn fused_training(&self) -> bool {
+        self.device().is_cpu() && matches!(self.dtype(), DType::F32 | DType::F64)
+    }
+
+    /// The LM head's weight [vocab, hidden] (the embedding when tied).
+    pub(crate) fn lm_head_weight(&self) -> &Tensor {
+        self.lm_head.weight()
+    }
+
+    /// Final-norm hidden states [rows, hidden] of packed sequences:
+    /// `ids` and `positions` per row, `layout` saying which rows each row
+    /// attends to. Fused CPU kernels only ([`Transformer::fused_training`]).
+    pub(crate) fn packed_hidden_states(
+        &self,
+        ids: &[u32],
+        positions: &[u32],
+        layout: Arc<SequenceLayout>,
+    ) -> Result<Tensor> {
+        let n = ids.len();
+        if !self.fused_training() || n == 0 || positions.len() != n || layout.rows() != n {
+            return Err(Error::Input(format!(
+                "packed sequences need f32/f64 weights on the CPU and one position per token \
+                 ({n} tokens, {} positions, {} layout rows)",
+                positions.len(),
+                layout.rows()
+            )));
+        }
+        let ids = Tensor::from_slice(ids, n, self.device())?;
+        check_token_ids(&ids, self.config.vocab_size)?;
+        let ctx = ForwardContext {
+            batch_seq: (1, n),
+            angles: self
+                .rotary
+                .angles(positions, 1, n, self.dtype(), self.device())?,
+            mask: None,
+            layout: Some(layout),
+            kernels: Kernels::Differentiable,
+        };
+        let mut x = self.embed_tokens.index_select(&ids, 0)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &ctx, None)?;
+        }
+        self.norm.forward(&x, Kernels::Differentiable)
     }
 }
 

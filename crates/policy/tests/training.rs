@@ -3,8 +3,8 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use policy::{
-    completion_logprobs, completion_logprobs_and_entropy, token_cross_entropy, Architecture,
-    ModelConfig, Policy,
+    completion_logprobs, completion_logprobs_and_entropy, grouped_completion_scores,
+    token_cross_entropy, Architecture, ModelConfig, Policy, PromptGroup,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -242,4 +242,222 @@ fn bad_inputs_are_errors_not_panics() {
         .forward(&ids, Some(&short_mask), None)
         .unwrap_err();
     assert!(err.to_string().contains("attention_mask"), "{err}");
+}
+
+/// Log-probs and entropies from the logits of the whole batch, through
+/// candle operations: the form the fused scores replace.
+fn composed_scores(
+    policy: &Policy,
+    ids: &Tensor,
+    mask: &Tensor,
+    c: usize,
+    t: f64,
+) -> (Tensor, Tensor) {
+    let (_, len) = ids.dims2().unwrap();
+    let hidden = policy
+        .model
+        .hidden_states(ids, Some(mask), None, policy::Kernels::Differentiable)
+        .unwrap();
+    let logits = (policy
+        .model
+        .lm_head(&hidden.narrow(1, len - c - 1, c).unwrap())
+        .unwrap()
+        / t)
+        .unwrap();
+    let log_p = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1).unwrap();
+    let entropy = (log_p.exp().unwrap() * &log_p)
+        .unwrap()
+        .sum(2)
+        .unwrap()
+        .neg()
+        .unwrap();
+    let targets = ids
+        .narrow(1, len - c, c)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .unsqueeze(2)
+        .unwrap();
+    let lp = log_p.gather(&targets, 2).unwrap().squeeze(2).unwrap();
+    (lp, entropy)
+}
+
+/// Largest difference of the gradients two losses give every parameter,
+/// relative to the largest gradient.
+fn gradient_gap(policy: &Policy, a: &Tensor, b: &Tensor) -> f64 {
+    let (ga, gb) = (a.backward().unwrap(), b.backward().unwrap());
+    let mut worst = 0f64;
+    for (name, var) in policy.named_vars() {
+        let x = ga
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no gradient"));
+        let y = gb
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no gradient"));
+        let x = x
+            .to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let y = y
+            .to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let scale = y.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        for (p, q) in x.iter().zip(&y) {
+            worst = worst.max((p - q).abs() / scale);
+        }
+    }
+    worst
+}
+
+#[test]
+fn fused_scores_match_the_full_logits_with_gradients() {
+    for (arch, tied) in [(Architecture::Qwen3, true), (Architecture::Llama, false)] {
+        for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
+            let policy = Policy::random(&tiny(arch, tied), 9, &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let (ids, mask, completion_mask) = batch(&Device::Cpu);
+            let completion_mask = completion_mask.to_dtype(dtype).unwrap();
+            let fused =
+                completion_logprobs_and_entropy(&policy.model, &ids, &mask, 4, 0.7).unwrap();
+            let (lp, entropy) = composed_scores(&policy, &ids, &mask, 4, 0.7);
+            for (x, y) in [(&fused.logprobs, &lp), (&fused.entropy, &entropy)] {
+                let gap = (x - y).unwrap().abs().unwrap().max_all().unwrap();
+                let gap = gap
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap();
+                assert!(gap < tol, "{arch:?} {dtype:?}: values differ by {gap}");
+            }
+            // A loss of both, weighted per token.
+            let w = Tensor::new(
+                &[[0.7f32, -1.3, 0.4, 9.0], [1.1, 0.2, -0.6, 0.9]],
+                &Device::Cpu,
+            )
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap();
+            let loss = |lp: &Tensor, h: &Tensor| {
+                ((lp * &w).unwrap() + (h * 0.3).unwrap())
+                    .unwrap()
+                    .broadcast_mul(&completion_mask)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+            };
+            let gap = gradient_gap(
+                &policy,
+                &loss(&fused.logprobs, &fused.entropy),
+                &loss(&lp, &entropy),
+            );
+            assert!(
+                gap < tol,
+                "{arch:?} {dtype:?}: gradients differ by {gap} (relative)"
+            );
+        }
+    }
+}
+
+/// Prompts shared by groups of completions, scored once per group, give the
+/// numbers and gradients of scoring each row alone.
+#[test]
+fn grouped_scores_equal_row_by_row_scores_with_gradients() {
+    let prompts: [&[u32]; 3] = [&[3, 4, 5, 6, 7], &[8, 1], &[2, 9, 10]];
+    let completions: [Vec<&[u32]>; 3] = [
+        vec![&[11, 12, 13], &[14], &[15, 16, 17, 18, 19, 20]],
+        vec![&[21, 22]],
+        vec![&[1, 2, 3, 4], &[5, 6, 7, 8]],
+    ];
+    let groups: Vec<PromptGroup<'_>> = prompts
+        .iter()
+        .zip(&completions)
+        .map(|(p, c)| PromptGroup {
+            prompt: p,
+            completions: c.clone(),
+        })
+        .collect();
+    let rows: Vec<(&[u32], &[u32])> = groups
+        .iter()
+        .flat_map(|g| g.completions.iter().map(move |c| (g.prompt, *c)))
+        .collect();
+    let width = rows.iter().map(|r| r.1.len()).max().unwrap();
+    for (arch, tied) in [(Architecture::Llama, false), (Architecture::Qwen3, true)] {
+        for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
+            let policy = Policy::random(&tiny(arch, tied), 21, &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let grouped = grouped_completion_scores(&policy.model, &groups, 0.8).unwrap();
+            assert_eq!(grouped.logprobs.dims(), [rows.len(), width]);
+            let mut rng = StdRng::seed_from_u64(3);
+            let (mut loss_grouped, mut loss_alone) = (Vec::new(), Vec::new());
+            for (i, (prompt, completion)) in rows.iter().enumerate() {
+                let ids: Vec<u32> = prompt.iter().chain(completion.iter()).copied().collect();
+                let n = ids.len();
+                let ids = Tensor::from_vec(ids, (1, n), &Device::Cpu).unwrap();
+                let mask = Tensor::ones((1, n), DType::U32, &Device::Cpu).unwrap();
+                let alone = completion_logprobs_and_entropy(
+                    &policy.model,
+                    &ids,
+                    &mask,
+                    completion.len(),
+                    0.8,
+                )
+                .unwrap();
+                let c = completion.len();
+                let w: Vec<f64> = (0..c).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let w = Tensor::from_vec(w, (1, c), &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let ours_lp = grouped
+                    .logprobs
+                    .narrow(0, i, 1)
+                    .unwrap()
+                    .narrow(1, 0, c)
+                    .unwrap();
+                let ours_h = grouped
+                    .entropy
+                    .narrow(0, i, 1)
+                    .unwrap()
+                    .narrow(1, 0, c)
+                    .unwrap();
+                for (x, y) in [(&ours_lp, &alone.logprobs), (&ours_h, &alone.entropy)] {
+                    let gap = (x - y).unwrap().abs().unwrap().max_all().unwrap();
+                    let gap = gap
+                        .to_dtype(DType::F64)
+                        .unwrap()
+                        .to_scalar::<f64>()
+                        .unwrap();
+                    assert!(
+                        gap < tol,
+                        "{arch:?} {dtype:?} row {i}: values differ by {gap}"
+                    );
+                }
+                let term = |lp: &Tensor, h: &Tensor| {
+                    ((lp * &w).unwrap() - (h * &w).unwrap() * 0.5)
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                };
+                loss_grouped.push(term(&ours_lp, &ours_h));
+                loss_alone.push(term(&alone.logprobs, &alone.entropy));
+            }
+            let total = |parts: &[Tensor]| Tensor::stack(parts, 0).unwrap().sum_all().unwrap();
+            let gap = gradient_gap(&policy, &total(&loss_grouped), &total(&loss_alone));
+            assert!(
+                gap < tol,
+                "{arch:?} {dtype:?}: gradients differ by {gap} (relative)"
+            );
+        }
+    }
 }

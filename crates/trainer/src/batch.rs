@@ -1,15 +1,19 @@
 //! Scoring completions: per-token log-probabilities of `[prompt | completion]`
 //! rows, with gradients.
 //!
-//! Rows are packed as TRL packs them (left-padded prompts, right-padded
-//! completions), but not all in one tensor: they are sorted by completion
-//! length and scored in buckets of similar length, then put back in their
-//! order and padded to the longest completion. One long completion then costs
-//! its own bucket's padding, not the whole batch's. The loss sees the same
-//! `[B, C]` tensors as with one pass, so its value and gradients are the same.
+//! On the fused CPU kernels the rows are packed without padding, and
+//! neighbouring rows that share their prompt (a GRPO group) are scored as a
+//! group whose prompt runs through the model once
+//! ([`policy::grouped_completion_scores`]). Elsewhere rows are packed as TRL
+//! packs them (left-padded prompts, right-padded completions), but not all
+//! in one tensor: they are sorted by completion length and scored in buckets
+//! of similar length, then put back in their order and padded to the longest
+//! completion. One long completion then costs its own bucket's padding, not
+//! the whole batch's. Either way the loss sees the same `[B, C]` tensors as
+//! with one pass, so its value and gradients are the same.
 
 use candle_core::{DType, Device, Tensor};
-use policy::Transformer;
+use policy::{PromptGroup, Transformer};
 
 use crate::error::Result;
 
@@ -58,6 +62,9 @@ pub(crate) fn score_rows(
     temperature: f64,
     with_entropy: bool,
 ) -> Result<Scores> {
+    if model.fused_training() {
+        return score_groups(model, rows, temperature, with_entropy);
+    }
     let device = model.device();
     let width = rows.iter().map(|r| r.completion.len()).max().unwrap_or(0);
     let mut order: Vec<usize> = (0..rows.len()).collect();
@@ -108,6 +115,30 @@ pub(crate) fn score_rows(
         } else {
             None
         },
+    })
+}
+
+/// [`score_rows`] with consecutive rows of the same prompt as one group.
+fn score_groups(
+    model: &Transformer,
+    rows: &[Row<'_>],
+    temperature: f64,
+    with_entropy: bool,
+) -> Result<Scores> {
+    let mut groups: Vec<PromptGroup<'_>> = Vec::new();
+    for row in rows {
+        match groups.last_mut() {
+            Some(group) if group.prompt == row.prompt => group.completions.push(row.completion),
+            _ => groups.push(PromptGroup {
+                prompt: row.prompt,
+                completions: vec![row.completion],
+            }),
+        }
+    }
+    let scores = policy::grouped_completion_scores(model, &groups, temperature)?;
+    Ok(Scores {
+        logprobs: scores.logprobs,
+        entropy: with_entropy.then_some(scores.entropy),
     })
 }
 

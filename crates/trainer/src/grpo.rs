@@ -152,25 +152,37 @@ pub(crate) fn grpo_step(
     at: StepPosition,
 ) -> Result<StepOutput> {
     let start = Instant::now();
+    crate::memory::reset_peak_rss();
+    let mut clock = PhaseClock::default();
     let mut rng = rng_for(ctx.run_seed, Purpose::Rollout, at.step);
     let mut cursor = at.cursor;
     let problems = draw_problems(ctx, &mut cursor, ctx.cfg.batch_size / ctx.cfg.group_size)?;
-    let mut groups = score(ctx, rollout(ctx, problems, &mut rng)?)?;
+    let mut groups = score(ctx, rollout(ctx, problems, &mut rng, &mut clock)?)?;
     let mut groups_seen: Vec<GroupOutcome> = groups.iter().map(Group::outcome).collect();
     let refilled = match ctx.cfg.dynamic_sampling {
-        true => refill_flat_groups(ctx, &mut groups, &mut cursor, &mut rng, &mut groups_seen)?,
+        true => refill_flat_groups(
+            ctx,
+            &mut groups,
+            &mut cursor,
+            &mut rng,
+            &mut groups_seen,
+            &mut clock,
+        )?,
         false => 0,
     };
     let rollout_s = start.elapsed().as_secs_f64();
 
     let update_start = Instant::now();
     let advantages = advantages(ctx, &groups)?;
-    let mut micro_batches = micro_batches(ctx, &groups, &advantages)?;
+    let mut micro_batches = micro_batches(ctx, &groups, &advantages, &mut clock)?;
     let mut updates = Vec::with_capacity(ctx.cfg.num_iterations);
     for iteration in 0..ctx.cfg.num_iterations {
-        let (grads, losses) = loss_and_backward(ctx, optimizer, &mut micro_batches, iteration)?;
+        let (grads, losses) =
+            loss_and_backward(ctx, optimizer, &mut micro_batches, iteration, &mut clock)?;
+        let optimizer_start = Instant::now();
         let lr = ctx.cfg.schedule().lr(at.updates + iteration as u64);
         let applied = optimizer.clip_and_step(grads, losses.loss, ctx.max_grad_norm, lr)?;
+        clock.optimizer_s += optimizer_start.elapsed().as_secs_f64();
         updates.push(Update { losses, applied });
     }
     let update_s = update_start.elapsed().as_secs_f64();
@@ -179,6 +191,7 @@ pub(crate) fn grpo_step(
         rollout_s,
         update_s,
         step_s: start.elapsed().as_secs_f64(),
+        phases: clock,
     };
     Ok(StepOutput {
         metrics: metrics(
@@ -217,6 +230,7 @@ fn rollout(
     ctx: &GrpoContext<'_>,
     problems: Vec<Problem>,
     rng: &mut rand::rngs::StdRng,
+    clock: &mut PhaseClock,
 ) -> Result<Vec<Rollout>> {
     let cfg = ctx.cfg;
     let prompts = problems
@@ -235,6 +249,7 @@ fn rollout(
         cfg.top_k,
         cfg.max_completion_length,
     );
+    let generation_start = Instant::now();
     let generations = policy::generate(
         &ctx.model.policy.model,
         &prompts,
@@ -242,6 +257,7 @@ fn rollout(
         &sampling,
         rng,
     )?;
+    clock.generation_s += generation_start.elapsed().as_secs_f64();
     let mut rollouts: Vec<Rollout> = problems
         .into_iter()
         .zip(prompts)
@@ -297,6 +313,7 @@ fn refill_flat_groups(
     cursor: &mut u64,
     rng: &mut rand::rngs::StdRng,
     seen: &mut Vec<GroupOutcome>,
+    clock: &mut PhaseClock,
 ) -> Result<usize> {
     let mut replaced = 0;
     for _ in 0..ctx.cfg.max_resample_rounds {
@@ -311,7 +328,7 @@ fn refill_flat_groups(
         }
         let fresh = score(
             ctx,
-            rollout(ctx, draw_problems(ctx, cursor, flat.len())?, rng)?,
+            rollout(ctx, draw_problems(ctx, cursor, flat.len())?, rng, clock)?,
         )?;
         seen.extend(fresh.iter().map(Group::outcome));
         let mut slots = flat.into_iter();
@@ -375,6 +392,7 @@ fn micro_batches<'a>(
     ctx: &GrpoContext<'_>,
     groups: &'a [Group],
     advantages: &Advantages,
+    clock: &mut PhaseClock,
 ) -> Result<Vec<MicroBatch<'a>>> {
     let device = ctx.model.policy.device();
     let mut rows: Vec<Row<'a>> = Vec::with_capacity(advantages.values.len());
@@ -401,6 +419,7 @@ fn micro_batches<'a>(
             .collect();
         let advantages = Tensor::from_vec(values, chunk.len(), device)?;
         let (mask, active_tokens) = completion_mask(&chunk, device)?;
+        let reference_start = Instant::now();
         let ref_logps = match ctx.reference {
             Some(reference) if ctx.cfg.beta != 0.0 => Some(
                 score_rows(
@@ -415,6 +434,7 @@ fn micro_batches<'a>(
             ),
             _ => None,
         };
+        clock.reference_s += reference_start.elapsed().as_secs_f64();
         out.push(MicroBatch {
             rows: chunk,
             mask,
@@ -453,6 +473,7 @@ fn loss_and_backward(
     optimizer: &AdamW,
     micro_batches: &mut [MicroBatch<'_>],
     iteration: usize,
+    clock: &mut PhaseClock,
 ) -> Result<(Gradients, IterationLosses)> {
     let loss_cfg = ctx.cfg.loss();
     let accumulation = Accumulation {
@@ -463,6 +484,7 @@ fn loss_and_backward(
     let mut out = IterationLosses::default();
     for mb in micro_batches.iter_mut() {
         let first = iteration == 0;
+        let forward_start = Instant::now();
         let scores = score_rows(
             &ctx.model.policy.model,
             &mb.rows,
@@ -479,7 +501,10 @@ fn loss_and_backward(
             completion_mask: &mb.mask,
         };
         let loss = grpo_loss(&loss_cfg, &inputs, accumulation)?;
+        let backward_start = Instant::now();
+        clock.loss_forward_s += (backward_start - forward_start).as_secs_f64();
         optimizer.accumulate(&mut grads, &loss.loss.backward()?)?;
+        clock.backward_s += backward_start.elapsed().as_secs_f64();
 
         let m = loss.metrics;
         let tokens = m.active_tokens as f64;
@@ -519,6 +544,18 @@ struct Timings {
     rollout_s: f64,
     update_s: f64,
     step_s: f64,
+    phases: PhaseClock,
+}
+
+/// Seconds spent in each phase of a step, summed over its micro-batches,
+/// iterations and sampling rounds (the phases a TRL profile names).
+#[derive(Debug, Clone, Copy, Default)]
+struct PhaseClock {
+    generation_s: f64,
+    reference_s: f64,
+    loss_forward_s: f64,
+    backward_s: f64,
+    optimizer_s: f64,
 }
 
 /// One line of metrics.jsonl for a GRPO step; names follow TRL's logs.
@@ -592,6 +629,27 @@ pub struct GrpoMetrics {
     /// drew that family's problems at.
     #[serde(flatten)]
     pub curriculum: BTreeMap<String, u32>,
+    /// Seconds sampling completions (inside `rollout_s`).
+    #[serde(rename = "time/generation_s")]
+    pub generation_s: f64,
+    /// Seconds scoring completions under the reference model (`beta > 0`).
+    #[serde(rename = "time/reference_s")]
+    pub reference_s: f64,
+    /// Seconds computing log-probs with gradients and the loss.
+    #[serde(rename = "time/loss_forward_s")]
+    pub loss_forward_s: f64,
+    /// Seconds in the backward pass and gradient accumulation.
+    #[serde(rename = "time/backward_s")]
+    pub backward_s: f64,
+    /// Seconds clipping gradients and applying AdamW.
+    #[serde(rename = "time/optimizer_s")]
+    pub optimizer_s: f64,
+    /// Largest resident memory of the process during the step, in MB
+    /// (Linux's VmHWM, reset when the step starts; where it cannot be
+    /// reset, the peak since the process started). Absent where the
+    /// system does not report it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mb: Option<f64>,
     /// An update's loss or gradient was NaN or infinite, so it was not
     /// applied (written only when true).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -651,6 +709,12 @@ fn metrics(
         update_s: t.update_s,
         step_s: t.step_s,
         curriculum: BTreeMap::new(),
+        generation_s: t.phases.generation_s,
+        reference_s: t.phases.reference_s,
+        loss_forward_s: t.phases.loss_forward_s,
+        backward_s: t.phases.backward_s,
+        optimizer_s: t.phases.optimizer_s,
+        peak_rss_mb: crate::memory::peak_rss_mb(),
         skipped: updates.iter().any(|u| u.applied.skipped),
     }
 }

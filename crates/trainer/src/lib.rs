@@ -81,6 +81,7 @@ mod grpo;
 mod inspect;
 mod logs;
 mod loss;
+mod memory;
 mod model;
 mod optim;
 mod pass_at_k;

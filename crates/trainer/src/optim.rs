@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor, Var};
+use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
 use candle_nn::VarMap;
 
 use crate::error::{Error, Result};
@@ -96,11 +96,12 @@ impl AdamW {
         let slots = named
             .into_iter()
             .map(|(name, var)| {
-                let zeros = var.as_tensor().zeros_like()?.to_dtype(DType::F32)?;
+                // Two allocations: the moments are updated in place.
+                let zeros = || Tensor::zeros(var.shape(), DType::F32, var.device());
                 Ok(Slot {
                     decay: decays(&name, var.rank()),
-                    exp_avg: zeros.clone(),
-                    exp_avg_sq: zeros,
+                    exp_avg: zeros()?,
+                    exp_avg_sq: zeros()?,
                     name,
                     var,
                 })
@@ -132,6 +133,7 @@ impl AdamW {
     pub fn zero_grads(&self) -> Gradients {
         Gradients {
             grads: vec![None; self.slots.len()],
+            scale: 1.0,
         }
     }
 
@@ -163,8 +165,39 @@ impl AdamW {
         let t = self.step as i32;
         let step_size = lr / (1.0 - beta1.powi(t));
         let bias_correction2_sqrt = (1.0 - beta2.powi(t)).sqrt();
+        let decay = 1.0 - lr * weight_decay;
         for (slot, grad) in self.slots.iter_mut().zip(grads.grads.iter()) {
             let Some(g) = grad else { continue };
+            let param = slot.var.as_tensor();
+            let host_f32 = [param, g, &slot.exp_avg, &slot.exp_avg_sq]
+                .iter()
+                .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous());
+            if host_f32 {
+                // The same update as below in three passes over memory, in place.
+                let ema = |beta: f64, square: bool| Ema {
+                    beta: beta as f32,
+                    rest: (1.0 - beta) as f32,
+                    scale: grads.scale as f32,
+                    square,
+                };
+                slot.exp_avg.inplace_op2(g, &ema(beta1, false))?;
+                slot.exp_avg_sq.inplace_op2(g, &ema(beta2, true))?;
+                let apply = ApplyAdam {
+                    step_size: step_size as f32,
+                    inv_bias_correction2_sqrt: (1.0 / bias_correction2_sqrt) as f32,
+                    eps: eps as f32,
+                    decay: if slot.decay { decay as f32 } else { 1.0 },
+                };
+                param.inplace_op3(&slot.exp_avg, &slot.exp_avg_sq, &apply)?;
+                continue;
+            }
+            let scaled;
+            let g = if grads.scale == 1.0 {
+                g
+            } else {
+                scaled = (g * grads.scale)?;
+                &scaled
+            };
             slot.exp_avg = ((&slot.exp_avg * beta1)? + (g * (1.0 - beta1))?)?;
             slot.exp_avg_sq = ((&slot.exp_avg_sq * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let denom = ((slot.exp_avg_sq.sqrt()? / bias_correction2_sqrt)? + eps)?;
@@ -276,6 +309,10 @@ pub struct Applied {
 #[derive(Clone)]
 pub struct Gradients {
     grads: Vec<Option<Tensor>>,
+    /// A factor every gradient is taken to be multiplied by: scaling
+    /// (clipping) is applied when the gradients are used, not by a pass of
+    /// its own.
+    scale: f64,
 }
 
 impl Gradients {
@@ -283,20 +320,14 @@ impl Gradients {
     pub fn norm(&self) -> Result<f64> {
         let mut total = 0f64;
         for g in self.grads.iter().flatten() {
-            total += g
-                .sqr()?
-                .sum_all()?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
+            total += squared_norm(g)?;
         }
-        Ok(total.sqrt())
+        Ok(total.sqrt() * self.scale.abs())
     }
 
-    /// Scale every gradient by `factor` in place.
+    /// Scale every gradient by `factor`.
     pub fn scale(&mut self, factor: f64) -> Result<()> {
-        for g in self.grads.iter_mut().flatten() {
-            *g = (&*g * factor)?;
-        }
+        self.scale *= factor;
         Ok(())
     }
 
@@ -318,6 +349,176 @@ impl Gradients {
     /// True when no backward pass has reached any parameter.
     pub fn is_empty(&self) -> bool {
         self.grads.iter().all(Option::is_none)
+    }
+}
+
+/// The sum of the squares of `g`'s elements, in f64.
+fn squared_norm(g: &Tensor) -> Result<f64> {
+    if g.device().is_cpu() && g.dtype() == DType::F32 {
+        let (storage, layout) = g.storage_and_layout();
+        if let (candle_core::Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(sum_of_squares(&v[a..b]));
+        }
+    }
+    Ok(g.to_dtype(DType::F64)?
+        .sqr()?
+        .sum_all()?
+        .to_scalar::<f64>()?)
+}
+
+/// Sum of squares in f64, in fixed blocks added in order (the same bits
+/// whatever the thread count).
+fn sum_of_squares(values: &[f32]) -> f64 {
+    const BLOCK: usize = 1 << 16;
+    let blocks = values.len().div_ceil(BLOCK);
+    let mut partial = vec![0f64; blocks];
+    let out = Shared(partial.as_mut_ptr());
+    candle_core::utils::barrier_pool().execute_chunked(blocks, |range| {
+        for b in range {
+            let part = &values[b * BLOCK..((b + 1) * BLOCK).min(values.len())];
+            let mut acc = [0f64; 8];
+            let chunks = part.chunks_exact(8);
+            let tail: f64 = chunks
+                .remainder()
+                .iter()
+                .map(|&x| x as f64 * x as f64)
+                .sum();
+            for chunk in chunks {
+                for (a, &x) in acc.iter_mut().zip(chunk) {
+                    *a += x as f64 * x as f64;
+                }
+            }
+            // SAFETY: block b's entry, written by this task only.
+            unsafe { *out.get().add(b) = acc.iter().sum::<f64>() + tail };
+        }
+    });
+    partial.iter().sum()
+}
+
+/// A pointer worker tasks write disjoint entries through.
+#[derive(Clone, Copy)]
+struct Shared<T>(*mut T);
+// SAFETY: only used for writes to disjoint entries, joined before reading.
+unsafe impl<T: Send> Send for Shared<T> {}
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Runs `f` over fixed chunks of `0..n` on candle's CPU workers.
+fn par_chunks(n: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    const CHUNK: usize = 1 << 16;
+    candle_core::utils::barrier_pool().execute_chunked(n.div_ceil(CHUNK), |blocks| {
+        f(blocks.start * CHUNK..(blocks.end * CHUNK).min(n))
+    });
+}
+
+/// `m <- beta m + (1 - beta) (scale g)` (or of `(scale g)^2`), in place.
+struct Ema {
+    beta: f32,
+    /// 1 - beta, rounded once from f64.
+    rest: f32,
+    scale: f32,
+    square: bool,
+}
+
+fn slices<'a>((s, l): (&'a CpuStorage, &Layout), name: &str) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("{name}: contiguous f32 tensors only"),
+    }
+}
+
+fn slice_mut<'a>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    name: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+        _ => candle_core::bail!("{name}: contiguous f32 tensors only"),
+    }
+}
+
+impl InplaceOp2 for Ema {
+    fn name(&self) -> &'static str {
+        "verity-adamw-moment"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
+        let m = slice_mut(s1, l1, self.name())?;
+        let g = slices((s2, l2), self.name())?;
+        if m.len() != g.len() {
+            candle_core::bail!("{}: moment and gradient differ in size", self.name())
+        }
+        let (beta, rest, scale) = (self.beta, self.rest, self.scale);
+        let out = Shared(m.as_mut_ptr());
+        par_chunks(g.len(), |span| {
+            // SAFETY: this task's span of the moment only.
+            let m =
+                unsafe { std::slice::from_raw_parts_mut(out.get().add(span.start), span.len()) };
+            for (m, &g) in m.iter_mut().zip(&g[span]) {
+                let g = g * scale;
+                let x = if self.square { g * g } else { g };
+                *m = *m * beta + x * rest;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `p <- p * decay - step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)`, in place.
+struct ApplyAdam {
+    step_size: f32,
+    inv_bias_correction2_sqrt: f32,
+    eps: f32,
+    decay: f32,
+}
+
+impl InplaceOp3 for ApplyAdam {
+    fn name(&self) -> &'static str {
+        "verity-adamw-apply"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<()> {
+        let p = slice_mut(s1, l1, self.name())?;
+        let (m, v) = (
+            slices((s2, l2), self.name())?,
+            slices((s3, l3), self.name())?,
+        );
+        if p.len() != m.len() || p.len() != v.len() {
+            candle_core::bail!("{}: parameter and moments differ in size", self.name())
+        }
+        let out = Shared(p.as_mut_ptr());
+        par_chunks(p.len(), |span| {
+            // SAFETY: this task's span of the parameter only.
+            let p =
+                unsafe { std::slice::from_raw_parts_mut(out.get().add(span.start), span.len()) };
+            for ((p, &m), &v) in p.iter_mut().zip(&m[span.clone()]).zip(&v[span]) {
+                let denom = v.sqrt() * self.inv_bias_correction2_sqrt + self.eps;
+                *p = *p * self.decay - m / denom * self.step_size;
+            }
+        });
+        Ok(())
     }
 }
 

@@ -103,6 +103,8 @@ fn log_lines(path: &Path) -> Vec<Value> {
             for timing in ["step_s", "tokens_per_s", "rollout_s", "update_s", "seconds"] {
                 object.remove(timing);
             }
+            // Phase timings and the memory peak vary from run to run too.
+            object.retain(|key, _| !key.starts_with("time/") && key != "peak_rss_mb");
             v
         })
         .collect()

@@ -123,6 +123,12 @@ fn micro_run_writes_finite_metrics_samples_evals_and_checkpoints() {
         "tokens_per_s",
         "rollout_s",
         "update_s",
+        "time/generation_s",
+        "time/reference_s",
+        "time/loss_forward_s",
+        "time/backward_s",
+        "time/optimizer_s",
+        "peak_rss_mb",
     ] {
         assert!(metrics[4].get(key).is_some(), "metrics lack {key}");
     }

@@ -86,6 +86,9 @@ fn keep_freed_memory() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        // Blocks above the mmap threshold (at most 32 MiB) would still be
+        // mapped and unmapped each time, their pages faulted in afresh.
+        libc::mallopt(libc::M_MMAP_MAX, 0);
     }
 }
 

@@ -5,43 +5,45 @@
 //! and adds a full-size gradient buffer for every input of every node; the
 //! [B, heads, T, T] scores alone were several of those.
 //!
-//! Queries, keys and values stay in the projection's layout, [B*T, (heads +
-//! 2 kv_heads) * D], and the products run per (row, head) on strided views.
+//! Queries, keys and values stay in the projection's layout, [rows, (heads +
+//! 2 kv_heads) * D], and the products run per (sequence, head) on strided
+//! views. Which keys a query sees comes from a [`SequenceLayout`]: a padded
+//! batch of rows, or packed sequences of which some continue a shared
+//! prefix (a prompt attended to by its whole group of completions). A
+//! prefix's key and value gradients collect every continuing sequence's
+//! share in a fixed order, so the result does not depend on the threads.
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
 use super::parallel::{cpu_slice, par_for, with_cpu, zeros, SharedMut};
-
+use super::sequences::SequenceLayout;
 use super::simd::{dot3, sum, Float};
 use crate::error::Result;
 
-/// The sizes of one attention call.
+/// The head sizes of one attention call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AttentionDims {
-    pub(crate) batch: usize,
-    pub(crate) seq: usize,
     pub(crate) heads: usize,
     pub(crate) kv_heads: usize,
     pub(crate) head_dim: usize,
 }
 
-/// Causal attention over `qkv` [B*T, (heads + 2 kv_heads) * D]: the
-/// queries, keys and values side by side, as one projection produces them
-/// (rows batch-major). Query t of row b sees key j when j == t, or j < t
-/// and key j is a real token (`key_valid` [B*T]); RoPE uses `cos`, `sin`
-/// [B*T, D/2]. Returns [B*T, heads*D].
+/// Causal attention over `qkv` [rows, (heads + 2 kv_heads) * D]: the
+/// queries, keys and values side by side, as one projection produces them.
+/// `layout` says which keys each query sees; RoPE uses `cos`, `sin` [rows,
+/// D/2]. Returns [rows, heads*D].
 pub(crate) fn causal_attention(
     qkv: &Tensor,
     dims: AttentionDims,
-    key_valid: Arc<Vec<bool>>,
+    layout: Arc<SequenceLayout>,
     cos: Arc<Vec<f32>>,
     sin: Arc<Vec<f32>>,
 ) -> Result<Tensor> {
     let op = CausalAttention {
         dims,
-        key_valid,
+        layout,
         cos,
         sin,
         saved: Mutex::new(None),
@@ -51,12 +53,13 @@ pub(crate) fn causal_attention(
 
 struct CausalAttention {
     dims: AttentionDims,
-    key_valid: Arc<Vec<bool>>,
+    layout: Arc<SequenceLayout>,
     cos: Arc<Vec<f32>>,
     sin: Arc<Vec<f32>>,
-    /// From the forward, for the backward: the probabilities [B, heads, T,
-    /// T], the rotated, scaled queries and the rotated keys.
-    saved: Mutex<Option<[CpuStorage; 3]>>,
+    /// From the forward, for the backward: the probabilities (per sequence
+    /// and head, [len, prefix + len]). The rotated queries and keys are
+    /// computed again from `qkv` (a cheap pass) rather than kept.
+    saved: Mutex<Option<CpuStorage>>,
 }
 
 /// A row-major view: data, row stride, first column.
@@ -65,8 +68,10 @@ type View<'a, T> = (&'a [T], usize, usize);
 /// The float types the kernel runs on.
 trait AttnFloat: Float + candle_core::WithDType {
     fn from_f32(v: f32) -> Self;
-    /// Causal softmax of each row i of `p` [T, T] over keys j <= i, key j < i
-    /// shifted by `bias[j]`; entries past the diagonal become 0.
+    /// Causal softmax of each row i of `p` [rows, width] over its first
+    /// `width - rows + i + 1` keys (a prefix, then its own sequence up to
+    /// itself), every key but the last of those shifted by `bias`; the
+    /// entries after them become 0.
     fn masked_softmax(p: &mut [Self], bias: &[Self]);
     /// Rotate-half RoPE of each head of `x` into `o`; `cs` holds cos then sin.
     fn rotate_heads(x: &[Self], o: &mut [Self], cs: &[Self]);
@@ -98,11 +103,13 @@ impl AttnFloat for f64 {
 
 #[inline(always)]
 fn masked_softmax_rows<T: Float>(p: &mut [T], bias: &[T]) {
-    let t = bias.len();
-    for (i, row) in p.chunks_exact_mut(t).enumerate() {
+    let width = bias.len();
+    let first = width - p.len() / width.max(1);
+    for (i, row) in p.chunks_exact_mut(width).enumerate() {
         // A query always sees itself, so the max is finite.
-        let (seen, hidden) = row.split_at_mut(i + 1);
-        for (x, &b) in seen[..i].iter_mut().zip(&bias[..i]) {
+        let seen_len = first + i + 1;
+        let (seen, hidden) = row.split_at_mut(seen_len);
+        for (x, &b) in seen[..seen_len - 1].iter_mut().zip(bias) {
             *x = *x + b;
         }
         let max = max_lanes(seen);
@@ -206,8 +213,7 @@ impl CausalAttention {
     ) {
         let d = self.dims.head_dim;
         let half = d / 2;
-        let rows = self.dims.batch * self.dims.seq;
-        par_for(rows, |range| {
+        par_for(self.layout.rows(), |range| {
             let mut cs = vec![T::ZERO; d];
             for row in range {
                 let (c, s) = (
@@ -230,11 +236,16 @@ impl CausalAttention {
         });
     }
 
-    /// 0 for the real tokens of row `b`, -inf for its padding.
-    fn key_bias<T: AttnFloat>(&self, b: usize, bias: &mut [T]) {
-        let t = self.dims.seq;
-        for (x, &real) in bias.iter_mut().zip(&self.key_valid[b * t..(b + 1) * t]) {
-            *x = if real { T::ZERO } else { T::NEG_INFINITY };
+    /// The keys sequence `s` sees, prefix first: 0 for real tokens, -inf for padding.
+    fn key_bias<T: AttnFloat>(&self, s: usize, bias: &mut Vec<T>) {
+        let (p_start, p_len) = self.layout.prefix_of(s);
+        let own = self.layout.sequences()[s];
+        bias.clear();
+        for row in (p_start..p_start + p_len).chain(own.start..own.start + own.len) {
+            bias.push(match self.layout.is_valid(row) {
+                true => T::ZERO,
+                false => T::NEG_INFINITY,
+            });
         }
     }
 
@@ -242,41 +253,18 @@ impl CausalAttention {
         <T as Float>::from_f64(1.0 / (self.dims.head_dim as f64).sqrt())
     }
 
-    /// Probabilities [T, T] of query head `h` of row `b` from the rotated,
-    /// scaled queries `qr` and rotated keys `kr`.
-    /// `bias` [T]: 0 for the real keys of row `b`, -inf for padding.
-    fn probs<T: AttnFloat>(
-        &self,
-        qr: &[T],
-        kr: &[T],
-        (b, h): (usize, usize),
-        bias: &[T],
-        p: &mut [T],
-    ) {
-        let AttentionDims {
-            seq: t,
-            heads,
-            kv_heads,
-            head_dim: d,
-            ..
-        } = self.dims;
-        let kvh = h / (heads / kv_heads);
-        let (qw, kw) = (heads * d, kv_heads * d);
-        let q0 = qr[b * t * qw + h * d..].as_ptr();
-        let k0 = kr[b * t * kw + kvh * d..].as_ptr();
-        // SAFETY: T rows of D columns at these strides lie inside qr, kr and p.
-        unsafe {
-            matmul(
-                t,
-                t,
-                d,
-                (p.as_mut_ptr(), t, 1),
-                (q0, qw, 1),
-                (k0, 1, kw),
-                false,
-            )
-        };
-        T::masked_softmax(p, bias);
+    /// Where each sequence's probabilities start: heads blocks of [len,
+    /// prefix + len] each; the last entry is the total.
+    fn probs_offsets(&self) -> Vec<usize> {
+        let mut offsets = Vec::with_capacity(self.layout.sequences().len() + 1);
+        let mut at = 0;
+        offsets.push(0);
+        for (s, seq) in self.layout.sequences().iter().enumerate() {
+            let (_, p_len) = self.layout.prefix_of(s);
+            at += self.dims.heads * seq.len * (p_len + seq.len);
+            offsets.push(at);
+        }
+        offsets
     }
 
     /// Width of a `qkv` row and the first columns of the keys and values.
@@ -285,7 +273,6 @@ impl CausalAttention {
             heads,
             kv_heads,
             head_dim: d,
-            ..
         } = self.dims;
         (
             (heads + 2 * kv_heads) * d,
@@ -294,13 +281,12 @@ impl CausalAttention {
         )
     }
 
-    /// The rotated, scaled queries [B*T, heads*D] and rotated keys [B*T, kv_heads*D].
+    /// The rotated, scaled queries [rows, heads*D] and rotated keys [rows, kv_heads*D].
     fn rotated<T: AttnFloat>(&self, qkv: &[T]) -> (Vec<T>, Vec<T>) {
         let AttentionDims {
             heads,
             kv_heads,
             head_dim: d,
-            ..
         } = self.dims;
         let (width, k_col, _) = self.columns();
         let rows = qkv.len() / width;
@@ -314,62 +300,90 @@ impl CausalAttention {
         (qr, kr)
     }
 
-    /// The output [B*T, heads*D] and what the backward needs: the
-    /// probabilities [B, heads, T, T] and the rotated queries and keys.
-    fn forward<T: AttnFloat>(&self, qkv: &[T]) -> (Vec<T>, [Vec<T>; 3]) {
+    /// The output [rows, heads*D] and what the backward needs: the
+    /// probabilities.
+    fn forward<T: AttnFloat>(&self, qkv: &[T]) -> (Vec<T>, Vec<T>) {
         let AttentionDims {
-            batch,
-            seq: t,
             heads,
             kv_heads,
             head_dim: d,
         } = self.dims;
         let (width, _, v_col) = self.columns();
         let qw = heads * d;
+        let kw = kv_heads * d;
         let (qr, kr) = self.rotated(qkv);
-        let mut out = zeros::<T>(batch * t * qw);
-        let mut probs = zeros::<T>(batch * heads * t * t);
+        let offsets = self.probs_offsets();
+        let mut out = zeros::<T>(self.layout.rows() * qw);
+        let mut probs = zeros::<T>(offsets[offsets.len() - 1]);
         let (dst, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
-        par_for(batch * heads, |range| {
-            let mut bias = vec![T::ZERO; t];
+        par_for(self.layout.sequences().len() * heads, |range| {
+            let mut bias = Vec::new();
             for task in range {
-                let (b, h) = (task / heads, task % heads);
-                self.key_bias(b, &mut bias);
-                // SAFETY: the probabilities of (b, h), written by this task only.
-                let p = unsafe { probs_ptr.slice(task * t * t..(task + 1) * t * t) };
-                self.probs(&qr, &kr, (b, h), &bias, p);
+                let (s, h) = (task / heads, task % heads);
+                let seq = self.layout.sequences()[s];
+                let (p_start, p_len) = self.layout.prefix_of(s);
+                let (len, w) = (seq.len, p_len + seq.len);
                 let kvh = h / (heads / kv_heads);
-                let v0 = qkv[b * t * width + v_col + kvh * d..].as_ptr();
-                // SAFETY: the [T, D] block of (b, h) in `out`, written by this task only.
+                self.key_bias(s, &mut bias);
+                let block = offsets[s] + h * len * w;
+                // SAFETY: the probabilities of (s, h), written by this task only.
+                let p = unsafe { probs_ptr.slice(block..block + len * w) };
+                let q0 = qr[seq.start * qw + h * d..].as_ptr();
+                // SAFETY (all products): [rows, D] blocks at their row strides
+                // inside their buffers; the output block of (s, h) is this task's.
                 unsafe {
-                    let o0 = dst.ptr().add(b * t * qw + h * d);
+                    let keys = |start: usize| kr[start * kw + kvh * d..].as_ptr();
+                    if p_len > 0 {
+                        let dst = (p.as_mut_ptr(), w, 1);
+                        matmul(
+                            len,
+                            p_len,
+                            d,
+                            dst,
+                            (q0, qw, 1),
+                            (keys(p_start), 1, kw),
+                            false,
+                        );
+                    }
+                    let dst = (p.as_mut_ptr().add(p_len), w, 1);
                     matmul(
-                        t,
+                        len,
+                        len,
                         d,
-                        t,
-                        (o0, qw, 1),
-                        (p.as_ptr(), t, 1),
-                        (v0, width, 1),
+                        dst,
+                        (q0, qw, 1),
+                        (keys(seq.start), 1, kw),
                         false,
+                    );
+                }
+                T::masked_softmax(p, &bias);
+                let values = |start: usize| qkv[start * width + v_col + kvh * d..].as_ptr();
+                unsafe {
+                    let o0 = (dst.ptr().add(seq.start * qw + h * d), qw, 1);
+                    if p_len > 0 {
+                        let pp = (p.as_ptr(), w, 1);
+                        matmul(len, d, p_len, o0, pp, (values(p_start), width, 1), false);
+                    }
+                    let po = (p.as_ptr().add(p_len), w, 1);
+                    matmul(
+                        len,
+                        d,
+                        len,
+                        o0,
+                        po,
+                        (values(seq.start), width, 1),
+                        p_len > 0,
                     );
                 }
             }
         });
-        (out, [probs, qr, kr])
+        (out, probs)
     }
 
     /// The gradient for `qkv` from the output `o`, its gradient `dout` and
-    /// the forward's probabilities and rotated queries and keys.
-    fn backward<T: AttnFloat>(
-        &self,
-        qkv: &[T],
-        o: &[T],
-        dout: &[T],
-        [probs, qr, kr]: [&[T]; 3],
-    ) -> Vec<T> {
+    /// the forward's probabilities.
+    fn backward<T: AttnFloat>(&self, qkv: &[T], o: &[T], dout: &[T], probs: &[T]) -> Vec<T> {
         let AttentionDims {
-            batch,
-            seq: t,
             heads,
             kv_heads,
             head_dim: d,
@@ -377,44 +391,67 @@ impl CausalAttention {
         let groups = heads / kv_heads;
         let (width, k_col, v_col) = self.columns();
         let (qw, kw) = (heads * d, kv_heads * d);
+        let seqs = self.layout.sequences();
+        let (qr, kr) = self.rotated(qkv);
+        let (qr, kr) = (&qr[..], &kr[..]);
+        let offsets = self.probs_offsets();
+        // A continuing sequence's share of its prefix's key and value
+        // gradients goes to a block of its own, [prefix, D] per KV head.
+        let mut share_at = Vec::with_capacity(seqs.len() + 1);
+        share_at.push(0);
+        for s in 0..seqs.len() {
+            let last = share_at[s];
+            share_at.push(last + self.layout.prefix_of(s).1 * kw);
+        }
+        let mut dk_share = zeros::<T>(share_at[seqs.len()]);
+        let mut dv_share = zeros::<T>(share_at[seqs.len()]);
         let mut dqr = zeros::<T>(qr.len());
         let mut dkr = zeros::<T>(kr.len());
         let mut dqkv = zeros::<T>(qkv.len());
-        let (dq_ptr, dk_ptr, dqkv_ptr) = (
-            SharedMut(dqr.as_mut_ptr()),
-            SharedMut(dkr.as_mut_ptr()),
-            SharedMut(dqkv.as_mut_ptr()),
-        );
-        // One task per (row, KV head): the query heads sharing a KV head add
-        // into the same key and value gradients.
-        par_for(batch * kv_heads, |range| {
-            let mut ds = vec![T::ZERO; t * t];
-            let mut delta = vec![T::ZERO; t];
-            let mut bias = vec![T::ZERO; t];
+        let ptrs = [&mut dqr, &mut dkr, &mut dqkv, &mut dk_share, &mut dv_share]
+            .map(|v| SharedMut(v.as_mut_ptr()));
+        let [dq_ptr, dk_ptr, dqkv_ptr, dks_ptr, dvs_ptr] = ptrs;
+        // One task per (sequence, KV head): the query heads sharing a KV
+        // head add into the same key and value gradients.
+        par_for(seqs.len() * kv_heads, |range| {
+            let (mut ds, mut delta, mut bias): (Vec<T>, Vec<T>, Vec<T>) =
+                (Vec::new(), Vec::new(), Vec::new());
             for task in range {
-                let (b, kvh) = (task / kv_heads, task % kv_heads);
-                self.key_bias(b, &mut bias);
-                let k0 = kr[b * t * kw + kvh * d..].as_ptr();
-                let v0 = qkv[b * t * width + v_col + kvh * d..].as_ptr();
+                let (s, kvh) = (task / kv_heads, task % kv_heads);
+                let seq = seqs[s];
+                let (p_start, p_len) = self.layout.prefix_of(s);
+                let (len, w) = (seq.len, p_len + seq.len);
+                self.key_bias(s, &mut bias);
+                ds.resize(len * w, T::ZERO);
+                delta.resize(len, T::ZERO);
+                let keys = |start: usize| kr[start * kw + kvh * d..].as_ptr();
+                let values = |start: usize| qkv[start * width + v_col + kvh * d..].as_ptr();
                 for g in 0..groups {
                     let h = kvh * groups + g;
-                    let p = &probs[(b * heads + h) * t * t..(b * heads + h + 1) * t * t];
-                    let base = b * t * qw + h * d;
-                    let do0 = dout[base..].as_ptr();
-                    // SAFETY (all products below): [T, D] blocks at their row
+                    let block = offsets[s] + h * len * w;
+                    let p = &probs[block..block + len * w];
+                    let base = seq.start * qw + h * d;
+                    let do0 = (dout[base..].as_ptr(), qw, 1);
+                    // SAFETY (all products below): blocks at their row
                     // strides inside their buffers; the gradient blocks of
-                    // (b, h) and (b, kvh) belong to this task only.
+                    // (s, h), of (s, kvh) and the shares of s belong to
+                    // this task only.
                     unsafe {
                         // dP = dO V^T.
                         let ds0 = ds.as_mut_ptr();
-                        matmul(t, t, d, (ds0, t, 1), (do0, qw, 1), (v0, 1, width), false);
+                        if p_len > 0 {
+                            let vp = (values(p_start), 1, width);
+                            matmul(len, p_len, d, (ds0, w, 1), do0, vp, false);
+                        }
+                        let vs = (values(seq.start), 1, width);
+                        matmul(len, len, d, (ds0.add(p_len), w, 1), do0, vs, false);
                     }
                     // dS = P * (dP - rowsum(dO * O)).
                     for (i, di) in delta.iter_mut().enumerate() {
                         let row = base + i * qw;
                         *di = dot3(&dout[row..row + d], &o[row..row + d], None);
                     }
-                    let rows = p.chunks_exact(t).zip(ds.chunks_exact_mut(t));
+                    let rows = p.chunks_exact(w).zip(ds.chunks_exact_mut(w));
                     for ((prow, dsrow), &di) in rows.zip(&delta) {
                         for (g, &pj) in dsrow.iter_mut().zip(prow) {
                             *g = pj * (*g - di);
@@ -422,30 +459,56 @@ impl CausalAttention {
                     }
                     let first = g == 0;
                     unsafe {
-                        let dq0 = dq_ptr.ptr().add(base);
-                        matmul(
-                            t,
-                            d,
-                            t,
-                            (dq0, qw, 1),
-                            (ds.as_ptr(), t, 1),
-                            (k0, kw, 1),
-                            false,
-                        );
-                        let q0 = qr[base..].as_ptr();
-                        let dk0 = dk_ptr.ptr().add(b * t * kw + kvh * d);
-                        matmul(
-                            t,
-                            d,
-                            t,
-                            (dk0, kw, 1),
-                            (ds.as_ptr(), 1, t),
-                            (q0, qw, 1),
-                            !first,
-                        );
-                        let dv0 = dqkv_ptr.ptr().add(b * t * width + v_col + kvh * d);
-                        let p0 = p.as_ptr();
-                        matmul(t, d, t, (dv0, width, 1), (p0, 1, t), (do0, qw, 1), !first);
+                        let dq0 = (dq_ptr.ptr().add(base), qw, 1);
+                        let q0 = (qr[base..].as_ptr(), qw, 1);
+                        let (ds0, p0) = (ds.as_ptr(), p.as_ptr());
+                        if p_len > 0 {
+                            let kp = (keys(p_start), kw, 1);
+                            matmul(len, d, p_len, dq0, (ds0, w, 1), kp, false);
+                            let share = share_at[s] + kvh * d;
+                            let dks = (dks_ptr.ptr().add(share), kw, 1);
+                            matmul(p_len, d, len, dks, (ds0, 1, w), q0, !first);
+                            let dvs = (dvs_ptr.ptr().add(share), kw, 1);
+                            matmul(p_len, d, len, dvs, (p0, 1, w), do0, !first);
+                        }
+                        let ks = (keys(seq.start), kw, 1);
+                        let own = (ds0.add(p_len), w, 1);
+                        matmul(len, d, len, dq0, own, ks, p_len > 0);
+                        let dk0 = (dk_ptr.ptr().add(seq.start * kw + kvh * d), kw, 1);
+                        matmul(len, d, len, dk0, (ds0.add(p_len), 1, w), q0, !first);
+                        let dv0 = dqkv_ptr.ptr().add(seq.start * width + v_col + kvh * d);
+                        let p_own = (p0.add(p_len), 1, w);
+                        matmul(len, d, len, (dv0, width, 1), p_own, do0, !first);
+                    }
+                }
+            }
+        });
+        // Each prefix collects its continuing sequences' shares, in order.
+        let prefixes: Vec<usize> = (0..seqs.len())
+            .filter(|&p| seqs.iter().any(|s| s.prefix == Some(p)))
+            .collect();
+        par_for(prefixes.len(), |range| {
+            for &p in &prefixes[range] {
+                let prefix = seqs[p];
+                for s in (0..seqs.len()).filter(|&s| seqs[s].prefix == Some(p)) {
+                    for r in 0..prefix.len {
+                        let share = share_at[s] + r * kw;
+                        let row = prefix.start + r;
+                        // SAFETY: the prefix's rows, written by this task only.
+                        let (dk, dv) = unsafe {
+                            (
+                                dk_ptr.slice(row * kw..(row + 1) * kw),
+                                dqkv_ptr.slice(row * width + v_col..row * width + v_col + kw),
+                            )
+                        };
+                        for (x, &y) in dk.iter_mut().zip(&dk_share[share..share + kw]) {
+                            let own = *x;
+                            *x = own + y;
+                        }
+                        for (x, &y) in dv.iter_mut().zip(&dv_share[share..share + kw]) {
+                            let own = *x;
+                            *x = own + y;
+                        }
                     }
                 }
             }
@@ -464,18 +527,15 @@ impl CausalAttention {
 
     fn check(&self, l: &Layout) -> candle_core::Result<()> {
         let AttentionDims {
-            batch,
-            seq,
             heads,
             kv_heads,
             head_dim,
         } = self.dims;
-        let rows = batch * seq;
+        let rows = self.layout.rows();
         let ok = kv_heads > 0
             && heads % kv_heads == 0
             && head_dim % 2 == 0
             && l.dims() == [rows, self.columns().0]
-            && self.key_valid.len() == rows
             && self.cos.len() == rows * head_dim / 2
             && self.sin.len() == self.cos.len();
         if !ok {
@@ -496,9 +556,8 @@ impl CustomOp1 for CausalAttention {
             op: &CausalAttention,
             s: (&CpuStorage, &Layout),
         ) -> candle_core::Result<CpuStorage> {
-            let (out, saved) = op.forward::<T>(cpu_slice(s)?);
-            *op.saved.lock().expect("attention activations") =
-                Some(saved.map(T::to_cpu_storage_owned));
+            let (out, probs) = op.forward::<T>(cpu_slice(s)?);
+            *op.saved.lock().expect("attention activations") = Some(T::to_cpu_storage_owned(probs));
             Ok(T::to_cpu_storage_owned(out))
         }
         let out = match s {
@@ -506,7 +565,7 @@ impl CustomOp1 for CausalAttention {
             CpuStorage::F64(_) => run::<f64>(self, (s, l))?,
             _ => candle_core::bail!("attention: only f32 and f64 on the CPU"),
         };
-        let rows = self.dims.batch * self.dims.seq;
+        let rows = self.layout.rows();
         let shape = Shape::from((rows, self.dims.heads * self.dims.head_dim));
         Ok((out, shape))
     }
@@ -525,15 +584,11 @@ impl CustomOp1 for CausalAttention {
         ) -> candle_core::Result<Tensor> {
             let (qkv, o, dout) = (cpu_slice(cpu[0])?, cpu_slice(cpu[1])?, cpu_slice(cpu[2])?);
             let saved = op.saved.lock().expect("attention activations");
-            let Some([probs, qr, kr]) = saved.as_ref() else {
+            let Some(probs) = saved.as_ref() else {
                 candle_core::bail!("attention: backward before forward")
             };
-            let saved = [
-                T::cpu_storage_as_slice(probs)?,
-                T::cpu_storage_as_slice(qr)?,
-                T::cpu_storage_as_slice(kr)?,
-            ];
-            Tensor::from_vec(op.backward::<T>(qkv, o, dout, saved), shape, &Device::Cpu)
+            let probs = T::cpu_storage_as_slice(probs)?;
+            Tensor::from_vec(op.backward::<T>(qkv, o, dout, probs), shape, &Device::Cpu)
         }
         let shape = qkv.shape();
         let dqkv = with_cpu(&[qkv, res, &grad], |cpu| {
@@ -552,21 +607,23 @@ impl CustomOp1 for CausalAttention {
 mod tests {
     use super::*;
     use crate::kernels::max_diff;
+    use crate::kernels::sequences::Sequence;
     use candle_core::{DType, Var, D};
 
-    /// The same attention from candle operations, as the model composed it.
+    /// The same attention from candle operations over a padded batch of
+    /// `b` rows of `t` tokens, as the model composed it.
+    #[allow(clippy::too_many_arguments)]
     fn composed(
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
+        (b, t): (usize, usize),
         dims: AttentionDims,
         valid: &[bool],
         cos: &Tensor,
         sin: &Tensor,
     ) -> Result<Tensor> {
         let AttentionDims {
-            batch: b,
-            seq: t,
             heads,
             kv_heads,
             head_dim: d,
@@ -611,21 +668,29 @@ mod tests {
             .reshape((b * t, heads * d))?)
     }
 
+    const DIMS: AttentionDims = AttentionDims {
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 8,
+    };
+
+    fn host(t: &Tensor) -> Arc<Vec<f32>> {
+        Arc::new(t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+    }
+
+    fn f64_of(t: &Tensor) -> Tensor {
+        t.to_dtype(DType::F64).unwrap()
+    }
+
     #[test]
     fn attention_matches_the_composition_forward_and_backward() -> Result<()> {
         let dev = Device::Cpu;
-        let dims = AttentionDims {
-            batch: 3,
-            seq: 7,
-            heads: 4,
-            kv_heads: 2,
-            head_dim: 8,
-        };
-        let rows = dims.batch * dims.seq;
+        let (b, t) = (3, 7);
+        let rows = b * t;
         // Left padding in row 0, right padding in row 1, none in row 2.
         let valid: Vec<bool> = (0..rows)
             .map(|i| {
-                let (row, col) = (i / dims.seq, i % dims.seq);
+                let (row, col) = (i / t, i % t);
                 match row {
                     0 => col >= 2,
                     1 => col < 5,
@@ -633,27 +698,25 @@ mod tests {
                 }
             })
             .collect();
-        let angles = Tensor::randn(0f32, 2.0, (dims.batch, dims.seq, dims.head_dim / 2), &dev)?;
+        let layout = Arc::new(SequenceLayout::rectangular(b, t, valid.clone()));
+        let angles = Tensor::randn(0f32, 2.0, (b, t, DIMS.head_dim / 2), &dev)?;
         let (cos, sin) = (angles.cos()?, angles.sin()?);
-        let host = |t: &Tensor| Arc::new(t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         for dtype in [DType::F64, DType::F32] {
             let var = |cols: usize| -> Result<Var> {
                 Ok(Var::from_tensor(
                     &Tensor::randn(0f64, 1.5, (rows, cols), &dev)?.to_dtype(dtype)?,
                 )?)
             };
-            let q = var(dims.heads * dims.head_dim)?;
-            let k = var(dims.kv_heads * dims.head_dim)?;
-            let v = var(dims.kv_heads * dims.head_dim)?;
-            let w = Tensor::randn(0f64, 1.0, (rows, dims.heads * dims.head_dim), &dev)?
+            let q = var(DIMS.heads * DIMS.head_dim)?;
+            let k = var(DIMS.kv_heads * DIMS.head_dim)?;
+            let v = var(DIMS.kv_heads * DIMS.head_dim)?;
+            let w = Tensor::randn(0f64, 1.0, (rows, DIMS.heads * DIMS.head_dim), &dev)?
                 .to_dtype(dtype)?;
             let qkv = Tensor::cat(&[q.as_tensor(), k.as_tensor(), v.as_tensor()], 1)?;
-            let ours =
-                causal_attention(&qkv, dims, Arc::new(valid.clone()), host(&cos), host(&sin))?;
+            let ours = causal_attention(&qkv, DIMS, layout.clone(), host(&cos), host(&sin))?;
             let (c, s) = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
-            let theirs = composed(&q, &k, &v, dims, &valid, &c, &s)?;
+            let theirs = composed(&q, &k, &v, (b, t), DIMS, &valid, &c, &s)?;
             let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
-            let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
             let diff = max_diff(&f64_of(&ours), &f64_of(&theirs));
             assert!(diff < tol, "{dtype:?} forward diff {diff}");
             let g1 = (ours * &w)?.sum_all()?.backward()?;
@@ -663,6 +726,143 @@ mod tests {
                 let diff = max_diff(&f64_of(a), &f64_of(b));
                 assert!(diff < tol, "{dtype:?} d{name} diff {diff}");
             }
+        }
+        Ok(())
+    }
+
+    /// A prompt shared by a group of continuations computes what each
+    /// [prompt | continuation] row computes alone, gradients included (the
+    /// prompt's gradient is the sum of its copies').
+    #[test]
+    fn a_shared_prefix_equals_its_copies_forward_and_backward() -> Result<()> {
+        let dev = Device::Cpu;
+        let (p, lens) = (5, [3usize, 6, 1]);
+        let t = p + 6;
+        // Packed: prompt, then the continuations; second prompt alone.
+        let mut seqs = vec![Sequence {
+            start: 0,
+            len: p,
+            prefix: None,
+        }];
+        let mut start = p;
+        for &len in &lens {
+            seqs.push(Sequence {
+                start,
+                len,
+                prefix: Some(0),
+            });
+            start += len;
+        }
+        seqs.push(Sequence {
+            start,
+            len: 2,
+            prefix: None,
+        });
+        let packed_rows = start + 2;
+        let layout = Arc::new(SequenceLayout::new(seqs, packed_rows)?);
+        // Padded: each continuation after its own copy of the prompt,
+        // right-padded to t; packed row of each padded row (None: padding).
+        let mut source = Vec::new();
+        for (g, &len) in lens.iter().enumerate() {
+            let first = p + lens[..g].iter().sum::<usize>();
+            source.extend((0..p).map(Some));
+            source.extend((first..first + len).map(Some));
+            source.extend(std::iter::repeat_n(None, t - p - len));
+        }
+        let valid: Vec<bool> = source.iter().map(Option::is_some).collect();
+        let padded = Arc::new(SequenceLayout::rectangular(lens.len(), t, valid.clone()));
+        let positions: Vec<usize> = (0..packed_rows)
+            .map(|r| match r {
+                r if r < p => r,
+                r if r >= start => r - start,
+                r => {
+                    let mut first = p;
+                    let mut g = 0;
+                    while r >= first + lens[g] {
+                        first += lens[g];
+                        g += 1;
+                    }
+                    p + r - first
+                }
+            })
+            .collect();
+        let half = DIMS.head_dim / 2;
+        let angle = |pos: usize, i: usize| pos as f32 * (1.0 + i as f32).recip();
+        let positions = &positions;
+        let trig = |rows: &[Option<usize>], f: fn(f32) -> f32| -> Arc<Vec<f32>> {
+            let mut out = Vec::with_capacity(rows.len() * half);
+            for r in rows {
+                let pos = r.map_or(0, |r| positions[r]);
+                out.extend((0..half).map(|i| f(angle(pos, i))));
+            }
+            Arc::new(out)
+        };
+        let all: Vec<Option<usize>> = (0..packed_rows).map(Some).collect();
+        let width = (DIMS.heads + 2 * DIMS.kv_heads) * DIMS.head_dim;
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+            let qkv = Var::from_tensor(
+                &Tensor::randn(0f64, 1.5, (packed_rows, width), &dev)?.to_dtype(dtype)?,
+            )?;
+            let w_packed =
+                Tensor::randn(0f64, 1.0, (packed_rows, DIMS.heads * DIMS.head_dim), &dev)?
+                    .to_dtype(dtype)?;
+            let ours = causal_attention(
+                &qkv,
+                DIMS,
+                layout.clone(),
+                trig(&all, f32::cos),
+                trig(&all, f32::sin),
+            )?;
+            // The padded copy, its rows gathered from the packed ones (row
+            // 0 stands in for padding: the mask hides it, its weight is 0).
+            let index: Vec<u32> = source.iter().map(|r| r.unwrap_or(0) as u32).collect();
+            let index = Tensor::from_vec(index, source.len(), &dev)?;
+            let copy = qkv.index_select(&index, 0)?;
+            let theirs = causal_attention(
+                &copy,
+                DIMS,
+                padded.clone(),
+                trig(&source, f32::cos),
+                trig(&source, f32::sin),
+            )?;
+            // The prompt's weight split over its copies (each third), so both losses agree.
+            let mut split = w_packed
+                .index_select(&index, 0)?
+                .to_dtype(DType::F64)?
+                .to_vec2::<f64>()?;
+            for (row, src) in split.iter_mut().zip(&source) {
+                let share = match src {
+                    None => 0.0,
+                    Some(r) if *r < p => 1.0 / lens.len() as f64,
+                    Some(_) => 1.0,
+                };
+                row.iter_mut().for_each(|x| *x *= share);
+            }
+            let cols = split[0].len();
+            let split: Vec<f64> = split.into_iter().flatten().collect();
+            let w_padded = Tensor::from_vec(split, (source.len(), cols), &dev)?.to_dtype(dtype)?;
+            let gathered = ours.index_select(&index, 0)?;
+            let mask = Tensor::from_vec(
+                valid
+                    .iter()
+                    .map(|&v| f64::from(u8::from(v)))
+                    .collect::<Vec<_>>(),
+                (source.len(), 1),
+                &dev,
+            )?
+            .to_dtype(dtype)?;
+            let diff = max_diff(
+                &f64_of(&gathered.broadcast_mul(&mask)?),
+                &f64_of(&theirs.broadcast_mul(&mask)?),
+            );
+            assert!(diff < tol, "{dtype:?} forward diff {diff}");
+            let g1 = (ours.narrow(0, 0, start)? * w_packed.narrow(0, 0, start)?)?
+                .sum_all()?
+                .backward()?;
+            let g2 = (theirs * w_padded)?.sum_all()?.backward()?;
+            let (a, b) = (g1.get(&qkv).expect("grad"), g2.get(&qkv).expect("grad"));
+            let diff = max_diff(&f64_of(a), &f64_of(b));
+            assert!(diff < tol * 10.0, "{dtype:?} gradient diff {diff}");
         }
         Ok(())
     }

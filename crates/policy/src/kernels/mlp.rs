@@ -33,9 +33,11 @@ pub(crate) fn swiglu_block(
 
 struct SwigluBlock {
     eps: f64,
-    /// From the forward, for the backward: the normalised input [rows,
-    /// hidden], the gate/up projections [rows, 2I] and the activation [rows, I].
-    saved: Mutex<Option<[CpuStorage; 3]>>,
+    /// From the forward, for the backward: the gate/up projections [rows,
+    /// 2I]. The normalised input and the activation are computed again
+    /// from x and these (two cheap passes), which keeps a third of the
+    /// block's memory free between forward and backward.
+    saved: Mutex<Option<CpuStorage>>,
 }
 
 trait MlpFloat: RmsFloat {
@@ -129,8 +131,7 @@ impl SwigluBlock {
                 *o = y + r;
             }
         });
-        *self.saved.lock().expect("mlp activations") =
-            Some([xn, gu, h].map(T::to_cpu_storage_owned));
+        *self.saved.lock().expect("mlp activations") = Some(T::to_cpu_storage_owned(gu));
         out
     }
 
@@ -142,16 +143,15 @@ impl SwigluBlock {
         (rows, hidden, inter): (usize, usize, usize),
     ) -> candle_core::Result<(Vec<T>, Vec<T>, Vec<T>)> {
         let saved = self.saved.lock().expect("mlp activations");
-        let Some([xn, gu, h]) = saved.as_ref() else {
+        let Some(gu) = saved.as_ref() else {
             candle_core::bail!("mlp: backward before forward")
         };
-        let (xn, gu, h) = (
-            T::cpu_storage_as_slice(xn)?,
-            T::cpu_storage_as_slice(gu)?,
-            T::cpu_storage_as_slice(h)?,
-        );
+        let gu = T::cpu_storage_as_slice(gu)?;
         let (gate_up, norm) = weights.split_at(2 * inter * hidden);
-        let d_down = product(hidden, inter, rows, (dy, 1, hidden), (h, inter, 1));
+        let xn = rms_norm::forward(x, norm, self.eps);
+        let h = activate(gu, rows, inter);
+        let d_down = product(hidden, inter, rows, (dy, 1, hidden), (&h, inter, 1));
+        drop(h);
         let dh = product(rows, inter, hidden, (dy, hidden, 1), (down, inter, 1));
         let mut dgu = zeros::<T>(rows * 2 * inter);
         rows_par(rows, &mut dgu, |row, out| {
@@ -161,7 +161,7 @@ impl SwigluBlock {
             T::swiglu_grad(&gu[..inter], &gu[inter..], dh, d_gate, d_up);
         });
         let two = 2 * inter;
-        let mut d_weights = product(two, hidden, rows, (&dgu, 1, two), (xn, hidden, 1));
+        let mut d_weights = product(two, hidden, rows, (&dgu, 1, two), (&xn, hidden, 1));
         let dxn = product(rows, hidden, two, (&dgu, two, 1), (gate_up, hidden, 1));
         // The residual passes dy straight through to x.
         let (dx, d_norm) = rms_norm::backward(x, norm, &dxn, self.eps, Some(dy));

@@ -30,19 +30,23 @@ macro_rules! vectorised {
 
 mod attention;
 mod linear;
+mod lm_head;
 mod mlp;
 pub(crate) mod parallel;
 mod rms_norm;
 mod rotary;
+mod sequences;
 pub(crate) mod simd;
 mod softmax;
 mod swiglu;
 
 pub(crate) use attention::{causal_attention, AttentionDims};
 pub(crate) use linear::linear;
+pub(crate) use lm_head::{token_logprobs, Picks, NO_ROW};
 pub(crate) use mlp::swiglu_block;
 pub(crate) use rms_norm::rms_norm;
 pub(crate) use rotary::rope;
+pub(crate) use sequences::{Sequence, SequenceLayout};
 pub(crate) use softmax::softmax_last_dim;
 pub(crate) use swiglu::swiglu;
 

@@ -30,9 +30,14 @@ impl<T> SharedMut<T> {
     }
 }
 
-/// Runs `f` over chunks of `0..n` on candle's CPU worker pool.
+/// Runs `f` over chunks of `0..n` on candle's CPU worker pool (a single
+/// item on the calling thread, without waking the pool).
 pub(crate) fn par_for(n: usize, f: impl Fn(Range<usize>) + Sync) {
-    candle_core::utils::barrier_pool().execute_chunked(n, f);
+    match n {
+        0 => {}
+        1 => f(0..1),
+        _ => candle_core::utils::barrier_pool().execute_chunked(n, f),
+    }
 }
 
 /// `n` zeros, written by the worker threads: a large single-threaded
@@ -81,16 +86,18 @@ pub(crate) fn cpu_slice<'a, T: candle_core::WithDType>(
 /// A row-major view: data, row stride, column stride.
 pub(crate) type View<'a, T> = (&'a [T], usize, usize);
 
-/// `dst (+)= lhs [m, k] * rhs [k, n]` for row-major `dst` with row stride
-/// `n`, on the calling thread.
+/// `dst (+)= lhs [m, k] * rhs [k, n]` for `dst` with row stride
+/// `dst_stride`, on the calling thread.
 ///
 /// # Safety
-/// `dst` must hold m x n elements no other thread touches during the call.
+/// `dst` must hold m rows of n elements at that stride that no other thread
+/// touches during the call; the views must lie inside their allocations.
 unsafe fn gemm_serial<T: Float + WithDType>(
     (m, n, k): (usize, usize, usize),
-    dst: *mut T,
+    (dst, dst_stride): (*mut T, usize),
     lhs: (*const T, usize, usize),
     rhs: (*const T, usize, usize),
+    accumulate: bool,
 ) {
     gemm::gemm(
         m,
@@ -98,15 +105,15 @@ unsafe fn gemm_serial<T: Float + WithDType>(
         k,
         dst,
         1,
-        n as isize,
-        false,
+        dst_stride as isize,
+        accumulate,
         lhs.0,
         lhs.2 as isize,
         lhs.1 as isize,
         rhs.0,
         rhs.2 as isize,
         rhs.1 as isize,
-        T::ZERO,
+        T::ONE,
         T::ONE,
         false,
         false,
@@ -115,10 +122,76 @@ unsafe fn gemm_serial<T: Float + WithDType>(
     );
 }
 
-/// `lhs [m, k] * rhs [k, n]` into a new row-major [m, n], split over
-/// candle's CPU worker threads (the ones the other kernels use, so none of
-/// them spins while another pool computes): by rows when there are many,
-/// else by k with the partial products added in a fixed order.
+/// How a product is cut into pieces that the worker threads share out.
+/// It depends on the shape alone, never on the thread count, so every
+/// output element is summed in the same order on one thread or many: a
+/// training run gives the same bits whatever `run.threads` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tiling {
+    /// Tiles cut along the output's rows (else along its columns).
+    by_rows: bool,
+    /// Width of a tile along that dimension (the last one may be narrower).
+    block: usize,
+    /// Tiles along that dimension.
+    tiles: usize,
+    /// Pieces of the summed dimension, each its own partial product; the
+    /// partial products are added in order.
+    depth_parts: usize,
+}
+
+/// Multiply-adds below which a product runs as one piece: sharing it out
+/// would cost more than it saves.
+const SMALL_PRODUCT: usize = 1 << 20;
+/// Most tiles along the split dimension (an even count keeps two threads busy alike).
+const MAX_TILES: usize = 16;
+/// Narrowest tile: below this the repeated packing of the other operand
+/// outweighs the work.
+const MIN_BLOCK: usize = 64;
+/// Summed-dimension length per partial product when it is split (weight
+/// gradients sum over all rows of a batch).
+const DEPTH_BLOCK: usize = 1024;
+
+impl Tiling {
+    fn new(m: usize, n: usize, k: usize) -> Tiling {
+        let by_rows = m >= n;
+        let len = if by_rows { m } else { n };
+        if m.saturating_mul(n).saturating_mul(k) < SMALL_PRODUCT {
+            return Tiling {
+                by_rows,
+                block: len.max(1),
+                tiles: 1,
+                depth_parts: 1,
+            };
+        }
+        // A long summed dimension and a small output: split the sum too.
+        let depth_parts = if k >= 4 * len && k >= 2 * DEPTH_BLOCK {
+            (k / DEPTH_BLOCK).min(8)
+        } else {
+            1
+        };
+        let mut tiles = (len / MIN_BLOCK).clamp(1, MAX_TILES / depth_parts.min(4));
+        if tiles > 1 && !tiles.is_multiple_of(2) {
+            tiles -= 1;
+        }
+        // Tiles a multiple of 16 wide (the kernels' vector width), so only the last is ragged.
+        let block = len.div_ceil(tiles).next_multiple_of(16).min(len);
+        Tiling {
+            by_rows,
+            block,
+            tiles: len.div_ceil(block),
+            depth_parts,
+        }
+    }
+
+    /// The summed indices of partial product `part`.
+    fn depth(&self, k: usize, part: usize) -> Range<usize> {
+        k * part / self.depth_parts..k * (part + 1) / self.depth_parts
+    }
+}
+
+/// `lhs [m, k] * rhs [k, n]` into a new row-major [m, n], on candle's CPU
+/// worker threads (the ones the other kernels use, so none of them spins
+/// while another pool computes), in pieces fixed by the shape ([`Tiling`]).
 pub(crate) fn product<T: Float + WithDType>(
     m: usize,
     n: usize,
@@ -126,6 +199,42 @@ pub(crate) fn product<T: Float + WithDType>(
     lhs: View<T>,
     rhs: View<T>,
 ) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(m * n);
+    // SAFETY: the capacity holds m x n elements; without accumulating, the
+    // product writes every one of them (gemm does not read dst then).
+    unsafe {
+        product_unchecked(m, n, k, (out.as_mut_ptr(), false), lhs, rhs);
+        out.set_len(m * n);
+    }
+    out
+}
+
+/// `dst (+)= lhs [m, k] * rhs [k, n]` for row-major `dst` [m, n]; adds to
+/// what `dst` holds when `accumulate`.
+pub(crate) fn product_into<T: Float + WithDType>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [T],
+    accumulate: bool,
+    lhs: View<T>,
+    rhs: View<T>,
+) {
+    assert_eq!(dst.len(), m * n, "product destination size");
+    // SAFETY: dst holds m x n elements and is borrowed mutably.
+    unsafe { product_unchecked(m, n, k, (dst.as_mut_ptr(), accumulate), lhs, rhs) }
+}
+
+/// # Safety
+/// `dst` must hold m x n writable elements (initialised when accumulating).
+unsafe fn product_unchecked<T: Float + WithDType>(
+    m: usize,
+    n: usize,
+    k: usize,
+    (dst, accumulate): (*mut T, bool),
+    lhs: View<T>,
+    rhs: View<T>,
+) {
     let reach = |(v, rs, cs): View<T>, rows: usize, cols: usize| {
         rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < v.len()
     };
@@ -133,51 +242,125 @@ pub(crate) fn product<T: Float + WithDType>(
         reach(lhs, m, k) && reach(rhs, k, n),
         "product views out of bounds"
     );
-    let parts = candle_core::utils::barrier_pool().n_workers() + 1;
-    let split = |len: usize, p: usize| len * p / parts..len * (p + 1) / parts;
-    if m >= k || parts == 1 {
-        let mut out: Vec<T> = Vec::with_capacity(m * n);
-        let dst = SharedMut(out.as_mut_ptr());
-        par_for(parts, |range| {
-            for p in range {
-                let rows = split(m, p);
-                // SAFETY: the views lie inside their slices (checked above);
-                // this task writes rows `rows` of `out` only, every element
-                // of them (gemm does not read dst).
-                unsafe {
-                    let lhs0 = lhs.0.as_ptr().add(rows.start * lhs.1);
-                    let dst0 = dst.ptr().add(rows.start * n);
-                    let rhs0 = (rhs.0.as_ptr(), rhs.1, rhs.2);
-                    gemm_serial((rows.len(), n, k), dst0, (lhs0, lhs.1, lhs.2), rhs0);
-                }
-            }
-        });
-        // SAFETY: every row was written above.
-        unsafe { out.set_len(m * n) };
-        return out;
+    if m == 0 || n == 0 {
+        return;
     }
-    let mut partial = zeros::<T>(parts * m * n);
-    let dst = SharedMut(partial.as_mut_ptr());
-    par_for(parts, |range| {
-        for p in range {
-            let span = split(k, p);
-            // SAFETY: as above; this task writes partial product `p` only.
+    let plan = Tiling::new(m, n, k);
+    // Partial products past the first go to their own buffers.
+    let mut partial = if plan.depth_parts > 1 {
+        zeros::<T>((plan.depth_parts - 1) * m * n)
+    } else {
+        Vec::new()
+    };
+    let (out, rest) = (SharedMut(dst), SharedMut(partial.as_mut_ptr()));
+    par_for(plan.tiles * plan.depth_parts, |range| {
+        for piece in range {
+            let (tile, part) = (piece % plan.tiles, piece / plan.tiles);
+            let span =
+                tile * plan.block..((tile + 1) * plan.block).min(if plan.by_rows { m } else { n });
+            let (rows, cols) = if plan.by_rows {
+                (span.clone(), 0..n)
+            } else {
+                (0..m, span.clone())
+            };
+            let depth = plan.depth(k, part);
+            let (target, add) = match part {
+                0 => (out.ptr(), accumulate),
+                p => (rest.ptr().wrapping_add((p - 1) * m * n), false),
+            };
+            // SAFETY: the views lie inside their slices (checked above);
+            // this piece writes rows `rows` x columns `cols` of its target
+            // only, every element of them (gemm does not read dst unless
+            // accumulating).
             unsafe {
-                let lhs0 = lhs.0.as_ptr().add(span.start * lhs.2);
-                let rhs0 = rhs.0.as_ptr().add(span.start * rhs.1);
-                let dst0 = dst.ptr().add(p * m * n);
-                let (l, r) = ((lhs0, lhs.1, lhs.2), (rhs0, rhs.1, rhs.2));
-                gemm_serial((m, n, span.len()), dst0, l, r);
+                let l0 = lhs.0.as_ptr().add(rows.start * lhs.1 + depth.start * lhs.2);
+                let r0 = rhs.0.as_ptr().add(depth.start * rhs.1 + cols.start * rhs.2);
+                let d0 = target.add(rows.start * n + cols.start);
+                gemm_serial(
+                    (rows.len(), cols.len(), depth.len()),
+                    (d0, n),
+                    (l0, lhs.1, lhs.2),
+                    (r0, rhs.1, rhs.2),
+                    add,
+                );
             }
         }
     });
-    let (first, rest) = partial.split_at_mut(m * n);
-    for part in rest.chunks_exact(m * n) {
-        for (acc, &v) in first.iter_mut().zip(part) {
-            let own = *acc;
-            *acc = own + v;
+    if plan.depth_parts > 1 {
+        // Partial sums added in order, element by element.
+        const CHUNK: usize = 1 << 14;
+        let total = m * n;
+        par_for(total.div_ceil(CHUNK), |range| {
+            let span = range.start * CHUNK..(range.end * CHUNK).min(total);
+            // SAFETY: this task's span of dst only.
+            let acc = unsafe { out.slice(span.clone()) };
+            for part in partial.chunks_exact(total) {
+                for (a, &v) in acc.iter_mut().zip(&part[span.clone()]) {
+                    let own = *a;
+                    *a = own + v;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    /// `lhs [m, k] * rhs [k, n]` in f64, one element at a time.
+    fn reference(m: usize, n: usize, k: usize, lhs: View<f32>, rhs: View<f32>) -> Vec<f64> {
+        let mut out = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k)
+                    .map(|p| {
+                        lhs.0[i * lhs.1 + p * lhs.2] as f64 * rhs.0[p * rhs.1 + j * rhs.2] as f64
+                    })
+                    .sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn tiled_products_match_f64_and_accumulate() {
+        let mut rng = StdRng::seed_from_u64(5);
+        // One piece, row tiles, column tiles, and a split summed dimension.
+        for (m, n, k) in [(3, 5, 7), (300, 70, 90), (40, 500, 60), (70, 40, 4100)] {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            // lhs row-major, rhs as the transpose of a row-major [n, k].
+            let (lhs, rhs) = ((&a[..], k, 1), (&b[..], 1, k));
+            let want = reference(m, n, k, lhs, rhs);
+            let got = product(m, n, k, lhs, rhs);
+            let mut twice = got.clone();
+            product_into(m, n, k, &mut twice, true, lhs, rhs);
+            for i in 0..m * n {
+                let tol = 1e-5 * (k as f64).sqrt();
+                assert!((got[i] as f64 - want[i]).abs() < tol, "{m}x{n}x{k} at {i}");
+                assert!((twice[i] as f64 - 2.0 * want[i]).abs() < 2.0 * tol);
+            }
         }
     }
-    partial.truncate(m * n);
-    partial
+
+    #[test]
+    fn tiling_keeps_pieces_even_and_wide() {
+        for (m, n, k) in [
+            (384, 960, 576),
+            (5120, 704, 256),
+            (768, 256, 5120),
+            (49152, 576, 256),
+        ] {
+            let t = Tiling::new(m, n, k);
+            let len = if t.by_rows { m } else { n };
+            assert!(t.tiles == 1 || t.tiles.is_multiple_of(2), "{t:?}");
+            assert!(
+                t.block >= MIN_BLOCK && (t.tiles - 1) * t.block < len,
+                "{t:?}"
+            );
+        }
+        assert_eq!(Tiling::new(768, 256, 5120).depth_parts, 5);
+    }
 }

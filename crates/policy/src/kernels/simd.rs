@@ -114,6 +114,7 @@ pub(crate) trait Float:
     fn abs(self) -> Self;
     fn neg(self) -> Self;
     fn max(self, other: Self) -> Self;
+    fn ln(self) -> Self;
     fn from_f64(v: f64) -> Self;
 }
 
@@ -134,6 +135,9 @@ macro_rules! float {
             }
             fn max(self, other: Self) -> Self {
                 <$t>::max(self, other)
+            }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
             }
             fn from_f64(v: f64) -> Self {
                 v as $t

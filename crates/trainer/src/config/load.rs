@@ -337,7 +337,7 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
 /// Fills in what depends on the machine: the thread count and absolute paths.
 fn resolve(config: &mut Config) -> Result<()> {
     if config.run.threads == 0 {
-        config.run.threads = free_cores();
+        config.run.threads = all_cores();
     }
     let cwd = std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))?;
     let absolute = |p: &str| -> String {
@@ -365,20 +365,9 @@ fn resolve(config: &mut Config) -> Result<()> {
     Ok(())
 }
 
-/// Cores not busy when the run starts: available cores minus the rounded
-/// 1-minute load average (Linux), at least 1.
-pub(crate) fn free_cores() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    let busy = if load.is_finite() && load > 0.0 {
-        load.round() as usize
-    } else {
-        0
-    };
-    cores.saturating_sub(busy).max(1)
+/// Every core the process may run on.
+pub(crate) fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]
@@ -407,7 +396,7 @@ mixture = [{ task = "add", level = 2 }]
         let c = load(MINIMAL, &[]).unwrap();
         assert_eq!(c.run.seed, 3);
         assert_eq!(c.run.name, "test");
-        assert!(c.run.threads >= 1);
+        assert_eq!(c.run.threads, all_cores());
         assert!(Path::new(&c.run.out_dir).is_absolute());
         assert_eq!(c.grpo.group_size, 8);
     }

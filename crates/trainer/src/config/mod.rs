@@ -70,10 +70,12 @@ section! {
         /// randomness is derived from (seed, phase, step), so a run is
         /// reproducible and resumable.
         seed: u64 = 0,
-        /// CPU threads for tensor maths. 0 means the cores that are free
-        /// when the run starts (available cores minus the 1-minute load
-        /// average, at least 1): threads beyond the free cores make steps
-        /// many times slower. The resolved config records the number used.
+        /// CPU threads for tensor maths; 0 means every available core. The
+        /// results do not depend on it: the same config and seed give the
+        /// same weights and logs bit for bit on any number of threads (only
+        /// the timings differ). Threads beyond the cores other work leaves
+        /// free make steps many times slower. The resolved config records
+        /// the number used.
         threads: usize = 0,
         /// `cpu`, `cuda` or `cuda:N` (CUDA needs verity built with
         /// `--features cuda`).

@@ -12,9 +12,11 @@ use crate::run::CONFIG_FILE;
 /// evaluation, checkpoint and log settings, and the hardware. `section.*`
 /// covers a whole section. Every other key (model shape, tokenizer source,
 /// tasks, seed, optimizer and GRPO settings) must match the run's saved
-/// config. Changing `steps` stretches a decaying learning-rate schedule, and
-/// changing `run.threads` or `run.device` changes float rounding, so the
-/// resumed run no longer matches an uninterrupted one bit for bit.
+/// config. `run.threads` never changes a result, so a run resumed on
+/// another number of threads continues bit for bit as it would have; but
+/// changing `steps` stretches a decaying learning-rate schedule, and
+/// changing `run.device` changes float rounding, so the resumed run then no
+/// longer matches an uninterrupted one bit for bit.
 pub const RESUMABLE_KEYS: &[&str] = &[
     "run.threads",
     "run.device",
