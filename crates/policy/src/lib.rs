@@ -97,7 +97,9 @@ pub use chat_template::{ChatMessage, ChatTemplate, SpecialTokens};
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use device::parse_device;
 pub use error::{Error, Result};
-pub use generate::{generate, generate_until, FinishReason, Generation, SamplingConfig};
+pub use generate::{
+    generate, generate_until, FinishReason, Generation, GenerationCache, SamplingConfig,
+};
 pub use gguf::{gguf_name, hf_name, is_gguf_file, GgufModel, GGUF_EXTENSION, TENSOR_NAMES};
 pub use hub::{hub_model_dir, resolve_model_dir, HubOptions};
 pub use logprobs::{

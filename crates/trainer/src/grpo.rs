@@ -126,11 +126,14 @@ pub(crate) fn grpo_step(
     let mut rng = rng_for(ctx.run_seed, Purpose::Rollout, at.step);
     let mut cursor = at.cursor;
     let problems = draw_problems(ctx, &mut cursor, ctx.cfg.batch_size / ctx.cfg.group_size)?;
-    let mut groups = score(ctx, rollout(ctx, problems, &mut rng)?)?;
+    // The step's rollouts share the weights: packed once, freed before the update.
+    let packed = policy::GenerationCache::new();
+    let mut groups = score(ctx, rollout(ctx, &packed, problems, &mut rng)?)?;
     let refilled = match ctx.cfg.dynamic_sampling {
-        true => refill_flat_groups(ctx, &mut groups, &mut cursor, &mut rng)?,
+        true => refill_flat_groups(ctx, &packed, &mut groups, &mut cursor, &mut rng)?,
         false => 0,
     };
+    drop(packed);
     let rollout_s = start.elapsed().as_secs_f64();
 
     let update_start = Instant::now();
@@ -194,6 +197,7 @@ struct Rollout {
 /// gradients.
 fn rollout(
     ctx: &GrpoContext<'_>,
+    packed: &policy::GenerationCache,
     problems: Vec<Problem>,
     rng: &mut rand::rngs::StdRng,
 ) -> Result<Vec<Rollout>> {
@@ -214,7 +218,7 @@ fn rollout(
         cfg.top_k,
         cfg.max_completion_length,
     );
-    let generations = policy::generate(
+    let generations = packed.generate(
         &ctx.model.policy.model,
         &prompts,
         cfg.group_size,
@@ -272,6 +276,7 @@ fn score(ctx: &GrpoContext<'_>, rollouts: Vec<Rollout>) -> Result<Vec<Group>> {
 /// `max_resample_rounds` rounds. Returns how many groups were replaced.
 fn refill_flat_groups(
     ctx: &GrpoContext<'_>,
+    packed: &policy::GenerationCache,
     groups: &mut [Group],
     cursor: &mut u64,
     rng: &mut rand::rngs::StdRng,
@@ -289,7 +294,7 @@ fn refill_flat_groups(
         }
         let fresh = score(
             ctx,
-            rollout(ctx, draw_problems(ctx, cursor, flat.len())?, rng)?,
+            rollout(ctx, packed, draw_problems(ctx, cursor, flat.len())?, rng)?,
         )?;
         let mut slots = flat.into_iter();
         for group in fresh {

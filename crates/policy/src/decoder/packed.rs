@@ -37,8 +37,22 @@ pub(crate) enum Output {
 
 impl PackedLinear {
     /// Packs `weight` ([out, in], row-major, as checkpoints store it).
+    #[cfg(test)]
     pub(crate) fn new(weight: &[f32], out_dim: usize, in_dim: usize, bias: Option<&[f32]>) -> Self {
         assert_eq!(weight.len(), out_dim * in_dim, "weight shape");
+        Self::stacked(&[weight], in_dim, bias.map(|b| vec![b]).as_deref())
+    }
+
+    /// Packs weights stacked by output ([out_i, in] each, row-major, as
+    /// checkpoints store them): q, k and v become one product. `bias`, if
+    /// given, has one part per weight.
+    pub(crate) fn stacked(parts: &[&[f32]], in_dim: usize, bias: Option<&[&[f32]]>) -> Self {
+        let rows: Vec<&[f32]> = parts.iter().flat_map(|p| p.chunks_exact(in_dim)).collect();
+        assert!(
+            parts.iter().all(|p| p.len() % in_dim == 0),
+            "weight shape"
+        );
+        let out_dim = rows.len();
         let n_panels = out_dim.div_ceil(NR);
         let panel_len = in_dim * NR;
         let mut panels = vec![0f32; n_panels * panel_len];
@@ -46,8 +60,7 @@ impl PackedLinear {
             for p in range {
                 // SAFETY: panel p's own span of `panels`, written by this call only.
                 let panel = unsafe { out.slice(p * panel_len..(p + 1) * panel_len) };
-                let rows = weight[p * NR * in_dim..].chunks_exact(in_dim).take(NR);
-                for (col, row) in rows.enumerate() {
+                for (col, row) in rows[p * NR..].iter().take(NR).enumerate() {
                     for (i, &w) in row.iter().enumerate() {
                         panel[i * NR + col] = w;
                     }
@@ -55,17 +68,17 @@ impl PackedLinear {
             }
         };
         let out = SharedMut(panels.as_mut_ptr());
-        // A large model's weights are repacked at every generation call:
-        // share big matrices out over the worker threads (panels are disjoint).
-        // Small ones stay here, leaving the workers idle rather than spinning.
-        if weight.len() >= 1 << 20 {
+        // Share big matrices out over the worker threads (panels are
+        // disjoint); small ones stay here, leaving the workers idle rather
+        // than spinning.
+        if out_dim * in_dim >= 1 << 20 {
             par_for(n_panels, |range| pack(range, out));
         } else {
             pack(0..n_panels, out);
         }
-        let bias = bias.map(|b| {
-            assert_eq!(b.len(), out_dim, "bias shape");
-            let mut padded = b.to_vec();
+        let bias = bias.map(|parts| {
+            let mut padded: Vec<f32> = parts.concat();
+            assert_eq!(padded.len(), out_dim, "bias shape");
             padded.resize(n_panels * NR, 0.0);
             padded
         });
@@ -75,6 +88,20 @@ impl PackedLinear {
             in_dim,
             out_dim,
         }
+    }
+
+    /// Row `o` of the weight ([in]), gathered back from its panel: a tied
+    /// LM head doubles as the embedding table.
+    pub(crate) fn copy_row(&self, o: usize, out: &mut [f32]) {
+        let panel = self.panel(o / NR);
+        for (v, w) in out.iter_mut().zip(panel.iter().skip(o % NR).step_by(NR)) {
+            *v = *w;
+        }
+    }
+
+    /// Output width.
+    pub(crate) fn out_dim(&self) -> usize {
+        self.out_dim
     }
 
     /// `y[rows, out] (=|+=) x[rows, in] W^T + b`.
