@@ -487,3 +487,61 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    fn cpu() -> f64 {
+        unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_THREAD, &mut u);
+            u.ru_utime.tv_sec as f64 + u.ru_utime.tv_usec as f64 * 1e-6
+        }
+    }
+
+    #[test]
+    #[ignore]
+    fn kernel_speed() {
+        for &(rows, k, n) in &[(64, 256, 1408), (32, 256, 1408), (64, 704, 256), (8, 256, 1408), (64, 576, 3072), (64, 1536, 576), (64, 576, 49152)] {
+            let x: Vec<f32> = (0..rows * k).map(|i| (i % 7) as f32 * 0.1).collect();
+            let w: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 * 0.1).collect();
+            let p = PackedLinear::new(&w, n, k, None);
+            let mut y = vec![0f32; rows * n];
+            let reps = (2e9 / (2.0 * (rows * k * n) as f64)).max(1.0) as usize;
+            let mut best = 0f64;
+            for _ in 0..3 {
+                let t = cpu();
+                for _ in 0..reps {
+                    p.forward(&x, rows, &mut y, Output::Overwrite);
+                }
+                let dt = cpu() - t;
+                best = best.max(2.0 * (rows * k * n * reps) as f64 / dt / 1e9);
+            }
+            eprintln!("{rows}x{k} * {n}: {best:.0} GFLOP/s per CPU-second");
+        }
+        // A model's worth of layers in turn.
+        for &(rows, layers, h, i) in &[(64usize, 4usize, 256usize, 704usize), (32, 4, 256, 704), (64, 30, 576, 1536)] {
+            let shapes = [(h, 2 * h), (h, h), (h, 2 * i), (i, h)];
+            let ws: Vec<PackedLinear> = (0..layers).flat_map(|_| shapes.iter().map(|&(k, n)| {
+                let w: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 * 0.1).collect();
+                PackedLinear::new(&w, n, k, None)
+            })).collect::<Vec<_>>();
+            let x: Vec<f32> = (0..rows * 2 * i).map(|i| (i % 7) as f32 * 0.1).collect();
+            let mut y = vec![0f32; rows * 2 * i];
+            let flops: usize = shapes.iter().map(|&(k, n)| 2 * rows * k * n).sum::<usize>() * layers;
+            let reps = (2e9 / flops as f64).max(1.0) as usize;
+            let mut best = 0f64;
+            for _ in 0..3 {
+                let t = cpu();
+                for _ in 0..reps {
+                    for w in &ws {
+                        w.forward(&x, rows, &mut y, Output::Overwrite);
+                    }
+                }
+                best = best.max((flops * reps) as f64 / (cpu() - t) / 1e9);
+            }
+            eprintln!("{rows} rows, {layers} layers of {h}/{i}: {best:.0} GFLOP/s per CPU-second");
+        }
+    }
+}

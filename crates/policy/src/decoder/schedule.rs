@@ -1,19 +1,21 @@
 //! Continuous batching.
 //!
 //! Sequences wait in a queue, in order, for one of a bounded number of
-//! slots. Each step, every sequence in a slot draws its next token from its
-//! logits, finished sequences leave at once, and the queue refills the free
-//! slots: a prompt is prefilled once, in the same step as the other
-//! sequences' decode tokens, and each of its samples starts from a copy of
-//! its cache. The threads share every step afresh ([`Split`]): small
-//! models give each thread a balanced share of the slots and prefills to run
-//! through the whole model, so a thread whose sequences finished early takes
-//! over others' work at the next step; models too large for the cache run
-//! one batch whose products are split by columns. Every sequence draws from
-//! its own random stream and each row is computed the same in any batch, so
-//! the samples depend on neither the thread count, the split nor the slots.
+//! slots. Each worker thread holds a share of the slots and steps its own
+//! batch: every sequence draws its next token from its logits, finished
+//! sequences leave at once, and the worker refills its free slots from the
+//! shared queue: a prompt is prefilled once (in the same forward pass as
+//! the other sequences' decode tokens) and each of its samples starts from a
+//! copy of its cache. Once the queue is empty, a worker holding more than
+//! its fair share hands the excess to idle workers, so a group of short and
+//! long completions does not wait for its slowest member and no thread
+//! waits for another between steps. Models too large for the cache run one
+//! worker whose products are split by columns over all threads instead
+//! ([`Split`]). Every sequence draws from its own random stream and each
+//! row is computed the same in any batch, so the samples depend on neither
+//! the thread count, the split nor the slots.
 
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use rand::{rngs::StdRng, SeedableRng};
 
@@ -23,12 +25,12 @@ use crate::error::{Error, Result};
 use crate::generate::{stops, FinishReason, Generation, Request};
 use crate::kernels::parallel::par_for;
 
-/// Prompt tokens prefilled per step at most (unless one prompt is longer):
-/// bounds the activation buffers.
+/// Prompt tokens a worker prefills per step at most (unless one prompt is
+/// longer): bounds the activation buffers.
 const PREFILL_TOKENS: usize = 2048;
 
 /// Weight bytes above which products are split by columns (a typical
-/// last-level cache; bench-tiny has 12 MB, SmolLM2-135M 540 MB): threads
+/// last-level cache; bench-tiny has 12 MB, SmolLM2-135M 540 MB): workers
 /// each running their own rows would each read all of them every step.
 const SPLIT_COLUMNS_ABOVE: usize = 32 << 20;
 
@@ -67,6 +69,14 @@ impl Plan {
             slots,
         }
     }
+
+    /// Worker threads stepping their own batches.
+    fn workers(&self) -> usize {
+        match self.split {
+            Split::Rows => self.threads.min(self.slots),
+            Split::Columns => 1,
+        }
+    }
 }
 
 /// Generates `request` on up to `threads` threads. The results do not
@@ -85,12 +95,14 @@ where
 }
 
 /// What a generation call did, for tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Stats {
-    /// Forward passes (steps of the batch).
+    /// Forward passes, over all workers.
     pub(crate) steps: usize,
     /// Sequences holding a slot at once, at most.
     pub(crate) most_active: usize,
+    /// Tokens each worker sampled.
+    pub(crate) rows: Vec<usize>,
 }
 
 /// [`generate`] with a given plan.
@@ -111,7 +123,24 @@ where
             )));
         }
     }
-    Ok(Batcher::new(decoder, request, plan).run(is_done))
+    let queue = Queue::new(decoder, request, plan);
+    let workers = plan.workers();
+    std::thread::scope(|scope| {
+        let queue = &queue;
+        let others: Vec<_> = (1..workers)
+            .map(|w| scope.spawn(move || queue.work(w, is_done)))
+            .collect();
+        queue.work(0, is_done);
+        for handle in others {
+            handle
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        }
+    });
+    let state = queue.state.into_inner().unwrap_or_else(|p| p.into_inner());
+    let out: Vec<Generation> = state.done.into_iter().flatten().collect();
+    debug_assert_eq!(out.len(), request.seeds.len(), "every sequence ends");
+    Ok((out, state.stats))
 }
 
 /// A sequence holding a slot.
@@ -133,98 +162,175 @@ struct Prompt {
     logits: Vec<f32>,
 }
 
-/// The queue, the slots and what finished.
-struct Batcher<'a> {
+/// What the workers share.
+struct Queue<'a> {
     decoder: &'a CpuDecoder,
     request: &'a Request<'a>,
     plan: Plan,
+    state: Mutex<State>,
+    /// Signalled when slots are handed over or everything is done.
+    wake: Condvar,
+}
+
+struct State {
     /// The next sequence waiting for a slot.
     next: usize,
-    active: Vec<Slot>,
-    /// The last prompt prefilled, while some of its samples still wait.
-    ready: Option<Prompt>,
+    /// Prefilled prompts some of whose samples still wait.
+    ready: Vec<Prompt>,
+    /// Slots handed over by a busy worker, for an idle one.
+    spare: Vec<Slot>,
+    /// Slots each worker holds (sequences joining a prefill included).
+    held: Vec<usize>,
     done: Vec<Option<Generation>>,
-    /// One per thread when each runs its own rows, else one.
-    scratch: Vec<Scratch>,
     stats: Stats,
 }
 
-impl<'a> Batcher<'a> {
+/// What a worker does after trading with the queue.
+enum Next {
+    Step,
+    Wait,
+    Stop,
+}
+
+impl<'a> Queue<'a> {
     fn new(decoder: &'a CpuDecoder, request: &'a Request<'a>, plan: Plan) -> Self {
-        let total = request.seeds.len();
-        let scratches = match plan.split {
-            Split::Rows => plan.threads,
-            Split::Columns => 1,
-        };
-        Batcher {
+        let workers = plan.workers();
+        Queue {
             decoder,
             request,
             plan,
-            next: 0,
-            active: Vec::with_capacity(plan.slots.min(total)),
-            ready: None,
-            done: (0..total).map(|_| None).collect(),
-            scratch: (0..scratches).map(|_| Scratch::new(decoder)).collect(),
-            stats: Stats::default(),
+            state: Mutex::new(State {
+                next: 0,
+                ready: Vec::new(),
+                spare: Vec::new(),
+                held: vec![0; workers],
+                done: (0..request.seeds.len()).map(|_| None).collect(),
+                stats: Stats {
+                    rows: vec![0; workers],
+                    ..Stats::default()
+                },
+            }),
+            wake: Condvar::new(),
         }
     }
 
-    fn run<F: Fn(&[u32]) -> bool + Sync>(mut self, is_done: &F) -> (Vec<Generation>, Stats) {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A worker that panicked is re-raised by the scope; nothing to repair.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Worker `w`: trades with the queue, steps its batch, until all is done.
+    fn work<F: Fn(&[u32]) -> bool + Sync>(&self, w: usize, is_done: &F) {
+        let mut batch = Batch {
+            slots: Vec::new(),
+            prompts: Vec::new(),
+            joining: Vec::new(),
+            scratch: Scratch::new(self.decoder),
+        };
+        let mut state = self.lock();
         loop {
-            let (mut prompts, joining) = self.admit();
-            if self.active.is_empty() && prompts.is_empty() {
-                break;
+            match self.trade(&mut state, w, &mut batch) {
+                Next::Step => {
+                    drop(state);
+                    batch.step(self, is_done);
+                    batch.join(self);
+                    state = self.lock();
+                }
+                Next::Wait => {
+                    state = self
+                        .wake
+                        .wait(state)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                Next::Stop => {
+                    self.wake.notify_all();
+                    return;
+                }
             }
-            self.stats.steps += 1;
-            let holding = self.active.len() + joining.len();
-            self.stats.most_active = self.stats.most_active.max(holding);
-            self.step(&mut prompts, is_done);
-            self.retire();
-            self.join(prompts, &joining);
         }
-        let out: Vec<Generation> = self.done.into_iter().flatten().collect();
-        debug_assert_eq!(out.len(), self.request.seeds.len(), "every sequence ends");
-        (out, self.stats)
     }
 
-    /// Fills free slots from the queue: sequences whose prompt is ready join
-    /// now; the others wait for the prompts returned, prefilled this step.
-    fn admit(&mut self) -> (Vec<Prompt>, Vec<usize>) {
+    /// Under the lock: hands in what finished and the prompts prefilled,
+    /// balances the slots between workers and refills free ones.
+    fn trade(&self, st: &mut State, w: usize, batch: &mut Batch) -> Next {
         let (group, total) = (self.request.group, self.request.seeds.len());
-        if self
-            .ready
-            .as_ref()
-            .is_some_and(|r| self.next >= (r.index + 1) * group)
-        {
-            self.ready = None;
+        let (finished, slots) = std::mem::take(&mut batch.slots)
+            .into_iter()
+            .partition(|s: &Slot| s.finished);
+        batch.slots = slots;
+        for slot in finished {
+            st.done[slot.index] = Some(slot.out);
         }
-        let mut prompts: Vec<Prompt> = Vec::new();
-        let mut joining = Vec::new();
+        let next = st.next;
+        st.ready.retain(|p| (p.index + 1) * group > next);
+        st.ready.extend(
+            batch
+                .prompts
+                .drain(..)
+                .filter(|p| (p.index + 1) * group > next),
+        );
+
+        let workers = st.held.len();
+        let cap = self.plan.slots / workers + usize::from(w < self.plan.slots % workers);
+        st.held[w] = batch.slots.len();
+        if st.next >= total {
+            // The queue is empty: even out the slots left.
+            let fair = (st.held.iter().sum::<usize>() + st.spare.len()).div_ceil(workers);
+            let short = st.held.iter().enumerate().any(|(v, &h)| v != w && h < fair);
+            if batch.slots.len() > fair && short {
+                st.spare.extend(batch.slots.drain(fair..));
+                self.wake.notify_all();
+            } else if batch.slots.len() < fair && !st.spare.is_empty() {
+                let take = (fair - batch.slots.len()).min(st.spare.len());
+                let from = st.spare.len() - take;
+                batch.slots.extend(st.spare.drain(from..));
+            }
+        }
+        self.admit(st, cap, batch);
+        st.held[w] = batch.slots.len() + batch.joining.len();
+
+        if batch.slots.is_empty() && batch.prompts.is_empty() {
+            let idle = st.next >= total && st.spare.is_empty();
+            return match idle && st.held.iter().all(|&h| h == 0) {
+                true => Next::Stop,
+                false => Next::Wait,
+            };
+        }
+        st.stats.steps += 1;
+        st.stats.rows[w] += batch.slots.len();
+        let holding = st.held.iter().sum::<usize>();
+        st.stats.most_active = st.stats.most_active.max(holding);
+        Next::Step
+    }
+
+    /// Fills a worker's free slots (up to `cap`) from the queue: sequences
+    /// whose prompt is ready join now; the others wait for the prompts
+    /// their worker prefills in its next step.
+    fn admit(&self, st: &mut State, cap: usize, batch: &mut Batch) {
+        let (group, total) = (self.request.group, self.request.seeds.len());
         let mut tokens = 0;
-        while self.active.len() + joining.len() < self.plan.slots && self.next < total {
-            let (i, p) = (self.next, self.next / group);
-            if let Some(ready) = self.ready.as_ref().filter(|r| r.index == p) {
-                let slot = self.slot(i, ready);
-                self.active.push(slot);
-                self.next += 1;
+        while batch.slots.len() + batch.joining.len() < cap && st.next < total {
+            let (i, p) = (st.next, st.next / group);
+            if let Some(ready) = st.ready.iter().find(|r| r.index == p) {
+                batch.slots.push(self.slot(i, ready));
+                st.next += 1;
                 continue;
             }
-            if prompts.last().map(|q| q.index) != Some(p) {
+            if batch.prompts.last().map(|q| q.index) != Some(p) {
                 let len = self.request.prompts[p].len();
-                if !prompts.is_empty() && tokens + len > PREFILL_TOKENS {
+                if !batch.prompts.is_empty() && tokens + len > PREFILL_TOKENS {
                     break;
                 }
                 tokens += len;
-                prompts.push(Prompt {
+                batch.prompts.push(Prompt {
                     index: p,
                     cache: Sequence::new(self.decoder, len),
                     logits: Vec::new(),
                 });
             }
-            joining.push(i);
-            self.next += 1;
+            batch.joining.push(i);
+            st.next += 1;
         }
-        (prompts, joining)
     }
 
     /// Sequence `i` in a slot, starting from its prompt.
@@ -239,63 +345,66 @@ impl<'a> Batcher<'a> {
             finished: false,
         }
     }
+}
 
+/// One worker's slots, the prompts it prefills and the sequences waiting
+/// for them.
+struct Batch {
+    slots: Vec<Slot>,
+    prompts: Vec<Prompt>,
+    joining: Vec<usize>,
+    scratch: Scratch,
+}
+
+impl Batch {
     /// Every slot draws a token; those that continue, and the new prompts,
     /// go through the model.
-    fn step<F: Fn(&[u32]) -> bool + Sync>(&mut self, prompts: &mut [Prompt], is_done: &F) {
-        let (decoder, request) = (self.decoder, self.request);
-        match self.plan.split {
+    fn step<F: Fn(&[u32]) -> bool + Sync>(&mut self, queue: &Queue, is_done: &F) {
+        let (decoder, request) = (queue.decoder, queue.request);
+        let split = queue.plan.split;
+        match split {
             Split::Rows => {
-                let shares = shares(&mut self.active, prompts, request, self.scratch.len());
-                let shares = shares.into_iter().zip(&mut self.scratch);
-                in_parallel(shares.collect(), |((slots, prompts), scratch)| {
-                    let mut share = Share {
-                        slots,
-                        prompts,
-                        scratch,
-                    };
-                    share.sample(request, is_done);
-                    share.forward(decoder, request, Split::Rows);
-                });
+                for slot in &mut self.slots {
+                    slot.sample(request, is_done);
+                }
             }
             Split::Columns => {
-                let per_thread = self.active.len().div_ceil(self.plan.threads).max(1);
-                in_parallel(self.active.chunks_mut(per_thread).collect(), |slots| {
+                let per_thread = self.slots.len().div_ceil(queue.plan.threads).max(1);
+                in_parallel(self.slots.chunks_mut(per_thread).collect(), |slots| {
                     for slot in slots.iter_mut() {
                         slot.sample(request, is_done);
                     }
                 });
-                let mut share = Share {
-                    slots: &mut self.active,
-                    prompts,
-                    scratch: &mut self.scratch[0],
-                };
-                share.forward(decoder, request, Split::Columns);
             }
         }
-    }
-
-    /// Finished sequences leave their slots.
-    fn retire(&mut self) {
-        let (finished, active) = std::mem::take(&mut self.active)
-            .into_iter()
-            .partition(|s| s.finished);
-        self.active = active;
-        for slot in finished {
-            let Slot { index, out, .. } = slot;
-            self.done[index] = Some(out);
+        let mut runs: Vec<Run> = Vec::with_capacity(self.slots.len() + self.prompts.len());
+        runs.extend(self.slots.iter_mut().filter(|s| !s.finished).map(Slot::run));
+        runs.extend(self.prompts.iter_mut().map(|p| Run {
+            cache: &mut p.cache,
+            tokens: &request.prompts[p.index],
+        }));
+        if runs.is_empty() {
+            return;
+        }
+        let logits = decoder.forward(&mut runs, &mut self.scratch, split);
+        drop(runs);
+        let mut rows = logits.chunks_exact(decoder.dims.vocab);
+        for (slot, row) in self.slots.iter_mut().filter(|s| !s.finished).zip(&mut rows) {
+            slot.logits.copy_from_slice(row);
+        }
+        for (prompt, row) in self.prompts.iter_mut().zip(rows) {
+            prompt.logits = row.to_vec();
         }
     }
 
     /// Sequences waiting for this step's prompts take their slots.
-    fn join(&mut self, prompts: Vec<Prompt>, joining: &[usize]) {
-        let mut waiting = joining.iter().copied().peekable();
-        for prompt in prompts {
-            while let Some(i) = waiting.next_if(|&i| i / self.request.group == prompt.index) {
-                let slot = self.slot(i, &prompt);
-                self.active.push(slot);
+    fn join(&mut self, queue: &Queue) {
+        let group = queue.request.group;
+        let mut waiting = self.joining.drain(..).peekable();
+        for prompt in &self.prompts {
+            while let Some(i) = waiting.next_if(|&i| i / group == prompt.index) {
+                self.slots.push(queue.slot(i, prompt));
             }
-            self.ready = Some(prompt);
         }
     }
 }
@@ -326,76 +435,6 @@ impl Slot {
             tokens: &out.tokens[out.tokens.len() - 1..],
         }
     }
-}
-
-/// The slots and prompts one thread runs in a step.
-struct Share<'s> {
-    slots: &'s mut [Slot],
-    prompts: &'s mut [Prompt],
-    scratch: &'s mut Scratch,
-}
-
-impl Share<'_> {
-    fn sample<F: Fn(&[u32]) -> bool>(&mut self, request: &Request, is_done: &F) {
-        for slot in self.slots.iter_mut() {
-            slot.sample(request, is_done);
-        }
-    }
-
-    /// One forward pass over the continuing slots' last tokens and the
-    /// prompts; each gets its logits.
-    fn forward(&mut self, decoder: &CpuDecoder, request: &Request, split: Split) {
-        let mut runs: Vec<Run> = Vec::with_capacity(self.slots.len() + self.prompts.len());
-        runs.extend(self.slots.iter_mut().filter(|s| !s.finished).map(Slot::run));
-        runs.extend(self.prompts.iter_mut().map(|p| Run {
-            cache: &mut p.cache,
-            tokens: &request.prompts[p.index],
-        }));
-        if runs.is_empty() {
-            return;
-        }
-        let logits = decoder.forward(&mut runs, self.scratch, split);
-        drop(runs);
-        let mut rows = logits.chunks_exact(decoder.dims.vocab);
-        for (slot, row) in self.slots.iter_mut().filter(|s| !s.finished).zip(&mut rows) {
-            slot.logits.copy_from_slice(row);
-        }
-        for (prompt, row) in self.prompts.iter_mut().zip(rows) {
-            prompt.logits = row.to_vec();
-        }
-    }
-}
-
-/// Cuts the slots and prompts into `parts` contiguous shares of about equal
-/// tokens (a slot runs one, a prompt its length), prompts first.
-fn shares<'s>(
-    slots: &'s mut [Slot],
-    prompts: &'s mut [Prompt],
-    request: &Request,
-    parts: usize,
-) -> Vec<(&'s mut [Slot], &'s mut [Prompt])> {
-    let len = |p: &Prompt| request.prompts[p.index].len();
-    let total = slots.len() + prompts.iter().map(len).sum::<usize>();
-    let (mut slots, mut prompts) = (slots, prompts);
-    let mut taken = 0;
-    let mut out = Vec::with_capacity(parts);
-    for part in 0..parts {
-        let target = total * (part + 1) / parts;
-        let mut n_prompts = 0;
-        while n_prompts < prompts.len() && taken < target {
-            taken += len(&prompts[n_prompts]);
-            n_prompts += 1;
-        }
-        let n_slots = target.saturating_sub(taken).min(slots.len());
-        taken += n_slots;
-        let (mine, rest) = std::mem::take(&mut prompts).split_at_mut(n_prompts);
-        prompts = rest;
-        let (own, left) = std::mem::take(&mut slots).split_at_mut(n_slots);
-        slots = left;
-        out.push((own, mine));
-    }
-    debug_assert!(slots.is_empty() && prompts.is_empty(), "all shared out");
-    out
 }
 
 /// Runs `f` on every item, spread over the worker threads.
@@ -485,53 +524,116 @@ mod tests {
                 let (out, stats) = generate_with(&decoder, &request, p, &is_done).unwrap();
                 assert_eq!(out, all, "{p:?}, group {group}");
                 assert!(stats.most_active <= slots, "{p:?}: {stats:?}");
-                if group == 1 {
+                if group == 1 && p.workers() == 1 {
                     assert_eq!(stats.steps, ideal_steps(&lengths, slots), "{p:?}");
                 }
             }
         }
     }
 
-    /// Shares cover every slot and prompt once, in order, with about equal tokens.
+    /// Long sequences queued first all go to one worker; once the queue is
+    /// empty it hands some to the idle one, so both sample about as many
+    /// tokens (and the samples stay those of one thread).
     #[test]
-    fn shares_balance_tokens() {
+    fn an_idle_worker_takes_over_a_busy_ones_slots() {
+        let cfg = ModelConfig::new(Architecture::Llama, 40, 32, 48, 2, 4, 2);
+        let policy = Policy::random(&cfg, 5, &Device::Cpu).unwrap();
+        let decoder = packed(&policy.model);
+        let mut rng = StdRng::seed_from_u64(8);
+        let prompts: Vec<Vec<u32>> = (0..64)
+            .map(|_| (0..3).map(|_| rng.random_range(0..40)).collect())
+            .collect();
+        let config = SamplingConfig {
+            max_new_tokens: 40,
+            temperature: 0.0,
+            ..SamplingConfig::default()
+        };
+        // Greedy: the first token, and so the length, follows from the prompt.
+        let is_done = |t: &[u32]| t.len() >= if t[0] % 2 == 0 { 40 } else { 1 };
+        let one = |threads, prompts: &[Vec<u32>]| {
+            let request = Request::new(prompts, 1, &config, &mut StdRng::seed_from_u64(0)).unwrap();
+            let plan = Plan {
+                threads,
+                split: Split::Rows,
+                slots: 32,
+            };
+            generate_with(&decoder, &request, plan, &is_done).unwrap()
+        };
+        let (out, _) = one(1, &prompts);
+        let long = |g: &Generation| g.tokens.len() == 40;
+        let mut ordered: Vec<Vec<u32>> = out
+            .iter()
+            .filter(|g| long(g))
+            .map(|g| prompts[g.prompt_index].clone())
+            .take(16)
+            .collect();
+        ordered.extend(
+            out.iter()
+                .filter(|g| !long(g))
+                .map(|g| prompts[g.prompt_index].clone())
+                .take(16),
+        );
+        assert_eq!(ordered.len(), 32, "16 long and 16 short sequences");
+        let (alone, _) = one(1, &ordered);
+        for threads in [2, 3] {
+            let (shared, stats) = one(threads, &ordered);
+            assert_eq!(shared, alone, "{threads} threads");
+            assert_eq!(stats.rows.iter().sum::<usize>(), 16 * 40 + 16);
+        }
+    }
+
+    /// The balancing itself, step by step: with the queue empty, a worker
+    /// holding more than its share hands the excess over, an idle one takes
+    /// it, and the last one out stops everyone.
+    #[test]
+    fn a_busy_worker_hands_its_excess_to_an_idle_one() {
         let cfg = ModelConfig::new(Architecture::Llama, 10, 16, 16, 1, 2, 1);
         let policy = Policy::random(&cfg, 1, &Device::Cpu).unwrap();
         let decoder = packed(&policy.model);
-        let prompts: Vec<Vec<u32>> = [9, 1, 4, 6].iter().map(|&n| vec![1; n]).collect();
+        let prompts = vec![vec![1u32]; 11];
         let config = SamplingConfig::default();
         let request = Request::new(&prompts, 1, &config, &mut StdRng::seed_from_u64(0)).unwrap();
-        let prompt = |index| Prompt {
-            index,
-            cache: Sequence::new(&decoder, 1),
-            logits: Vec::new(),
+        let plan = Plan {
+            threads: 2,
+            split: Split::Rows,
+            slots: 32,
         };
-        let mut slots: Vec<Slot> = (0..30)
-            .map(|i| Slot {
-                index: i,
-                cache: Sequence::new(&decoder, 1),
-                rng: StdRng::seed_from_u64(0),
-                out: request.start(0),
-                logits: Vec::new(),
-                finished: false,
-            })
-            .collect();
-        let mut waiting: Vec<Prompt> = (0..4).map(prompt).collect();
-        for parts in [1, 2, 3, 7, 64] {
-            let shares = shares(&mut slots, &mut waiting, &request, parts);
-            assert_eq!(shares.len(), parts);
-            let tokens: Vec<usize> = shares
-                .iter()
-                .map(|(s, p)| s.len() + p.iter().map(|p| prompts[p.index].len()).sum::<usize>())
-                .collect();
-            assert_eq!(tokens.iter().sum::<usize>(), 50);
-            // Whole prompts make shares uneven by at most the longest prompt.
-            let (min, max) = (tokens.iter().min().unwrap(), tokens.iter().max().unwrap());
-            assert!(max - min <= 9, "{parts} parts: {tokens:?}");
-            let order: Vec<usize> = shares.iter().flat_map(|(s, _)| s.iter().map(|s| s.index)).collect();
-            assert_eq!(order, (0..30).collect::<Vec<_>>());
-            let order: Vec<usize> = shares.iter().flat_map(|(_, p)| p.iter().map(|p| p.index)).collect();
-            assert_eq!(order, vec![0, 1, 2, 3]);
+        let queue = Queue::new(&decoder, &request, plan);
+        let prompt = Prompt {
+            index: 0,
+            cache: Sequence::new(&decoder, 1),
+            logits: vec![0.0; 10],
+        };
+        let batch = |n: usize| Batch {
+            slots: (0..n).map(|i| queue.slot(i, &prompt)).collect(),
+            prompts: Vec::new(),
+            joining: Vec::new(),
+            scratch: Scratch::new(&decoder),
+        };
+        let (mut busy, mut idle) = (batch(11), batch(0));
+        let mut st = queue.lock();
+        st.next = 11;
+        st.held = vec![11, 0];
+        assert!(matches!(queue.trade(&mut st, 1, &mut idle), Next::Wait));
+        assert!(matches!(queue.trade(&mut st, 0, &mut busy), Next::Step));
+        assert_eq!((busy.slots.len(), st.spare.len()), (6, 5));
+        assert!(matches!(queue.trade(&mut st, 1, &mut idle), Next::Step));
+        assert_eq!((idle.slots.len(), st.spare.len()), (5, 0));
+        assert!(matches!(queue.trade(&mut st, 0, &mut busy), Next::Step));
+        assert_eq!(st.held, vec![6, 5]);
+        // Four finish on the busy worker: 2 against 5, one moves back.
+        busy.slots.iter_mut().take(4).for_each(|s| s.finished = true);
+        assert!(matches!(queue.trade(&mut st, 0, &mut busy), Next::Step));
+        assert!(matches!(queue.trade(&mut st, 1, &mut idle), Next::Step));
+        assert!(matches!(queue.trade(&mut st, 0, &mut busy), Next::Step));
+        assert_eq!(st.held, vec![3, 4]);
+        assert_eq!(st.done.iter().flatten().count(), 4);
+        for batch in [&mut busy, &mut idle] {
+            batch.slots.iter_mut().for_each(|s| s.finished = true);
         }
+        assert!(matches!(queue.trade(&mut st, 0, &mut busy), Next::Wait));
+        assert!(matches!(queue.trade(&mut st, 1, &mut idle), Next::Stop));
+        assert!(matches!(queue.trade(&mut st, 0, &mut busy), Next::Stop));
+        assert_eq!(st.done.iter().flatten().count(), 11);
     }
 }
