@@ -82,13 +82,14 @@ fn report(label: &str, t: &Timings, units: f64, unit: &str) {
     let m = median(&t.wall);
     let (min, max) = (t.wall[0], t.wall[t.wall.len() - 1]);
     println!(
-        "{label:<44} {:>10.0} {unit}/s  median {:>8.2} ms  (min {:.2}, max {:.2}; spread {:.0}%; cpu {:.2} ms)",
+        "{label:<44} {:>10.0} {unit}/s  median {:>8.2} ms  (min {:.2}, max {:.2}; spread {:.0}%; cpu {:.2} ms, min {:.2})",
         units / m,
         m * 1e3,
         min * 1e3,
         max * 1e3,
         100.0 * (max - min) / m,
         median(&t.cpu) * 1e3,
+        t.cpu[0] * 1e3,
     );
 }
 

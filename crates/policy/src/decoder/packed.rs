@@ -267,8 +267,12 @@ mod avx512 {
         output: Output,
     ) {
         let (k, n) = (w.in_dim, w.out_dim);
-        for p in panels {
+        for p in panels.clone() {
             let panel = w.panel(p).as_ptr();
+            // The next panel is fetched into L2 while this one is computed,
+            // so weights streamed from memory or L3 do not stall the first
+            // rows of each panel.
+            let ahead = w.panel(if p + 1 < panels.end { p + 1 } else { p }).as_ptr();
             let bias = w.bias_panel(p).map(<[f32]>::as_ptr);
             let cols = NR.min(n - p * NR);
             let store = Store {
@@ -280,17 +284,18 @@ mod avx512 {
             while r0 < rows {
                 let a = x.as_ptr().add(r0 * k);
                 let c = y.add(r0 * n + p * NR);
+                let b = (panel, ahead);
                 // SAFETY (all arms): rows r0.. of x hold k values each, and
                 // rows r0.. of y hold n values, p * NR + cols <= n of them here.
                 match rows - r0 {
-                    1 => block::<1>(a, k, panel, c, n, &store),
-                    2 => block::<2>(a, k, panel, c, n, &store),
-                    3 => block::<3>(a, k, panel, c, n, &store),
-                    4 => block::<4>(a, k, panel, c, n, &store),
-                    5 => block::<5>(a, k, panel, c, n, &store),
-                    6 => block::<6>(a, k, panel, c, n, &store),
-                    7 => block::<7>(a, k, panel, c, n, &store),
-                    _ => block::<R>(a, k, panel, c, n, &store),
+                    1 => block::<1>(a, k, b, c, n, &store),
+                    2 => block::<2>(a, k, b, c, n, &store),
+                    3 => block::<3>(a, k, b, c, n, &store),
+                    4 => block::<4>(a, k, b, c, n, &store),
+                    5 => block::<5>(a, k, b, c, n, &store),
+                    6 => block::<6>(a, k, b, c, n, &store),
+                    7 => block::<7>(a, k, b, c, n, &store),
+                    _ => block::<R>(a, k, b, c, n, &store),
                 }
                 r0 += R.min(rows - r0);
             }
@@ -316,14 +321,14 @@ mod avx512 {
         [lanes(cols), lanes(cols.saturating_sub(16))]
     }
 
-    /// `ROWS` rows of x (stride `lda`) times one panel ([k, NR]) into `ROWS`
-    /// rows of y (stride `ldc`).
+    /// `ROWS` rows of x (row stride `k`) times one panel ([k, NR]) into
+    /// `ROWS` rows of y (stride `ldc`), prefetching the panel after it.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const ROWS: usize>(
         a: *const f32,
         k: usize,
-        panel: *const f32,
+        (panel, ahead): (*const f32, *const f32),
         c: *mut f32,
         ldc: usize,
         store: &Store,
@@ -331,6 +336,8 @@ mod avx512 {
         let mut lo = [_mm512_setzero_ps(); ROWS];
         let mut hi = [_mm512_setzero_ps(); ROWS];
         for i in 0..k {
+            _mm_prefetch::<_MM_HINT_T1>(ahead.add(i * NR).cast());
+            _mm_prefetch::<_MM_HINT_T1>(ahead.add(i * NR + 16).cast());
             let b0 = _mm512_loadu_ps(panel.add(i * NR));
             let b1 = _mm512_loadu_ps(panel.add(i * NR + 16));
             for r in 0..ROWS {
@@ -503,7 +510,7 @@ mod speed {
     #[test]
     #[ignore]
     fn kernel_speed() {
-        for &(rows, k, n) in &[(64, 256, 1408), (32, 256, 1408), (64, 704, 256), (8, 256, 1408), (64, 576, 3072), (64, 1536, 576), (64, 576, 49152)] {
+        for &(rows, k, n) in &[(512, 256, 1408), (512, 704, 256), (64, 256, 1408), (32, 256, 1408), (64, 704, 256), (8, 256, 1408), (64, 576, 3072), (64, 1536, 576), (64, 576, 49152)] {
             let x: Vec<f32> = (0..rows * k).map(|i| (i % 7) as f32 * 0.1).collect();
             let w: Vec<f32> = (0..n * k).map(|i| (i % 5) as f32 * 0.1).collect();
             let p = PackedLinear::new(&w, n, k, None);
