@@ -4,7 +4,7 @@
 //! batching mixes both.
 
 use super::ops::RopeTable;
-use super::ops::{attend, push_key, rms_norm, rms_norm_in_place, rotate, swiglu};
+use super::ops::{attend, prefetch, push_key, rms_norm, rms_norm_in_place, rotate, swiglu};
 use super::packed::{Output, PackedLinear};
 use super::{CpuDecoder, LayerWeights, Split};
 use crate::kernels::parallel::{par_for, SharedMut};
@@ -215,7 +215,11 @@ impl CpuDecoder {
             Split::Rows => {
                 let mut row = 0;
                 let mut scores = std::mem::take(&mut s.scores);
-                for run in runs.iter() {
+                for (i, run) in runs.iter().enumerate() {
+                    if let Some(next) = runs.get(i + 1) {
+                        prefetch(&next.cache.keys[l]);
+                        prefetch(&next.cache.values[l]);
+                    }
                     for t in 0..run.tokens.len() {
                         let out = &mut s.attended[(row + t) * q_width..(row + t + 1) * q_width];
                         attend_row(run.cache, run.cache.len + t + 1, row + t, &mut scores, out);

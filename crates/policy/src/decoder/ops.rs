@@ -96,6 +96,22 @@ fn rotate_body(head: &mut [f32], cos: &[f32], sin: &[f32]) {
     }
 }
 
+/// Asks the CPU to start loading `data` into its caches (a hint, with no
+/// effect elsewhere): attention streams each sequence's keys and values from
+/// memory, and loading the next sequence's while computing this one's hides
+/// the wait.
+#[inline]
+pub(crate) fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in data.chunks(16) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch never faults, and the address lies inside `data`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// Keys are cached in blocks of this many positions, each block
 /// `[kv_heads * head_dim][KEY_BLOCK]`, so one query's scores against a block
 /// are a vector operation per head dimension rather than a reduction per key.

@@ -9,8 +9,9 @@
 //! copy of its cache. Once the queue is empty, a worker holding more than
 //! its fair share hands the excess to idle workers, so a group of short and
 //! long completions does not wait for its slowest member and no thread
-//! waits for another between steps. Models too large for the cache run one
-//! worker whose products are split by columns over all threads instead
+//! waits for another between steps. Models too large for the cache, decoding
+//! too few sequences to keep every core busy computing, run one worker
+//! whose products are split by columns over all threads instead
 //! ([`Split`]). Every sequence draws from its own random stream and each
 //! row is computed the same in any batch, so the samples depend on neither
 //! the thread count, the split nor the slots.
@@ -29,10 +30,16 @@ use crate::kernels::parallel::par_for;
 /// longer): bounds the activation buffers.
 const PREFILL_TOKENS: usize = 2048;
 
-/// Weight bytes above which products are split by columns (a typical
-/// last-level cache; bench-tiny has 12 MB, SmolLM2-135M 540 MB): workers
-/// each running their own rows would each read all of them every step.
+/// Weight bytes beyond a typical last-level cache (bench-tiny has 12 MB,
+/// SmolLM2-135M 540 MB): workers each running their own rows each read all
+/// of them from memory every step.
 const SPLIT_COLUMNS_ABOVE: usize = 32 << 20;
+/// Rows per worker below which such weights are split by columns instead:
+/// with few rows a step waits for memory, and one read of the weights
+/// beats one per worker. With more, a step is compute-bound either way,
+/// and workers that never wait for each other keep going when other
+/// processes take a core (a split product waits for its slowest part).
+const SPLIT_COLUMNS_BELOW_ROWS: usize = 16;
 
 /// Sequences decoded at once, at most.
 const MAX_SLOTS: usize = 256;
@@ -54,15 +61,19 @@ pub(crate) struct Plan {
 impl Plan {
     pub(crate) fn new(decoder: &CpuDecoder, request: &Request, threads: usize) -> Self {
         let threads = threads.max(1);
-        let split = if threads > 1 && decoder.weight_bytes() > SPLIT_COLUMNS_ABOVE {
-            Split::Columns
-        } else {
-            Split::Rows
-        };
         let longest = request.prompts.iter().map(Vec::len).max().unwrap_or(0);
         let tokens = longest.saturating_add(request.config.max_new_tokens);
         let per_sequence = decoder.kv_bytes_per_token().saturating_mul(tokens).max(1);
         let slots = (KV_BUDGET / per_sequence).clamp(MIN_SLOTS, MAX_SLOTS);
+        let rows = slots.min(request.seeds.len());
+        let split = if threads > 1
+            && decoder.weight_bytes() > SPLIT_COLUMNS_ABOVE
+            && rows < SPLIT_COLUMNS_BELOW_ROWS * threads
+        {
+            Split::Columns
+        } else {
+            Split::Rows
+        };
         Plan {
             threads,
             split,
