@@ -168,6 +168,8 @@ simd_fn! {
 /// Query heads attended together over one KV head, at most: each key and
 /// value is loaded once for all of them.
 const MAX_GROUP: usize = 4;
+/// Head sizes up to this take the grouped loops (the usual ones are 64 and 128).
+const MAX_HEAD_DIM: usize = 256;
 
 #[inline(always)]
 fn attend_body(
@@ -198,11 +200,12 @@ fn attend_body(
             let q = &q[h * head_dim..(h + n) * head_dim];
             let out = &mut out[h * head_dim..(h + n) * head_dim];
             // Sizes of 16 lanes get loops with every bound known.
-            match (n, head_dim % 16) {
-                (1, 0) => head.attend_group::<1, 4>(q, head_dim, scores, out),
-                (2, 0) => head.attend_group::<2, 2>(q, head_dim, scores, out),
-                (3, 0) => head.attend_group::<3, 2>(q, head_dim, scores, out),
-                (4, 0) => head.attend_group::<4, 2>(q, head_dim, scores, out),
+            let grouped = head_dim % 16 == 0 && head_dim <= MAX_HEAD_DIM;
+            match (n, grouped) {
+                (1, true) => head.attend_group::<1, 4>(q, head_dim, scores, out),
+                (2, true) => head.attend_group::<2, 2>(q, head_dim, scores, out),
+                (3, true) => head.attend_group::<3, 2>(q, head_dim, scores, out),
+                (4, true) => head.attend_group::<4, 2>(q, head_dim, scores, out),
                 _ => {
                     for (q, out) in q.chunks_exact(head_dim).zip(out.chunks_exact_mut(head_dim)) {
                         head.attend_any(q, scores, out);
@@ -225,10 +228,10 @@ struct Head<'a> {
 }
 
 impl Head<'_> {
-    /// Attention for `G` query heads of `head_dim` (a multiple of 16) over
-    /// this KV head, with `P` partial sums per head so that enough
-    /// multiply-adds are in flight (one sum would make every step wait for
-    /// the last).
+    /// Attention for `G` query heads of `head_dim` (a multiple of 16, at
+    /// most [`MAX_HEAD_DIM`]) over this KV head, with `P` partial sums per
+    /// head so that enough multiply-adds are in flight (one sum would make
+    /// every step wait for the last).
     #[inline(always)]
     fn attend_group<const G: usize, const P: usize>(
         &self,
@@ -238,66 +241,69 @@ impl Head<'_> {
         out: &mut [f32],
     ) {
         let padded = self.visible.div_ceil(KEY_BLOCK) * KEY_BLOCK;
+        // The queries by dimension: [dim][head].
+        let mut by_dim = [[0f32; G]; MAX_HEAD_DIM];
+        for (g, q) in q.chunks_exact(head_dim).enumerate() {
+            for (t, &v) in by_dim.iter_mut().zip(q) {
+                t[g] = v * self.scale;
+            }
+        }
+        let by_dim: &[[[f32; G]; P]] = by_dim[..head_dim].as_chunks::<P>().0;
         // The cache may hold later positions (a prompt's own later tokens).
         let blocks = self.keys.chunks_exact(self.width * KEY_BLOCK);
         for (b, block) in blocks.take(padded / KEY_BLOCK).enumerate() {
             let rows = &block[self.offset * KEY_BLOCK..][..head_dim * KEY_BLOCK];
             let rows: &[[[f32; KEY_BLOCK]; P]] = rows.as_chunks::<KEY_BLOCK>().0.as_chunks::<P>().0;
             let mut acc = [[[0f32; KEY_BLOCK]; G]; P];
-            for (i, keys) in rows.iter().enumerate() {
-                for (u, key) in keys.iter().enumerate() {
-                    for (g, acc) in acc[u].iter_mut().enumerate() {
-                        let q = q[g * head_dim + i * P + u];
-                        for l in 0..KEY_BLOCK {
-                            acc[l] = q.mul_add(key[l], acc[l]);
-                        }
+            for (keys, qs) in rows.iter().zip(by_dim) {
+                for u in 0..P {
+                    for g in 0..G {
+                        fma16(&mut acc[u][g], qs[u][g], &keys[u]);
                     }
                 }
             }
             for g in 0..G {
-                let s = &mut scores[g * padded + b * KEY_BLOCK..][..KEY_BLOCK];
-                for (l, s) in s.iter_mut().enumerate() {
-                    *s = acc.iter().fold(0.0, |t, a| t + a[g][l]) * self.scale;
+                let mut total = acc[0][g];
+                for part in &acc[1..] {
+                    add16(&mut total, &part[g]);
                 }
+                scores[g * padded + b * KEY_BLOCK..][..KEY_BLOCK].copy_from_slice(&total);
             }
         }
         for g in 0..G {
             softmax_in_place(&mut scores[g * padded..][..self.visible]);
         }
-        let row = |j: usize, start: usize| -> &[f32; 16] {
-            self.values[j * self.width + start..][..16]
-                .try_into()
-                .expect("16 values")
-        };
-        let full = self.visible / P * P;
+        // The weights by position: [position][head].
+        let probs: [&[f32]; G] = std::array::from_fn(|g| &scores[g * padded..][..self.visible]);
+        let values = &self.values[..self.visible * self.width];
         for c in 0..head_dim / 16 {
             let start = self.offset + 16 * c;
             let mut acc = [[[0f32; 16]; G]; P];
-            for j in (0..full).step_by(P) {
-                for (u, acc) in acc.iter_mut().enumerate() {
-                    let v = row(j + u, start);
-                    for (g, acc) in acc.iter_mut().enumerate() {
-                        let p = scores[g * padded + j + u];
-                        for l in 0..16 {
-                            acc[l] = p.mul_add(v[l], acc[l]);
-                        }
+            let rows = values.chunks_exact(P * self.width);
+            let tail = rows.remainder();
+            for (j, rows) in rows.enumerate() {
+                for u in 0..P {
+                    let v: &[f32; 16] = rows[u * self.width + start..][..16]
+                        .try_into()
+                        .expect("16 values");
+                    for g in 0..G {
+                        fma16(&mut acc[u][g], probs[g][j * P + u], v);
                     }
                 }
             }
-            for j in full..self.visible {
-                let v = row(j, start);
-                for (g, acc) in acc[0].iter_mut().enumerate() {
-                    let p = scores[g * padded + j];
-                    for l in 0..16 {
-                        acc[l] = p.mul_add(v[l], acc[l]);
-                    }
+            let done = self.visible - tail.len() / self.width;
+            for (j, row) in tail.chunks_exact(self.width).enumerate() {
+                let v: &[f32; 16] = row[start..][..16].try_into().expect("16 values");
+                for g in 0..G {
+                    fma16(&mut acc[0][g], probs[g][done + j], v);
                 }
             }
             for g in 0..G {
-                let out = &mut out[g * head_dim + 16 * c..][..16];
-                for (l, o) in out.iter_mut().enumerate() {
-                    *o = acc.iter().fold(0.0, |t, a| t + a[g][l]);
+                let mut total = acc[0][g];
+                for part in &acc[1..] {
+                    add16(&mut total, &part[g]);
                 }
+                out[g * head_dim + 16 * c..][..16].copy_from_slice(&total);
             }
         }
     }
@@ -325,6 +331,22 @@ impl Head<'_> {
             let sum = weighted_sum(probs, self.values, self.width, start, out.len());
             out.copy_from_slice(&sum[..out.len()]);
         }
+    }
+}
+
+/// `acc += a * b`, lane by lane.
+#[inline(always)]
+fn fma16(acc: &mut [f32; 16], a: f32, b: &[f32; 16]) {
+    for (acc, &b) in acc.iter_mut().zip(b) {
+        *acc = a.mul_add(b, *acc);
+    }
+}
+
+/// `acc += b`, lane by lane.
+#[inline(always)]
+fn add16(acc: &mut [f32; 16], b: &[f32; 16]) {
+    for (acc, &b) in acc.iter_mut().zip(b) {
+        *acc += b;
     }
 }
 
@@ -492,3 +514,4 @@ mod tests {
         }
     }
 }
+
