@@ -122,7 +122,10 @@ impl Shape {
         let body = 2.0 * cfg.num_hidden_layers as f64 * per_layer;
         let head = 2.0 * h * v;
         let attention = |visible: usize| 4.0 * (cfg.num_hidden_layers as f64) * q * visible as f64;
-        let prompt: f64 = (1..=self.prompt_len).map(|t| body + attention(t)).sum::<f64>() + head;
+        let prompt: f64 = (1..=self.prompt_len)
+            .map(|t| body + attention(t))
+            .sum::<f64>()
+            + head;
         let sampled: f64 = (1..self.new_tokens)
             .map(|t| body + head + attention(self.prompt_len + t))
             .sum();
@@ -163,7 +166,8 @@ fn bench_generate(policy: &Policy, reps: usize, shape: &Shape, machine: &Machine
         generated = out.iter().map(|g| g.tokens.len()).sum::<usize>();
     });
     assert_eq!(generated, prompts * group * new_tokens);
-    let label = format!("generate {prompts}x{group} seqs, {prompt_len} + {new_tokens} tokens (T=1)");
+    let label =
+        format!("generate {prompts}x{group} seqs, {prompt_len} + {new_tokens} tokens (T=1)");
     report(&label, &times, generated as f64, "tok");
     let flops = shape.flops(&policy.config);
     let (wall, cpu) = (median(&times.wall), median(&times.cpu));
@@ -183,7 +187,13 @@ fn bench_generate(policy: &Policy, reps: usize, shape: &Shape, machine: &Machine
     };
     let first = |cache: &GenerationCache| {
         cache
-            .generate(&policy.model, &prompt_ids, group, &one, &mut StdRng::seed_from_u64(0))
+            .generate(
+                &policy.model,
+                &prompt_ids,
+                group,
+                &one,
+                &mut StdRng::seed_from_u64(0),
+            )
             .expect("prefill runs");
     };
     let prefill = time(reps, || first(&cache));

@@ -329,6 +329,7 @@ pub fn evaluate_budgets(
     budgets.dedup();
     let largest = budgets.last().copied().unwrap_or(0);
     let mut tallies = vec![BudgetTally::default(); budgets.len()];
+    let packed = policy::GenerationCache::new();
     for chunk in problems.chunks(settings.batch_size.max(1)) {
         let prompts = chunk
             .iter()
@@ -337,12 +338,12 @@ pub fn evaluate_budgets(
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         model.check_fits(longest, largest, "--budgets")?;
         let greedy = model.sampling(0.0, 1.0, 0, largest);
-        let greedy = policy::generate(&model.policy.model, &prompts, 1, &greedy, rng)?;
+        let greedy = packed.generate(&model.policy.model, &prompts, 1, &greedy, rng)?;
         let samples = match settings.samples {
             0 => Vec::new(),
             n => {
                 let sampling = model.sampling(settings.temperature, 1.0, 0, largest);
-                policy::generate(&model.policy.model, &prompts, n, &sampling, rng)?
+                packed.generate(&model.policy.model, &prompts, n, &sampling, rng)?
             }
         };
         for (tally, &budget) in tallies.iter_mut().zip(&budgets) {

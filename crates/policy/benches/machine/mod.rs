@@ -84,8 +84,13 @@ fn fma_rate(threads: usize) -> f64 {
     const ITERS: usize = 4_000_000;
     let start = Instant::now();
     let flops: f64 = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| fma_chains(ITERS))).collect();
-        handles.into_iter().map(|h| h.join().expect("fma thread")).sum()
+        let handles: Vec<_> = (0..threads)
+            .map(|_| s.spawn(|| fma_chains(ITERS)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("fma thread"))
+            .sum()
     });
     flops / start.elapsed().as_secs_f64()
 }
@@ -195,7 +200,10 @@ fn memory_rate(threads: usize) -> f64 {
             .chunks(part)
             .map(|chunk| s.spawn(move || sum(chunk)))
             .collect();
-        handles.into_iter().map(|h| h.join().expect("sum thread")).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("sum thread"))
+            .sum()
     });
     std::hint::black_box(total);
     (buffer.len() * 4) as f64 / start.elapsed().as_secs_f64()

@@ -207,10 +207,11 @@ impl CpuDecoder {
         }
 
         // Each token attends over its own sequence's cache.
-        let attend_row = |seq: &Sequence, visible: usize, row: usize, scores: &mut Vec<f32>, out: &mut [f32]| {
-            let q = &s.qkv[row * qkv_width..][..q_width];
-            attend(q, &seq.keys[l], &seq.values[l], visible, d, scores, out);
-        };
+        let attend_row =
+            |seq: &Sequence, visible: usize, row: usize, scores: &mut Vec<f32>, out: &mut [f32]| {
+                let q = &s.qkv[row * qkv_width..][..q_width];
+                attend(q, &seq.keys[l], &seq.values[l], visible, d, scores, out);
+            };
         match split {
             Split::Rows => {
                 let mut row = 0;

@@ -148,7 +148,11 @@ impl CpuDecoder {
                     qkv: linear(&attn, h, cfg.qkv_bias)?,
                     q_norm,
                     k_norm,
-                    o_proj: linear(&["self_attn.o_proj"], cfg.num_attention_heads * d, cfg.o_bias)?,
+                    o_proj: linear(
+                        &["self_attn.o_proj"],
+                        cfg.num_attention_heads * d,
+                        cfg.o_bias,
+                    )?,
                     post_norm: norm("post_attention_layernorm")?,
                     gate_up: linear(&["mlp.gate_proj", "mlp.up_proj"], h, cfg.mlp_bias)?,
                     down_proj: linear(&["mlp.down_proj"], i, cfg.mlp_bias)?,

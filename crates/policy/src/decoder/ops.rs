@@ -200,7 +200,7 @@ fn attend_body(
             let q = &q[h * head_dim..(h + n) * head_dim];
             let out = &mut out[h * head_dim..(h + n) * head_dim];
             // Sizes of 16 lanes get loops with every bound known.
-            let grouped = head_dim % 16 == 0 && head_dim <= MAX_HEAD_DIM;
+            let grouped = head_dim.is_multiple_of(16) && head_dim <= MAX_HEAD_DIM;
             match (n, grouped) {
                 (1, true) => head.attend_group::<1, 4>(q, head_dim, scores, out),
                 (2, true) => head.attend_group::<2, 2>(q, head_dim, scores, out),
@@ -476,7 +476,10 @@ mod tests {
         for (position, key) in keys.chunks_exact(width).enumerate() {
             push_key(&mut blocked, position, key);
         }
-        assert_eq!(blocked.len(), cached.div_ceil(KEY_BLOCK) * KEY_BLOCK * width);
+        assert_eq!(
+            blocked.len(),
+            cached.div_ceil(KEY_BLOCK) * KEY_BLOCK * width
+        );
         let mut out = vec![0f32; heads * d];
         attend(
             &q,
@@ -514,4 +517,3 @@ mod tests {
         }
     }
 }
-

@@ -48,10 +48,7 @@ impl PackedLinear {
     /// given, has one part per weight.
     pub(crate) fn stacked(parts: &[&[f32]], in_dim: usize, bias: Option<&[&[f32]]>) -> Self {
         let rows: Vec<&[f32]> = parts.iter().flat_map(|p| p.chunks_exact(in_dim)).collect();
-        assert!(
-            parts.iter().all(|p| p.len() % in_dim == 0),
-            "weight shape"
-        );
+        assert!(parts.iter().all(|p| p.len() % in_dim == 0), "weight shape");
         let out_dim = rows.len();
         let n_panels = out_dim.div_ceil(NR);
         let panel_len = in_dim * NR;
@@ -494,4 +491,3 @@ mod tests {
         );
     }
 }
-

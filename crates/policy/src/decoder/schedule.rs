@@ -248,10 +248,7 @@ impl<'a> Queue<'a> {
                     state = self.lock();
                 }
                 Next::Wait => {
-                    state = self
-                        .wake
-                        .wait(state)
-                        .unwrap_or_else(|p| p.into_inner());
+                    state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
                 }
                 Next::Stop => {
                     self.wake.notify_all();
@@ -512,7 +509,7 @@ mod tests {
             ..SamplingConfig::default()
         };
         // Lengths 1 to 40, set by each sequence's own first token.
-        let is_done = |t: &[u32]| t.len() >= 1 + (t[0] as usize * 7) % 40;
+        let is_done = |t: &[u32]| t.len() > (t[0] as usize * 7) % 40;
         for group in [1, 3] {
             let request = Request::new(&prompts, group, &config, &mut rng).unwrap();
             let plan = |threads, split, slots| Plan {
@@ -560,7 +557,7 @@ mod tests {
             ..SamplingConfig::default()
         };
         // Greedy: the first token, and so the length, follows from the prompt.
-        let is_done = |t: &[u32]| t.len() >= if t[0] % 2 == 0 { 40 } else { 1 };
+        let is_done = |t: &[u32]| t.len() >= if t[0].is_multiple_of(2) { 40 } else { 1 };
         let one = |threads, prompts: &[Vec<u32>]| {
             let request = Request::new(prompts, 1, &config, &mut StdRng::seed_from_u64(0)).unwrap();
             let plan = Plan {
@@ -633,7 +630,10 @@ mod tests {
         assert!(matches!(queue.trade(&mut st, 0, &mut busy), Next::Step));
         assert_eq!(st.held, vec![6, 5]);
         // Four finish on the busy worker: 2 against 5, one moves back.
-        busy.slots.iter_mut().take(4).for_each(|s| s.finished = true);
+        busy.slots
+            .iter_mut()
+            .take(4)
+            .for_each(|s| s.finished = true);
         assert!(matches!(queue.trade(&mut st, 0, &mut busy), Next::Step));
         assert!(matches!(queue.trade(&mut st, 1, &mut idle), Next::Step));
         assert!(matches!(queue.trade(&mut st, 0, &mut busy), Next::Step));
