@@ -2,19 +2,27 @@
 //! (Llama, vocab 99, hidden 256, intermediate 704, 4 layers, 8 heads, 4 KV
 //! heads, tied embeddings, rope_theta 10000), the shape the Python peer
 //! benchmark (../shared/bench) measures; and generation of 8 x (16 + 32)
-//! tokens at its "bench-small" shape (SmolLM2-135M: vocab 49,152, hidden 576,
-//! 30 layers, 9 heads, 3 KV heads).
+//! and 64 x (32 + 128) tokens at its "bench-small" shape (SmolLM2-135M:
+//! vocab 49,152, hidden 576, 30 layers, 9 heads, 3 KV heads).
 //!
-//! `cargo bench -p verity-policy` prints medians with min/max so noise shows.
-//! `VERITY_BENCH_REPS` sets the repetitions (default 7); `VERITY_BENCH_ONLY`
-//! a comma list of `generate,grouped,train,matmul,small`; `VERITY_BENCH_GLIBC_DEFAULTS`
+//! `cargo bench -p verity-policy` first measures the machine (processor,
+//! multiply-add peak, a 2048^3 product, memory read rate), then prints
+//! medians with min/max so noise shows. `VERITY_BENCH_REPS` sets the
+//! repetitions (default 7); `VERITY_BENCH_ONLY` a comma list of
+//! `generate,grouped,train,matmul,small,small64`; `VERITY_BENCH_GLIBC_DEFAULTS`
 //! keeps glibc's allocator thresholds as they are.
+
+mod machine;
 
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use policy::{completion_logprobs, generate, Architecture, ModelConfig, Policy, SamplingConfig};
+use policy::{
+    completion_logprobs, Architecture, GenerationCache, ModelConfig, Policy, SamplingConfig,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use machine::Machine;
 
 /// "bench-small": SmolLM2-135M's shape, random weights.
 fn bench_small() -> ModelConfig {
@@ -74,13 +82,14 @@ fn report(label: &str, t: &Timings, units: f64, unit: &str) {
     let m = median(&t.wall);
     let (min, max) = (t.wall[0], t.wall[t.wall.len() - 1]);
     println!(
-        "{label:<44} {:>10.0} {unit}/s  median {:>8.2} ms  (min {:.2}, max {:.2}; spread {:.0}%; cpu {:.2} ms)",
+        "{label:<44} {:>10.0} {unit}/s  median {:>8.2} ms  (min {:.2}, max {:.2}; spread {:.0}%; cpu {:.2} ms, min {:.2})",
         units / m,
         m * 1e3,
         min * 1e3,
         max * 1e3,
         100.0 * (max - min) / m,
         median(&t.cpu) * 1e3,
+        t.cpu[0] * 1e3,
     );
 }
 
@@ -91,51 +100,111 @@ fn random_prompts(n: usize, len: usize, seed: u64) -> Vec<Vec<u32>> {
         .collect()
 }
 
-fn bench_generate(policy: &Policy, reps: usize, prompts: usize, group: usize, new_tokens: usize) {
+/// A generation shape: `prompts` x `group` sequences of `prompt_len`
+/// prompt tokens and exactly `new_tokens` sampled ones (T=1, no stop token).
+struct Shape {
+    prompts: usize,
+    group: usize,
+    prompt_len: usize,
+    new_tokens: usize,
+}
+
+impl Shape {
+    /// FLOPs of the matrix products (2 per weight per token; the LM head for
+    /// the last prompt token and each sampled one) and of attention (4 per
+    /// head dimension per visible position).
+    fn flops(&self, cfg: &ModelConfig) -> f64 {
+        let (h, v) = (cfg.hidden_size as f64, cfg.vocab_size as f64);
+        let q = (cfg.num_attention_heads * cfg.head_dim) as f64;
+        let kv = (cfg.num_key_value_heads * cfg.head_dim) as f64;
+        let i = cfg.intermediate_size as f64;
+        let per_layer = h * (q + 2.0 * kv) + q * h + 3.0 * h * i;
+        let body = 2.0 * cfg.num_hidden_layers as f64 * per_layer;
+        let head = 2.0 * h * v;
+        let attention = |visible: usize| 4.0 * (cfg.num_hidden_layers as f64) * q * visible as f64;
+        let prompt: f64 = (1..=self.prompt_len)
+            .map(|t| body + attention(t))
+            .sum::<f64>()
+            + head;
+        let sampled: f64 = (1..self.new_tokens)
+            .map(|t| body + head + attention(self.prompt_len + t))
+            .sum();
+        // Each prompt is prefilled once for its group.
+        (self.prompts as f64) * prompt + (self.prompts * self.group) as f64 * sampled
+    }
+}
+
+/// Generation with the packed weights kept between calls (as the trainer
+/// keeps them for an evaluation or a step's rollouts); packing is timed apart.
+fn bench_generate(policy: &Policy, reps: usize, shape: &Shape, machine: &Machine) {
+    let Shape {
+        prompts,
+        group,
+        prompt_len,
+        new_tokens,
+    } = *shape;
     let sampling = SamplingConfig {
         max_new_tokens: new_tokens,
         temperature: 1.0,
         ..SamplingConfig::default()
     };
-    let prompt_ids = random_prompts(prompts, 16, 1);
+    let prompt_ids = random_prompts(prompts, prompt_len, 1);
+    let cache = GenerationCache::new();
     let mut seed = 0;
     let mut generated = 0;
     let times = time(reps, || {
         seed += 1;
-        let out = generate(
-            &policy.model,
-            &prompt_ids,
-            group,
-            &sampling,
-            &mut StdRng::seed_from_u64(seed),
-        )
-        .expect("generation runs");
+        let out = cache
+            .generate(
+                &policy.model,
+                &prompt_ids,
+                group,
+                &sampling,
+                &mut StdRng::seed_from_u64(seed),
+            )
+            .expect("generation runs");
         generated = out.iter().map(|g| g.tokens.len()).sum::<usize>();
     });
     assert_eq!(generated, prompts * group * new_tokens);
-    let label = format!("generate {prompts}x{group} seqs, 16 + {new_tokens} tokens (T=1)");
+    let label =
+        format!("generate {prompts}x{group} seqs, {prompt_len} + {new_tokens} tokens (T=1)");
     report(&label, &times, generated as f64, "tok");
+    let flops = shape.flops(&policy.config);
+    let (wall, cpu) = (median(&times.wall), median(&times.cpu));
+    println!(
+        "{:<44} {:.0} GFLOP/s in products and attention: {:.0}% of the FMA peak on {} threads; per CPU-second {:.0}, {:.0}% of a core's",
+        "",
+        flops / wall / 1e9,
+        100.0 * flops / wall / machine.fma_all,
+        machine.threads,
+        flops / cpu / 1e9,
+        100.0 * flops / cpu / machine.fma_core,
+    );
 
     let one = SamplingConfig {
         max_new_tokens: 1,
         ..sampling
     };
-    let prefill = time(reps, || {
-        generate(
-            &policy.model,
-            &prompt_ids,
-            group,
-            &one,
-            &mut StdRng::seed_from_u64(0),
-        )
-        .expect("prefill runs");
-    });
+    let first = |cache: &GenerationCache| {
+        cache
+            .generate(
+                &policy.model,
+                &prompt_ids,
+                group,
+                &one,
+                &mut StdRng::seed_from_u64(0),
+            )
+            .expect("prefill runs");
+    };
+    let prefill = time(reps, || first(&cache));
+    let fresh = time(reps, || first(&GenerationCache::new()));
     let (full, pre) = (median(&times.wall), median(&prefill.wall));
     println!(
-        "{:<44} prefill + 1 token {:.2} ms, decode {:.3} ms/step",
+        "{:<44} prefill + 1 token {:.2} ms, decode {:.3} ms/step; packing the weights {:.1} ms",
         "",
         pre * 1e3,
-        (full - pre) * 1e3 / (new_tokens - 1) as f64
+        (full - pre) * 1e3 / (new_tokens - 1) as f64,
+        (median(&fresh.wall) - pre) * 1e3
     );
 }
 
@@ -298,16 +367,25 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    let threads = candle_core::utils::get_num_threads();
+    let machine = Machine::measure(threads);
+    machine.print();
     let policy = Policy::random(&bench_tiny(), 0, &Device::Cpu).expect("bench-tiny builds");
     println!(
         "bench-tiny: {} parameters, {reps} reps",
         policy.config.num_parameters()
     );
+    let shape = |prompts, group, prompt_len, new_tokens| Shape {
+        prompts,
+        group,
+        prompt_len,
+        new_tokens,
+    };
     if wanted("generate") {
-        bench_generate(&policy, reps, 64, 1, 64);
+        bench_generate(&policy, reps, &shape(64, 1, 16, 64), &machine);
     }
     if wanted("grouped") {
-        bench_generate(&policy, reps, 8, 8, 64);
+        bench_generate(&policy, reps, &shape(8, 8, 16, 64), &machine);
     }
     if wanted("train") {
         bench_train(&policy, reps);
@@ -315,9 +393,14 @@ fn main() {
     if wanted("matmul") {
         bench_matmul(reps);
     }
-    if wanted("small") {
+    if wanted("small") || wanted("small64") {
         let small = Policy::random(&bench_small(), 0, &Device::Cpu).expect("bench-small builds");
         println!("bench-small: {} parameters", small.config.num_parameters());
-        bench_generate(&small, reps.min(3), 8, 1, 32);
+        if wanted("small") {
+            bench_generate(&small, reps.min(3), &shape(8, 1, 16, 32), &machine);
+        }
+        if wanted("small64") {
+            bench_generate(&small, reps.min(3), &shape(64, 1, 32, 128), &machine);
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Batched sampling with a KV cache.
 //!
-//! Float32 models on the CPU generate with [`crate::decoder`], which splits
-//! the sequences over threads. Elsewhere all sequences run as one batch of
+//! Float32 models on the CPU generate with [`crate::decoder`], which batches
+//! continuously over threads. Elsewhere all sequences run as one batch of
 //! tensors: each prompt is prefilled once, left-padded beside the others; its
 //! cache row is then copied to the group of samples that share it. Rows
 //! finish independently (stop token, stop sequence, caller's stop test, or
@@ -9,11 +9,14 @@
 //! quarter of it has finished. Either way every sequence draws from its own
 //! random stream, seeded from the caller's generator.
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{DType, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::cache::KvCache;
-use crate::decoder::CpuDecoder;
+use crate::config::ModelConfig;
+use crate::decoder::{CpuDecoder, Fingerprint};
 use crate::error::{Error, Result};
 use crate::model::{Kernels, Transformer};
 use crate::sampling::Sampler;
@@ -79,6 +82,7 @@ pub struct Generation {
 
 /// Samples `samples_per_prompt` completions of every prompt, returned prompt
 /// by prompt, sample by sample. The same `rng` state gives the same samples.
+/// (Packs the weights afresh: a [`GenerationCache`] keeps them between calls.)
 pub fn generate<R: Rng + ?Sized>(
     model: &Transformer,
     prompts: &[Vec<u32>],
@@ -86,7 +90,7 @@ pub fn generate<R: Rng + ?Sized>(
     config: &SamplingConfig,
     rng: &mut R,
 ) -> Result<Vec<Generation>> {
-    generate_until(model, prompts, samples_per_prompt, config, rng, |_| false)
+    GenerationCache::new().generate(model, prompts, samples_per_prompt, config, rng)
 }
 
 /// [`generate`] with a stop test: `is_done(completion_so_far)` is asked after
@@ -104,12 +108,101 @@ where
     R: Rng + ?Sized,
     F: Fn(&[u32]) -> bool + Sync,
 {
-    let request = Request::new(prompts, samples_per_prompt, config, rng)?;
-    if CpuDecoder::handles(model) && !request.seeds.is_empty() && config.max_new_tokens > 0 {
-        let threads = candle_core::utils::get_num_threads();
-        return crate::decoder::generate(model, &request, threads, &is_done);
+    GenerationCache::new().generate_until(model, prompts, samples_per_prompt, config, rng, is_done)
+}
+
+/// The weights of a float32 CPU model packed for generation, kept between
+/// calls while they stay the same: hold one across calls that share weights
+/// (an evaluation's greedy and sampled passes, a training step's rollouts).
+///
+/// Each call checks the model's weights against those the copy was packed
+/// from (one read of the weights, several times cheaper than packing) and
+/// packs again when any value differs, so an optimizer step, a loaded
+/// checkpoint or any other write to the weights is always seen. The copy is
+/// as large as the model: drop the cache (or [`GenerationCache::clear`]
+/// it) when it will not be used for a while. Other devices and dtypes
+/// generate through the tensor model and keep nothing here.
+#[derive(Debug, Default)]
+pub struct GenerationCache {
+    packed: Mutex<Option<Packed>>,
+}
+
+/// A packed decoder and the model configuration it was packed for.
+#[derive(Debug)]
+struct Packed {
+    config: ModelConfig,
+    decoder: Arc<CpuDecoder>,
+}
+
+impl GenerationCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
     }
-    generate_batched(model, &request, &is_done)
+
+    /// [`generate`], reusing the packed weights while they are current.
+    pub fn generate<R: Rng + ?Sized>(
+        &self,
+        model: &Transformer,
+        prompts: &[Vec<u32>],
+        samples_per_prompt: usize,
+        config: &SamplingConfig,
+        rng: &mut R,
+    ) -> Result<Vec<Generation>> {
+        self.generate_until(model, prompts, samples_per_prompt, config, rng, |_| false)
+    }
+
+    /// [`generate_until`], reusing the packed weights while they are current.
+    pub fn generate_until<R, F>(
+        &self,
+        model: &Transformer,
+        prompts: &[Vec<u32>],
+        samples_per_prompt: usize,
+        config: &SamplingConfig,
+        rng: &mut R,
+        is_done: F,
+    ) -> Result<Vec<Generation>>
+    where
+        R: Rng + ?Sized,
+        F: Fn(&[u32]) -> bool + Sync,
+    {
+        let request = Request::new(prompts, samples_per_prompt, config, rng)?;
+        if CpuDecoder::handles(model) && !request.seeds.is_empty() && config.max_new_tokens > 0 {
+            let decoder = self.decoder(model)?;
+            let threads = candle_core::utils::get_num_threads();
+            return crate::decoder::generate(&decoder, &request, threads, &is_done);
+        }
+        generate_batched(model, &request, &is_done)
+    }
+
+    /// Frees the packed copy; the next call packs again.
+    pub fn clear(&self) {
+        *self.lock() = None;
+    }
+
+    /// The packed decoder for `model`'s current weights.
+    fn decoder(&self, model: &Transformer) -> Result<Arc<CpuDecoder>> {
+        let fingerprint = Fingerprint::of(model)?;
+        let mut packed = self.lock();
+        if let Some(p) = packed.as_ref() {
+            if &p.config == model.config() && p.decoder.packed_from(&fingerprint) {
+                return Ok(Arc::clone(&p.decoder));
+            }
+        }
+        // Free the stale copy before packing the new one.
+        *packed = None;
+        let decoder = Arc::new(CpuDecoder::new(model, fingerprint)?);
+        *packed = Some(Packed {
+            config: model.config().clone(),
+            decoder: Arc::clone(&decoder),
+        });
+        Ok(decoder)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Packed>> {
+        // A panic while packing leaves at worst no copy: nothing to repair.
+        self.packed.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A checked generation request: every sequence's random seed drawn.
@@ -124,7 +217,7 @@ pub(crate) struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    fn new<R: Rng + ?Sized>(
+    pub(crate) fn new<R: Rng + ?Sized>(
         prompts: &'a [Vec<u32>],
         group: usize,
         config: &'a SamplingConfig,
@@ -325,6 +418,7 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
+    use crate::decoder::tests::packed;
     use crate::{Architecture, ModelConfig, Policy};
 
     fn models() -> Vec<(String, Policy)> {
@@ -375,8 +469,8 @@ mod tests {
                 let prompts = prompts();
                 let mut rng = StdRng::seed_from_u64(1000);
                 let request = Request::new(&prompts, 3, &config, &mut rng).unwrap();
-                let fast =
-                    crate::decoder::generate(&policy.model, &request, 2, &|_| false).unwrap();
+                let decoder = packed(&policy.model);
+                let fast = crate::decoder::generate(&decoder, &request, 2, &|_| false).unwrap();
                 let batched = generate_batched(&policy.model, &request, &|_| false).unwrap();
                 assert_eq!(fast.len(), batched.len());
                 for (a, b) in fast.iter().zip(&batched) {
@@ -405,15 +499,51 @@ mod tests {
         let (_, policy) = models().remove(0);
         let (config, prompts) = (config(1.0), prompts());
         let request = Request::new(&prompts, 4, &config, &mut StdRng::seed_from_u64(0)).unwrap();
-        let run = |threads| {
-            crate::decoder::generate(&policy.model, &request, threads, &|_| false).unwrap()
-        };
+        let decoder = packed(&policy.model);
+        let run =
+            |threads| crate::decoder::generate(&decoder, &request, threads, &|_| false).unwrap();
         let one = run(1);
         for threads in [2, 3, 5, 16] {
             assert_eq!(run(threads), one, "{threads} threads");
         }
         // Not all alike: the seeds do differ per sequence.
         assert!(one.iter().any(|g| g.tokens != one[0].tokens));
+    }
+
+    /// A cache packs once for calls with the same weights; a weight changed in
+    /// place (as an optimizer step changes it) is seen by the next call.
+    #[test]
+    fn the_cache_repacks_when_a_weight_changes() {
+        let (_, policy) = models().remove(0);
+        let (config, prompts) = (config(0.0), prompts());
+        let cache = GenerationCache::new();
+        let run = |cache: &GenerationCache| {
+            let mut rng = StdRng::seed_from_u64(0);
+            cache
+                .generate(&policy.model, &prompts, 2, &config, &mut rng)
+                .unwrap()
+        };
+        let packed = |cache: &GenerationCache| Arc::clone(&cache.lock().as_ref().unwrap().decoder);
+        let first = run(&cache);
+        let before = packed(&cache);
+        assert_eq!(run(&cache), first);
+        assert!(Arc::ptr_eq(&packed(&cache), &before), "reused");
+
+        // The final norm negated: every logit changes sign.
+        let norm = policy
+            .named_vars()
+            .into_iter()
+            .find(|(name, _)| name == "model.norm.weight")
+            .unwrap()
+            .1;
+        norm.set(&norm.as_tensor().neg().unwrap()).unwrap();
+        let after = run(&cache);
+        assert!(!Arc::ptr_eq(&packed(&cache), &before), "packed again");
+        assert_ne!(after, first);
+        assert_eq!(after, run(&GenerationCache::new()), "as a fresh pack");
+        cache.clear();
+        assert!(cache.lock().is_none());
+        assert_eq!(run(&cache), after);
     }
 
     /// Half-precision models stay on the tensor path, which keeps their rounding.

@@ -31,11 +31,12 @@
 //! On the CPU, training runs softmax, RoPE, RMSNorm and SwiGLU as fused
 //! kernels that pass gradients (candle's fused ones do not), and float32
 //! models generate with a decoder of their own: weights packed for products
-//! of few rows, a growing KV cache per sequence, and the sequences shared
-//! out over `RAYON_NUM_THREADS` threads that decode independently (the
-//! samples do not depend on the thread count; a model whose weights exceed
-//! 32 MiB decodes on one thread, each product split over the threads).
-//! Other devices and dtypes generate through the tensor model. Two
+//! of few rows, a growing KV cache per sequence, and continuous batching
+//! over `RAYON_NUM_THREADS` worker threads that take sequences from a shared
+//! queue (the samples do not depend on the thread count). Packing costs
+//! about one pass over the weights: a [`GenerationCache`] keeps the packed
+//! copy between calls while the weights stay the same. Other devices and
+//! dtypes generate through the tensor model. Two
 //! process-wide settings matter to a program using the crate: set
 //! `RAYON_NUM_THREADS` (otherwise candle re-reads `/proc/cpuinfo` on every
 //! matrix product), and keep glibc from returning large freed blocks to the
@@ -97,7 +98,9 @@ pub use chat_template::{ChatMessage, ChatTemplate, SpecialTokens};
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use device::{parse_device, DeviceSpec};
 pub use error::{Error, Result};
-pub use generate::{generate, generate_until, FinishReason, Generation, SamplingConfig};
+pub use generate::{
+    generate, generate_until, FinishReason, Generation, GenerationCache, SamplingConfig,
+};
 pub use gguf::{gguf_name, hf_name, is_gguf_file, GgufModel, GGUF_EXTENSION, TENSOR_NAMES};
 pub use hub::{hub_model_dir, resolve_model_dir, HubOptions};
 pub use logprobs::{

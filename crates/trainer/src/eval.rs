@@ -138,8 +138,10 @@ pub fn evaluate(
 ) -> Result<EvalRecord> {
     let start = Instant::now();
     let mut outcomes = Vec::with_capacity(problems.len());
+    // Every chunk's greedy and sampled passes share the weights: packed once.
+    let packed = policy::GenerationCache::new();
     for chunk in problems.chunks(settings.batch_size.max(1)) {
-        outcomes.extend(evaluate_chunk(model, chunk, settings, rng)?);
+        outcomes.extend(evaluate_chunk(model, &packed, chunk, settings, rng)?);
     }
     let overall = summarize(outcomes.iter(), settings)?;
     let mut groups: BTreeMap<(&str, u32), Vec<(&Problem, &Outcome)>> = BTreeMap::new();
@@ -206,6 +208,7 @@ fn best_and_worst(group: &[(&Problem, &Outcome)]) -> Vec<EvalExample> {
 
 fn evaluate_chunk(
     model: &Model,
+    packed: &policy::GenerationCache,
     problems: &[Problem],
     settings: &EvalSettings,
     rng: &mut StdRng,
@@ -217,7 +220,7 @@ fn evaluate_chunk(
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     model.check_fits(longest, settings.max_new_tokens, "eval.max_new_tokens")?;
     let greedy = model.sampling(0.0, 1.0, 0, settings.max_new_tokens);
-    let greedy = policy::generate(&model.policy.model, &prompts, 1, &greedy, rng)?;
+    let greedy = packed.generate(&model.policy.model, &prompts, 1, &greedy, rng)?;
     let mut outcomes = Vec::with_capacity(problems.len());
     for (problem, generation) in problems.iter().zip(&greedy) {
         let text = model.decode(&generation.tokens)?;
@@ -231,7 +234,7 @@ fn evaluate_chunk(
     }
     if settings.samples > 0 {
         let sampling = model.sampling(settings.temperature, 1.0, 0, settings.max_new_tokens);
-        let samples = policy::generate(
+        let samples = packed.generate(
             &model.policy.model,
             &prompts,
             settings.samples,
@@ -331,6 +334,7 @@ pub fn evaluate_budgets(
     budgets.dedup();
     let largest = budgets.last().copied().unwrap_or(0);
     let mut tallies = vec![BudgetTally::default(); budgets.len()];
+    let packed = policy::GenerationCache::new();
     for chunk in problems.chunks(settings.batch_size.max(1)) {
         let prompts = chunk
             .iter()
@@ -339,12 +343,12 @@ pub fn evaluate_budgets(
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
         model.check_fits(longest, largest, "--budgets")?;
         let greedy = model.sampling(0.0, 1.0, 0, largest);
-        let greedy = policy::generate(&model.policy.model, &prompts, 1, &greedy, rng)?;
+        let greedy = packed.generate(&model.policy.model, &prompts, 1, &greedy, rng)?;
         let samples = match settings.samples {
             0 => Vec::new(),
             n => {
                 let sampling = model.sampling(settings.temperature, 1.0, 0, largest);
-                policy::generate(&model.policy.model, &prompts, n, &sampling, rng)?
+                packed.generate(&model.policy.model, &prompts, n, &sampling, rng)?
             }
         };
         for (tally, &budget) in tallies.iter_mut().zip(&budgets) {

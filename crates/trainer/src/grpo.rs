@@ -157,11 +157,14 @@ pub(crate) fn grpo_step(
     let mut rng = rng_for(ctx.run_seed, Purpose::Rollout, at.step);
     let mut cursor = at.cursor;
     let problems = draw_problems(ctx, &mut cursor, ctx.cfg.batch_size / ctx.cfg.group_size)?;
-    let mut groups = score(ctx, rollout(ctx, problems, &mut rng, &mut clock)?)?;
+    // The step's rollouts share the weights: packed once, freed before the update.
+    let packed = policy::GenerationCache::new();
+    let mut groups = score(ctx, rollout(ctx, &packed, problems, &mut rng, &mut clock)?)?;
     let mut groups_seen: Vec<GroupOutcome> = groups.iter().map(Group::outcome).collect();
     let refilled = match ctx.cfg.dynamic_sampling {
         true => refill_flat_groups(
             ctx,
+            &packed,
             &mut groups,
             &mut cursor,
             &mut rng,
@@ -170,6 +173,7 @@ pub(crate) fn grpo_step(
         )?,
         false => 0,
     };
+    drop(packed);
     let rollout_s = start.elapsed().as_secs_f64();
 
     let update_start = Instant::now();
@@ -228,6 +232,7 @@ struct Rollout {
 /// gradients.
 fn rollout(
     ctx: &GrpoContext<'_>,
+    packed: &policy::GenerationCache,
     problems: Vec<Problem>,
     rng: &mut rand::rngs::StdRng,
     clock: &mut PhaseClock,
@@ -250,7 +255,7 @@ fn rollout(
         cfg.max_completion_length,
     );
     let generation_start = Instant::now();
-    let generations = policy::generate(
+    let generations = packed.generate(
         &ctx.model.policy.model,
         &prompts,
         cfg.group_size,
@@ -309,6 +314,7 @@ fn score(ctx: &GrpoContext<'_>, rollouts: Vec<Rollout>) -> Result<Vec<Group>> {
 /// `max_resample_rounds` rounds. Returns how many groups were replaced.
 fn refill_flat_groups(
     ctx: &GrpoContext<'_>,
+    packed: &policy::GenerationCache,
     groups: &mut [Group],
     cursor: &mut u64,
     rng: &mut rand::rngs::StdRng,
@@ -328,7 +334,13 @@ fn refill_flat_groups(
         }
         let fresh = score(
             ctx,
-            rollout(ctx, draw_problems(ctx, cursor, flat.len())?, rng, clock)?,
+            rollout(
+                ctx,
+                packed,
+                draw_problems(ctx, cursor, flat.len())?,
+                rng,
+                clock,
+            )?,
         )?;
         seen.extend(fresh.iter().map(Group::outcome));
         let mut slots = flat.into_iter();

@@ -4,27 +4,32 @@
 //! overhead and a matrix library tuned for large products dominate it. This
 //! decoder holds float32 copies of the weights packed for few-row products
 //! ([`packed`]), gives every sequence its own growing KV cache (so prompts
-//! need no padding and finished sequences simply leave the batch), and runs
-//! the sequences on several threads, each thread decoding its share of them
-//! independently. It computes the same function as [`Transformer`]; tests
-//! hold the two to each other and to the transformers fixtures.
+//! need no padding and finished sequences simply leave the batch), and
+//! batches continuously ([`schedule`]): a finished sequence frees its slot
+//! at once for the next one in the queue. It computes the same function as
+//! [`Transformer`]; tests hold the two to each other and to the
+//! transformers fixtures. A packed decoder is reused between calls while
+//! the weights stay the same ([`fingerprint`]).
 
+mod fingerprint;
 mod forward;
 mod ops;
 mod packed;
-mod workers;
+mod schedule;
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 
 use crate::error::{Error, Result};
+use crate::kernels::parallel::{cpu_slice, with_cpu};
 use crate::model::Transformer;
 use crate::rope::RotaryEmbedding;
 use ops::RopeTable;
 use packed::PackedLinear;
 
-pub(crate) use workers::generate;
+pub(crate) use fingerprint::Fingerprint;
+pub(crate) use schedule::generate;
 
 /// The sizes a forward pass needs.
 #[derive(Debug, Clone)]
@@ -53,19 +58,31 @@ struct LayerWeights {
     down_proj: PackedLinear,
 }
 
+/// How a forward pass shares its work with the worker threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Split {
+    /// Not at all: each thread runs its own rows through the whole model
+    /// (weights that fit in the cache are read by every thread cheaply).
+    Rows,
+    /// Every product split by output columns and attention by rows, so
+    /// weights beyond the cache are read from memory once per step.
+    Columns,
+}
+
 /// A float32 copy of a [`Transformer`] laid out for decoding.
 #[derive(Debug, Clone)]
 pub(crate) struct CpuDecoder {
     dims: Dims,
-    embed: Vec<f32>,
+    /// The embedding table, or `None` when tied to the LM head (whose packed
+    /// rows are read back instead of keeping a second copy).
+    embed: Option<Vec<f32>>,
     layers: Vec<LayerWeights>,
     norm: Vec<f32>,
     lm_head: PackedLinear,
     /// Rotary frequencies; each [`forward::Scratch`] grows its own angles.
     rope: RopeTable,
-    /// Whether products split their columns over the worker threads (see
-    /// [`workers`]) rather than running on the calling thread.
-    split_products: bool,
+    /// The weights this copy was packed from.
+    fingerprint: Fingerprint,
 }
 
 impl CpuDecoder {
@@ -75,68 +92,88 @@ impl CpuDecoder {
         model.device().is_cpu() && model.dtype() == DType::F32
     }
 
-    /// Copies and packs the weights of `model`.
-    pub(crate) fn new(model: &Transformer) -> Result<Self> {
+    /// Packs the weights of `model`, whose current values `fingerprint` summarises.
+    pub(crate) fn new(model: &Transformer, fingerprint: Fingerprint) -> Result<Self> {
         let cfg = model.config();
-        let mut weights: HashMap<String, Tensor> = model.named_weights().into_iter().collect();
-        let mut take = |name: &str| -> Result<Vec<f32>> {
-            let t = weights
-                .remove(name)
-                .ok_or_else(|| Error::Input(format!("decoder: no weight named {name}")))?;
-            Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
-        };
+        let named = model.named_weights();
+        let index: HashMap<&str, usize> = named
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| (name.as_str(), i))
+            .collect();
+        let tensors: Vec<_> = named.iter().map(|(_, t)| t).collect();
         let (h, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
-        let (q_out, kv_out) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
-        let embed = take("model.embed_tokens.weight")?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for l in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{l}");
-            let mut linear = |names: &[&str], out: usize, in_dim: usize, bias: bool| {
-                let mut w = Vec::with_capacity(out * in_dim);
-                let mut b = Vec::with_capacity(out);
-                for name in names {
-                    w.extend(take(&format!("{p}.{name}.weight"))?);
-                    if bias {
-                        b.extend(take(&format!("{p}.{name}.bias"))?);
-                    }
+        let (layers, norm, embed, lm_head) = with_cpu(&tensors, |storage| {
+            let get = |name: &str| -> candle_core::Result<&[f32]> {
+                match index.get(name) {
+                    Some(&i) => cpu_slice::<f32>(storage[i]),
+                    None => candle_core::bail!("decoder: no weight named {name}"),
                 }
-                Ok::<_, Error>(PackedLinear::new(&w, out, in_dim, bias.then_some(&b[..])))
             };
-            let qkv = linear(
-                &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
-                q_out + 2 * kv_out,
-                h,
-                cfg.qkv_bias,
-            )?;
-            let o_proj = linear(&["self_attn.o_proj"], h, q_out, cfg.o_bias)?;
-            let gate_up = linear(&["mlp.gate_proj", "mlp.up_proj"], 2 * i, h, cfg.mlp_bias)?;
-            let down_proj = linear(&["mlp.down_proj"], h, i, cfg.mlp_bias)?;
-            let mut norm = |name: &str| take(&format!("{p}.{name}.weight"));
-            let (q_norm, k_norm) = if cfg.qk_norm {
-                (
-                    Some(norm("self_attn.q_norm")?),
-                    Some(norm("self_attn.k_norm")?),
-                )
+            let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+            for l in 0..cfg.num_hidden_layers {
+                let p = format!("model.layers.{l}");
+                let linear = |names: &[&str], in_dim: usize, bias: bool| {
+                    let weights = names
+                        .iter()
+                        .map(|n| get(&format!("{p}.{n}.weight")))
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    let biases = match bias {
+                        true => Some(
+                            names
+                                .iter()
+                                .map(|n| get(&format!("{p}.{n}.bias")))
+                                .collect::<candle_core::Result<Vec<_>>>()?,
+                        ),
+                        false => None,
+                    };
+                    Ok::<_, candle_core::Error>(PackedLinear::stacked(
+                        &weights,
+                        in_dim,
+                        biases.as_deref(),
+                    ))
+                };
+                let attn = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"];
+                let norm = |name: &str| get(&format!("{p}.{name}.weight")).map(<[f32]>::to_vec);
+                let (q_norm, k_norm) = if cfg.qk_norm {
+                    (
+                        Some(norm("self_attn.q_norm")?),
+                        Some(norm("self_attn.k_norm")?),
+                    )
+                } else {
+                    (None, None)
+                };
+                layers.push(LayerWeights {
+                    input_norm: norm("input_layernorm")?,
+                    qkv: linear(&attn, h, cfg.qkv_bias)?,
+                    q_norm,
+                    k_norm,
+                    o_proj: linear(
+                        &["self_attn.o_proj"],
+                        cfg.num_attention_heads * d,
+                        cfg.o_bias,
+                    )?,
+                    post_norm: norm("post_attention_layernorm")?,
+                    gate_up: linear(&["mlp.gate_proj", "mlp.up_proj"], h, cfg.mlp_bias)?,
+                    down_proj: linear(&["mlp.down_proj"], i, cfg.mlp_bias)?,
+                });
+            }
+            let embed = get("model.embed_tokens.weight")?;
+            let (embed, lm_head) = if cfg.tie_word_embeddings {
+                (None, PackedLinear::stacked(&[embed], h, None))
             } else {
-                (None, None)
+                let head = PackedLinear::stacked(&[get("lm_head.weight")?], h, None);
+                (Some(embed.to_vec()), head)
             };
-            layers.push(LayerWeights {
-                input_norm: norm("input_layernorm")?,
-                qkv,
-                q_norm,
-                k_norm,
-                o_proj,
-                post_norm: norm("post_attention_layernorm")?,
-                gate_up,
-                down_proj,
-            });
+            Ok((layers, get("model.norm.weight")?.to_vec(), embed, lm_head))
+        })?;
+        if lm_head.out_dim() != cfg.vocab_size {
+            return Err(Error::Input(format!(
+                "decoder: the LM head has {} rows, the vocabulary {}",
+                lm_head.out_dim(),
+                cfg.vocab_size
+            )));
         }
-        let norm = take("model.norm.weight")?;
-        let lm_head = if cfg.tie_word_embeddings {
-            PackedLinear::new(&embed, cfg.vocab_size, h, None)
-        } else {
-            PackedLinear::new(&take("lm_head.weight")?, cfg.vocab_size, h, None)
-        };
         let rope = RopeTable::new(RotaryEmbedding::new(cfg).inv_freq);
         Ok(CpuDecoder {
             dims: Dims {
@@ -153,12 +190,15 @@ impl CpuDecoder {
             norm,
             lm_head,
             rope,
-            split_products: false,
+            fingerprint,
         })
     }
-}
 
-impl CpuDecoder {
+    /// Whether this copy was packed from weights with this fingerprint.
+    pub(crate) fn packed_from(&self, fingerprint: &Fingerprint) -> bool {
+        &self.fingerprint == fingerprint
+    }
+
     /// Bytes of packed weights a forward pass reads.
     fn weight_bytes(&self) -> usize {
         let layers: usize = self
@@ -168,15 +208,60 @@ impl CpuDecoder {
             .sum();
         4 * (layers + self.lm_head.len())
     }
+
+    /// Bytes of keys and values one cached token holds.
+    fn kv_bytes_per_token(&self) -> usize {
+        4 * 2 * self.layers.len() * self.dims.kv_heads * self.dims.head_dim
+    }
+
+    /// Writes the embedding of token `id` into `x`.
+    fn embed(&self, id: usize, x: &mut [f32]) {
+        match &self.embed {
+            Some(table) => x.copy_from_slice(&table[id * x.len()..(id + 1) * x.len()]),
+            None => self.lm_head.copy_row(id, x),
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use candle_core::Device;
+pub(crate) mod tests {
+    use candle_core::{Device, Tensor};
 
     use super::forward::{Run, Scratch, Sequence};
     use super::*;
     use crate::{Architecture, ModelConfig, Policy};
+
+    /// `model` packed for decoding.
+    pub(crate) fn packed(model: &Transformer) -> CpuDecoder {
+        CpuDecoder::new(model, Fingerprint::of(model).unwrap()).unwrap()
+    }
+
+    /// Runs `prompts` (each as one run), then `steps` (one token per
+    /// sequence each): the caches and the last pass's logits.
+    fn run(
+        decoder: &CpuDecoder,
+        prompts: &[&[u32]],
+        steps: &[Vec<u32>],
+        split: Split,
+    ) -> (Vec<Sequence>, Vec<f32>) {
+        let mut seqs: Vec<Sequence> = prompts.iter().map(|_| Sequence::new(decoder, 8)).collect();
+        let mut scratch = Scratch::new(decoder);
+        let mut runs: Vec<Run> = seqs
+            .iter_mut()
+            .zip(prompts)
+            .map(|(cache, tokens)| Run { cache, tokens })
+            .collect();
+        let mut logits = decoder.forward(&mut runs, &mut scratch, split).to_vec();
+        for step in steps {
+            let mut runs: Vec<Run> = seqs
+                .iter_mut()
+                .zip(step.chunks(1))
+                .map(|(cache, tokens)| Run { cache, tokens })
+                .collect();
+            logits = decoder.forward(&mut runs, &mut scratch, split).to_vec();
+        }
+        (seqs, logits)
+    }
 
     /// The decoder's last-token logits after a prefill and a few single-token
     /// steps equal the model's logits over the whole sequence.
@@ -194,38 +279,15 @@ mod tests {
             let mut cfg = ModelConfig::new(arch, 50, hidden, 96, 2, heads, 2);
             cfg.tie_word_embeddings = arch != Architecture::Llama;
             let policy = Policy::random(&cfg, 3, &Device::Cpu).unwrap();
-            let decoder = CpuDecoder::new(&policy.model).unwrap();
-            let split = CpuDecoder {
-                split_products: true,
-                ..decoder.clone()
-            };
+            let decoder = packed(&policy.model);
             // 20 tokens: the keys span two blocks.
             let long: Vec<u32> = (1..=20).collect();
             let prompts: [&[u32]; 2] = [&long, &[7, 8]];
-            let steps: [[u32; 2]; 3] = [[9, 10], [11, 12], [13, 14]];
-            let run = |decoder: &CpuDecoder| {
-                let mut seqs = vec![Sequence::new(decoder, 8), Sequence::new(decoder, 8)];
-                let mut scratch = Scratch::new(decoder);
-                let runs: Vec<Run> = prompts
-                    .iter()
-                    .enumerate()
-                    .map(|(sequence, tokens)| Run { sequence, tokens })
-                    .collect();
-                let mut logits = decoder.forward(&mut seqs, &runs, &mut scratch);
-                for step in &steps {
-                    let runs: Vec<Run> = (0..2)
-                        .map(|s| Run {
-                            sequence: s,
-                            tokens: &step[s..s + 1],
-                        })
-                        .collect();
-                    logits = decoder.forward(&mut seqs, &runs, &mut scratch);
-                }
-                (seqs, logits)
-            };
-            let (seqs, logits) = run(&decoder);
+            let steps = [vec![9, 10], vec![11, 12], vec![13, 14]];
+            let (seqs, logits) = run(&decoder, &prompts, &steps, Split::Rows);
             // Products split over threads compute every output the same way.
-            assert_eq!(run(&split).1, logits, "{arch:?} split products");
+            let split = run(&decoder, &prompts, &steps, Split::Columns).1;
+            assert_eq!(split, logits, "{arch:?} split products");
             for (s, prompt) in prompts.iter().enumerate() {
                 let mut ids = prompt.to_vec();
                 ids.extend(steps.iter().map(|step| step[s]));
@@ -244,6 +306,35 @@ mod tests {
                 for (a, b) in ours.iter().zip(&expected) {
                     assert!((a - b).abs() < 1e-4, "{arch:?} row {s}: {a} vs {b}");
                 }
+            }
+        }
+    }
+
+    /// A prompt prefilled as one batched run leaves the same cache and
+    /// logits, bit for bit, as the same tokens fed one at a time, and a
+    /// mixed pass (a prompt beside decode tokens) computes each row as
+    /// alone.
+    #[test]
+    fn batched_prefill_equals_token_by_token() {
+        for arch in [Architecture::Llama, Architecture::Qwen3] {
+            let cfg = ModelConfig::new(arch, 61, 64, 96, 2, 4, 2);
+            let policy = Policy::random(&cfg, 9, &Device::Cpu).unwrap();
+            let decoder = packed(&policy.model);
+            let prompt: Vec<u32> = (0..37).map(|i| (i * 7 % 61) as u32).collect();
+            for split in [Split::Rows, Split::Columns] {
+                let (batched, batched_logits) = run(&decoder, &[&prompt], &[], split);
+                let steps: Vec<Vec<u32>> = prompt[1..].iter().map(|&t| vec![t]).collect();
+                let (single, single_logits) = run(&decoder, &[&prompt[..1]], &steps, split);
+                assert_eq!(batched_logits, single_logits, "{arch:?} {split:?}");
+                assert_eq!(batched[0].len(), single[0].len());
+                assert_eq!(batched[0].keys_and_values(), single[0].keys_and_values());
+
+                // The prompt beside two decode tokens of other sequences.
+                let other: Vec<u32> = vec![5, 6, 7];
+                let (_, mixed) = run(&decoder, &[&other[..2], &prompt], &[], split);
+                let (_, alone) = run(&decoder, &[&other[..2]], &[], split);
+                assert_eq!(&mixed[61..], &batched_logits[..], "{arch:?} {split:?}");
+                assert_eq!(&mixed[..61], &alone[..], "{arch:?} {split:?}");
             }
         }
     }

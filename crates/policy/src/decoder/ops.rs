@@ -96,6 +96,22 @@ fn rotate_body(head: &mut [f32], cos: &[f32], sin: &[f32]) {
     }
 }
 
+/// Asks the CPU to start loading `data` into its caches (a hint, with no
+/// effect elsewhere): attention streams each sequence's keys and values from
+/// memory, and loading the next sequence's while computing this one's hides
+/// the wait.
+#[inline]
+pub(crate) fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in data.chunks(16) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch never faults, and the address lies inside `data`.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// Keys are cached in blocks of this many positions, each block
 /// `[kv_heads * head_dim][KEY_BLOCK]`, so one query's scores against a block
 /// are a vector operation per head dimension rather than a reduction per key.
@@ -125,7 +141,7 @@ pub(crate) fn attend(
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    scores.resize(visible.div_ceil(KEY_BLOCK) * KEY_BLOCK, 0.0);
+    scores.resize(MAX_GROUP * visible.div_ceil(KEY_BLOCK) * KEY_BLOCK, 0.0);
     attend_heads(
         q,
         keys,
@@ -149,6 +165,12 @@ simd_fn! {
     ) => attend_body
 }
 
+/// Query heads attended together over one KV head, at most: each key and
+/// value is loaded once for all of them.
+const MAX_GROUP: usize = 4;
+/// Head sizes up to this take the grouped loops (the usual ones are 64 and 128).
+const MAX_HEAD_DIM: usize = 256;
+
 #[inline(always)]
 fn attend_body(
     q: &[f32],
@@ -163,32 +185,39 @@ fn attend_body(
     let visible = values.len() / width;
     let groups = q.len() / width;
     let scale = 1.0 / (head_dim as f32).sqrt();
-    for (h, (q, out)) in q
-        .chunks_exact(head_dim)
-        .zip(out.chunks_exact_mut(head_dim))
-        .enumerate()
-    {
-        let offset = (h / groups) * head_dim;
+    for kv in 0..kv_heads {
         let head = Head {
             keys,
             values,
             width,
-            offset,
+            offset: kv * head_dim,
             visible,
             scale,
         };
-        // The usual head sizes get loops with every bound known.
-        match head_dim {
-            16 => head.attend_fixed::<1>(q, scores, out),
-            32 => head.attend_fixed::<2>(q, scores, out),
-            64 => head.attend_fixed::<4>(q, scores, out),
-            128 => head.attend_fixed::<8>(q, scores, out),
-            _ => head.attend_any(q, scores, out),
+        let mut h = kv * groups;
+        while h < (kv + 1) * groups {
+            let n = ((kv + 1) * groups - h).min(MAX_GROUP);
+            let q = &q[h * head_dim..(h + n) * head_dim];
+            let out = &mut out[h * head_dim..(h + n) * head_dim];
+            // Sizes of 16 lanes get loops with every bound known.
+            let grouped = head_dim.is_multiple_of(16) && head_dim <= MAX_HEAD_DIM;
+            match (n, grouped) {
+                (1, true) => head.attend_group::<1, 4>(q, head_dim, scores, out),
+                (2, true) => head.attend_group::<2, 2>(q, head_dim, scores, out),
+                (3, true) => head.attend_group::<3, 2>(q, head_dim, scores, out),
+                (4, true) => head.attend_group::<4, 2>(q, head_dim, scores, out),
+                _ => {
+                    for (q, out) in q.chunks_exact(head_dim).zip(out.chunks_exact_mut(head_dim)) {
+                        head.attend_any(q, scores, out);
+                    }
+                }
+            }
+            h += n;
         }
     }
 }
 
-/// One query head's view of the cache.
+/// One KV head's view of the cache.
 struct Head<'a> {
     keys: &'a [f32],
     values: &'a [f32],
@@ -199,59 +228,82 @@ struct Head<'a> {
 }
 
 impl Head<'_> {
-    /// Attention for a head of `16 * C` dimensions.
+    /// Attention for `G` query heads of `head_dim` (a multiple of 16, at
+    /// most [`MAX_HEAD_DIM`]) over this KV head, with `P` partial sums per
+    /// head so that enough multiply-adds are in flight (one sum would make
+    /// every step wait for the last).
     #[inline(always)]
-    fn attend_fixed<const C: usize>(&self, q: &[f32], scores: &mut [f32], out: &mut [f32]) {
-        let q: &[[f32; 4]] = q.as_chunks::<4>().0;
-        for (block, s) in self
-            .keys
-            .chunks_exact(self.width * KEY_BLOCK)
-            .zip(scores.chunks_exact_mut(KEY_BLOCK))
-        {
-            let rows = &block[self.offset * KEY_BLOCK..][..16 * C * KEY_BLOCK];
-            let rows: &[[[f32; KEY_BLOCK]; 4]] = rows.as_chunks::<KEY_BLOCK>().0.as_chunks::<4>().0;
-            // Four partial sums: one would make every step wait for the last.
-            let mut acc = [[0f32; KEY_BLOCK]; 4];
-            for (q4, r4) in q.iter().zip(rows) {
-                for u in 0..4 {
-                    for l in 0..KEY_BLOCK {
-                        acc[u][l] = q4[u].mul_add(r4[u][l], acc[u][l]);
+    fn attend_group<const G: usize, const P: usize>(
+        &self,
+        q: &[f32],
+        head_dim: usize,
+        scores: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let padded = self.visible.div_ceil(KEY_BLOCK) * KEY_BLOCK;
+        // The queries by dimension: [dim][head].
+        let mut by_dim = [[0f32; G]; MAX_HEAD_DIM];
+        for (g, q) in q.chunks_exact(head_dim).enumerate() {
+            for (t, &v) in by_dim.iter_mut().zip(q) {
+                t[g] = v * self.scale;
+            }
+        }
+        let by_dim: &[[[f32; G]; P]] = by_dim[..head_dim].as_chunks::<P>().0;
+        // The cache may hold later positions (a prompt's own later tokens).
+        let blocks = self.keys.chunks_exact(self.width * KEY_BLOCK);
+        for (b, block) in blocks.take(padded / KEY_BLOCK).enumerate() {
+            let rows = &block[self.offset * KEY_BLOCK..][..head_dim * KEY_BLOCK];
+            let rows: &[[[f32; KEY_BLOCK]; P]] = rows.as_chunks::<KEY_BLOCK>().0.as_chunks::<P>().0;
+            let mut acc = [[[0f32; KEY_BLOCK]; G]; P];
+            for (keys, qs) in rows.iter().zip(by_dim) {
+                for u in 0..P {
+                    for g in 0..G {
+                        fma16(&mut acc[u][g], qs[u][g], &keys[u]);
                     }
                 }
             }
-            for (l, s) in s.iter_mut().enumerate() {
-                *s = ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l])) * self.scale;
+            for g in 0..G {
+                let mut total = acc[0][g];
+                for part in &acc[1..] {
+                    add16(&mut total, &part[g]);
+                }
+                scores[g * padded + b * KEY_BLOCK..][..KEY_BLOCK].copy_from_slice(&total);
             }
         }
-        let probs = &mut scores[..self.visible];
-        softmax_in_place(probs);
-        let mut acc = [[[0f32; 16]; C]; 2];
-        let row = |j: usize| -> &[[f32; 16]; C] {
-            let v = &self.values[j * self.width + self.offset..][..16 * C];
-            v.as_chunks::<16>().0.try_into().expect("16 * C values")
-        };
-        let pairs = probs.as_chunks::<2>();
-        for (j, p) in pairs.0.iter().enumerate() {
-            for u in 0..2 {
-                let v = row(2 * j + u);
-                for c in 0..C {
-                    for l in 0..16 {
-                        acc[u][c][l] = p[u].mul_add(v[c][l], acc[u][c][l]);
+        for g in 0..G {
+            softmax_in_place(&mut scores[g * padded..][..self.visible]);
+        }
+        // The weights by position: [position][head].
+        let probs: [&[f32]; G] = std::array::from_fn(|g| &scores[g * padded..][..self.visible]);
+        let values = &self.values[..self.visible * self.width];
+        for c in 0..head_dim / 16 {
+            let start = self.offset + 16 * c;
+            let mut acc = [[[0f32; 16]; G]; P];
+            let rows = values.chunks_exact(P * self.width);
+            let tail = rows.remainder();
+            for (j, rows) in rows.enumerate() {
+                for u in 0..P {
+                    let v: &[f32; 16] = rows[u * self.width + start..][..16]
+                        .try_into()
+                        .expect("16 values");
+                    for g in 0..G {
+                        fma16(&mut acc[u][g], probs[g][j * P + u], v);
                     }
                 }
             }
-        }
-        if let [p] = pairs.1 {
-            let v = row(self.visible - 1);
-            for c in 0..C {
-                for l in 0..16 {
-                    acc[0][c][l] = p.mul_add(v[c][l], acc[0][c][l]);
+            let done = self.visible - tail.len() / self.width;
+            for (j, row) in tail.chunks_exact(self.width).enumerate() {
+                let v: &[f32; 16] = row[start..][..16].try_into().expect("16 values");
+                for g in 0..G {
+                    fma16(&mut acc[0][g], probs[g][done + j], v);
                 }
             }
-        }
-        for (c, out) in out.as_chunks_mut::<16>().0.iter_mut().enumerate() {
-            for l in 0..16 {
-                out[l] = acc[0][c][l] + acc[1][c][l];
+            for g in 0..G {
+                let mut total = acc[0][g];
+                for part in &acc[1..] {
+                    add16(&mut total, &part[g]);
+                }
+                out[g * head_dim + 16 * c..][..16].copy_from_slice(&total);
             }
         }
     }
@@ -259,10 +311,12 @@ impl Head<'_> {
     /// Attention for a head of any size.
     #[inline(always)]
     fn attend_any(&self, q: &[f32], scores: &mut [f32], out: &mut [f32]) {
+        let blocks = self.visible.div_ceil(KEY_BLOCK);
         for (block, s) in self
             .keys
             .chunks_exact(self.width * KEY_BLOCK)
             .zip(scores.chunks_exact_mut(KEY_BLOCK))
+            .take(blocks)
         {
             let start = self.offset * KEY_BLOCK;
             let sum = weighted_sum(q, block, KEY_BLOCK, start, KEY_BLOCK);
@@ -277,6 +331,22 @@ impl Head<'_> {
             let sum = weighted_sum(probs, self.values, self.width, start, out.len());
             out.copy_from_slice(&sum[..out.len()]);
         }
+    }
+}
+
+/// `acc += a * b`, lane by lane.
+#[inline(always)]
+fn fma16(acc: &mut [f32; 16], a: f32, b: &[f32; 16]) {
+    for (acc, &b) in acc.iter_mut().zip(b) {
+        *acc = a.mul_add(b, *acc);
+    }
+}
+
+/// `acc += b`, lane by lane.
+#[inline(always)]
+fn add16(acc: &mut [f32; 16], b: &[f32; 16]) {
+    for (acc, &b) in acc.iter_mut().zip(b) {
+        *acc += b;
     }
 }
 
@@ -375,13 +445,16 @@ mod tests {
     fn attention_matches_the_definition() {
         for head_dim in [8, 16, 32, 48, 64, 128] {
             for visible in [1, 5, 16, 21] {
-                check_attention(head_dim, visible);
+                // One to seven query heads per KV head (groups of up to four
+                // heads are attended together).
+                for (heads, kv_heads) in [(4, 2), (2, 2), (6, 2), (8, 2), (5, 1), (7, 1)] {
+                    check_attention(head_dim, visible, heads, kv_heads);
+                }
             }
         }
     }
 
-    fn check_attention(d: usize, visible: usize) {
-        let (heads, kv_heads) = (4, 2);
+    fn check_attention(d: usize, visible: usize, heads: usize, kv_heads: usize) {
         let dims = Dims {
             hidden: 0,
             intermediate: 0,
@@ -394,15 +467,18 @@ mod tests {
         let width = kv_heads * d;
         let value = |i: usize| ((i * 37 % 101) as f32 / 50.0) - 1.0;
         let q: Vec<f32> = (0..heads * d).map(value).collect();
-        let keys: Vec<f32> = (0..visible * width).map(|i| value(i + 7)).collect();
-        let values: Vec<f32> = (0..visible * width).map(|i| value(i + 11)).collect();
+        // The cache holds 17 positions past the visible ones (a prompt's
+        // later tokens), which must not count.
+        let cached = visible + 17;
+        let keys: Vec<f32> = (0..cached * width).map(|i| value(i + 7)).collect();
+        let values: Vec<f32> = (0..cached * width).map(|i| value(i + 11)).collect();
         let mut blocked = Vec::new();
         for (position, key) in keys.chunks_exact(width).enumerate() {
             push_key(&mut blocked, position, key);
         }
         assert_eq!(
             blocked.len(),
-            visible.div_ceil(KEY_BLOCK) * KEY_BLOCK * width
+            cached.div_ceil(KEY_BLOCK) * KEY_BLOCK * width
         );
         let mut out = vec![0f32; heads * d];
         attend(
@@ -435,7 +511,7 @@ mod tests {
                 let got = out[h * d + i] as f64;
                 assert!(
                     (got - expected).abs() < 1e-5,
-                    "d {d}, {visible} keys, head {h} [{i}]: {got} vs {expected}"
+                    "d {d}, {visible} keys, head {h} of {heads}/{kv_heads} [{i}]: {got} vs {expected}"
                 );
             }
         }

@@ -37,8 +37,19 @@ pub(crate) enum Output {
 
 impl PackedLinear {
     /// Packs `weight` ([out, in], row-major, as checkpoints store it).
+    #[cfg(test)]
     pub(crate) fn new(weight: &[f32], out_dim: usize, in_dim: usize, bias: Option<&[f32]>) -> Self {
         assert_eq!(weight.len(), out_dim * in_dim, "weight shape");
+        Self::stacked(&[weight], in_dim, bias.map(|b| vec![b]).as_deref())
+    }
+
+    /// Packs weights stacked by output ([out_i, in] each, row-major, as
+    /// checkpoints store them): q, k and v become one product. `bias`, if
+    /// given, has one part per weight.
+    pub(crate) fn stacked(parts: &[&[f32]], in_dim: usize, bias: Option<&[&[f32]]>) -> Self {
+        let rows: Vec<&[f32]> = parts.iter().flat_map(|p| p.chunks_exact(in_dim)).collect();
+        assert!(parts.iter().all(|p| p.len() % in_dim == 0), "weight shape");
+        let out_dim = rows.len();
         let n_panels = out_dim.div_ceil(NR);
         let panel_len = in_dim * NR;
         let mut panels = vec![0f32; n_panels * panel_len];
@@ -46,8 +57,7 @@ impl PackedLinear {
             for p in range {
                 // SAFETY: panel p's own span of `panels`, written by this call only.
                 let panel = unsafe { out.slice(p * panel_len..(p + 1) * panel_len) };
-                let rows = weight[p * NR * in_dim..].chunks_exact(in_dim).take(NR);
-                for (col, row) in rows.enumerate() {
+                for (col, row) in rows[p * NR..].iter().take(NR).enumerate() {
                     for (i, &w) in row.iter().enumerate() {
                         panel[i * NR + col] = w;
                     }
@@ -55,17 +65,17 @@ impl PackedLinear {
             }
         };
         let out = SharedMut(panels.as_mut_ptr());
-        // A large model's weights are repacked at every generation call:
-        // share big matrices out over the worker threads (panels are disjoint).
-        // Small ones stay here, leaving the workers idle rather than spinning.
-        if weight.len() >= 1 << 20 {
+        // Share big matrices out over the worker threads (panels are
+        // disjoint); small ones stay here, leaving the workers idle rather
+        // than spinning.
+        if out_dim * in_dim >= 1 << 20 {
             par_for(n_panels, |range| pack(range, out));
         } else {
             pack(0..n_panels, out);
         }
-        let bias = bias.map(|b| {
-            assert_eq!(b.len(), out_dim, "bias shape");
-            let mut padded = b.to_vec();
+        let bias = bias.map(|parts| {
+            let mut padded: Vec<f32> = parts.concat();
+            assert_eq!(padded.len(), out_dim, "bias shape");
             padded.resize(n_panels * NR, 0.0);
             padded
         });
@@ -75,6 +85,20 @@ impl PackedLinear {
             in_dim,
             out_dim,
         }
+    }
+
+    /// Row `o` of the weight ([in]), gathered back from its panel: a tied
+    /// LM head doubles as the embedding table.
+    pub(crate) fn copy_row(&self, o: usize, out: &mut [f32]) {
+        let panel = self.panel(o / NR);
+        for (v, w) in out.iter_mut().zip(panel.iter().skip(o % NR).step_by(NR)) {
+            *v = *w;
+        }
+    }
+
+    /// Output width.
+    pub(crate) fn out_dim(&self) -> usize {
+        self.out_dim
     }
 
     /// `y[rows, out] (=|+=) x[rows, in] W^T + b`.
@@ -240,8 +264,12 @@ mod avx512 {
         output: Output,
     ) {
         let (k, n) = (w.in_dim, w.out_dim);
-        for p in panels {
+        for p in panels.clone() {
             let panel = w.panel(p).as_ptr();
+            // The next panel is fetched into L2 while this one is computed,
+            // so weights streamed from memory or L3 do not stall the first
+            // rows of each panel.
+            let ahead = w.panel(if p + 1 < panels.end { p + 1 } else { p }).as_ptr();
             let bias = w.bias_panel(p).map(<[f32]>::as_ptr);
             let cols = NR.min(n - p * NR);
             let store = Store {
@@ -253,17 +281,18 @@ mod avx512 {
             while r0 < rows {
                 let a = x.as_ptr().add(r0 * k);
                 let c = y.add(r0 * n + p * NR);
+                let b = (panel, ahead);
                 // SAFETY (all arms): rows r0.. of x hold k values each, and
                 // rows r0.. of y hold n values, p * NR + cols <= n of them here.
                 match rows - r0 {
-                    1 => block::<1>(a, k, panel, c, n, &store),
-                    2 => block::<2>(a, k, panel, c, n, &store),
-                    3 => block::<3>(a, k, panel, c, n, &store),
-                    4 => block::<4>(a, k, panel, c, n, &store),
-                    5 => block::<5>(a, k, panel, c, n, &store),
-                    6 => block::<6>(a, k, panel, c, n, &store),
-                    7 => block::<7>(a, k, panel, c, n, &store),
-                    _ => block::<R>(a, k, panel, c, n, &store),
+                    1 => block::<1>(a, k, b, c, n, &store),
+                    2 => block::<2>(a, k, b, c, n, &store),
+                    3 => block::<3>(a, k, b, c, n, &store),
+                    4 => block::<4>(a, k, b, c, n, &store),
+                    5 => block::<5>(a, k, b, c, n, &store),
+                    6 => block::<6>(a, k, b, c, n, &store),
+                    7 => block::<7>(a, k, b, c, n, &store),
+                    _ => block::<R>(a, k, b, c, n, &store),
                 }
                 r0 += R.min(rows - r0);
             }
@@ -289,14 +318,14 @@ mod avx512 {
         [lanes(cols), lanes(cols.saturating_sub(16))]
     }
 
-    /// `ROWS` rows of x (stride `lda`) times one panel ([k, NR]) into `ROWS`
-    /// rows of y (stride `ldc`).
+    /// `ROWS` rows of x (row stride `k`) times one panel ([k, NR]) into
+    /// `ROWS` rows of y (stride `ldc`), prefetching the panel after it.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const ROWS: usize>(
         a: *const f32,
         k: usize,
-        panel: *const f32,
+        (panel, ahead): (*const f32, *const f32),
         c: *mut f32,
         ldc: usize,
         store: &Store,
@@ -304,6 +333,8 @@ mod avx512 {
         let mut lo = [_mm512_setzero_ps(); ROWS];
         let mut hi = [_mm512_setzero_ps(); ROWS];
         for i in 0..k {
+            _mm_prefetch::<_MM_HINT_T1>(ahead.add(i * NR).cast());
+            _mm_prefetch::<_MM_HINT_T1>(ahead.add(i * NR + 16).cast());
             let b0 = _mm512_loadu_ps(panel.add(i * NR));
             let b1 = _mm512_loadu_ps(panel.add(i * NR + 16));
             for r in 0..ROWS {
