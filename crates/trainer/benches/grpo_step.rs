@@ -356,8 +356,8 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
         epsilon_low: 0.2,
         epsilon_high: 0.2,
         beta: 0.0,
-        use_bias_correction_kl: true,
         max_completion_length: c,
+        ..LossConfig::default()
     };
     let mut once = || -> [f64; 4] {
         let (start, cpu_start) = (Instant::now(), cpu_seconds());
@@ -366,6 +366,7 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
             new_logps: &logps,
             old_logps: None,
             ref_logps: None,
+            entropies: None,
             advantages: &advantages,
             completion_mask: &completion_mask,
         };
