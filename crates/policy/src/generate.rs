@@ -18,7 +18,8 @@ use crate::cache::KvCache;
 use crate::config::ModelConfig;
 use crate::decoder::{CpuDecoder, Fingerprint};
 use crate::error::{Error, Result};
-use crate::model::{Kernels, Transformer};
+use crate::layers::Kernels;
+use crate::model::Transformer;
 use crate::sampling::Sampler;
 
 /// How to sample completions.
@@ -324,7 +325,7 @@ where
             .map(|&i| seqs[i].tokens.last().copied().unwrap_or(0))
             .collect();
         let input = Tensor::from_vec(last, (rows.len(), 1), model.device())?;
-        let hidden = model.hidden_states(&input, None, Some(&mut cache), Kernels::Fused)?;
+        let hidden = model.hidden_states(&input, None, Some(&mut cache), Kernels::ForwardOnly)?;
         logits = model
             .lm_head(&hidden)?
             .to_dtype(DType::F32)?
@@ -362,7 +363,7 @@ fn prefill(
         model.dtype(),
         device,
     )?;
-    let hidden = model.hidden_states(&ids, Some(&mask), Some(&mut cache), Kernels::Fused)?;
+    let hidden = model.hidden_states(&ids, Some(&mask), Some(&mut cache), Kernels::ForwardOnly)?;
     let last = hidden.narrow(1, width - 1, 1)?;
     let logits = model
         .lm_head(&last)?

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::model::parameter_shapes;
+use crate::weight_names::parameter_shapes;
 
 /// Fresh weights for `config`, the same for the same `seed` on every machine.
 pub(crate) fn random_weights(

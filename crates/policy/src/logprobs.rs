@@ -11,7 +11,8 @@ use candle_core::{DType, Tensor, D};
 
 use crate::error::{Error, Result};
 use crate::kernels::{Picks, Sequence, SequenceLayout, NO_ROW};
-use crate::model::{Kernels, Transformer};
+use crate::layers::Kernels;
+use crate::model::Transformer;
 
 /// Per-token log-probabilities and entropies of completion tokens.
 #[derive(Debug, Clone)]
@@ -295,12 +296,7 @@ fn fused_scores(
     let (b, t) = input_ids.dims2()?;
     check_completion_len(t, completion_len)?;
     check_temperature(temperature)?;
-    let hidden = model.hidden_states(
-        input_ids,
-        Some(attention_mask),
-        None,
-        Kernels::Differentiable,
-    )?;
+    let hidden = model.hidden_states(input_ids, Some(attention_mask), None, Kernels::Trainable)?;
     let hidden = hidden.reshape((b * t, model.config().hidden_size))?;
     let ids = input_ids.to_vec2::<u32>()?;
     let c = completion_len;
@@ -335,12 +331,7 @@ fn completion_logits(
     let (_, t) = input_ids.dims2()?;
     check_completion_len(t, completion_len)?;
     check_temperature(temperature)?;
-    let hidden = model.hidden_states(
-        input_ids,
-        Some(attention_mask),
-        None,
-        Kernels::Differentiable,
-    )?;
+    let hidden = model.hidden_states(input_ids, Some(attention_mask), None, Kernels::Trainable)?;
     // Position t predicts token t + 1: keep the C positions before each target.
     let hidden = hidden.narrow(1, t - completion_len - 1, completion_len)?;
     let logits = model.lm_head(&hidden)?;
