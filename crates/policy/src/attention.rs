@@ -7,8 +7,8 @@ use candle_nn::VarBuilder;
 
 use crate::cache::{CacheSlot, KvCache};
 use crate::config::ModelConfig;
+use crate::cpu::SequenceLayout;
 use crate::error::{Error, Result};
-use crate::kernels::SequenceLayout;
 use crate::layers::Kernels;
 use crate::layers::{linear_concat, Linear, RmsNorm};
 use crate::rope::RopeAngles;
@@ -97,7 +97,7 @@ impl Attention {
         // The model passes the token mask instead of an additive one only for
         // this path: anything else would attend to every key.
         let fused = match layout {
-            Some(_) if !(fused && crate::kernels::fused_cpu(x)) => {
+            Some(_) if !(fused && crate::cpu::fused_cpu(x)) => {
                 return Err(Error::Input(
                     "attention: a token mask without an additive mask needs the fused CPU path"
                         .into(),
@@ -106,13 +106,13 @@ impl Attention {
             valid => valid,
         };
         let attend = |qkv: &Tensor, layout: &Arc<SequenceLayout>| -> Result<Tensor> {
-            let dims = crate::kernels::AttentionDims {
+            let dims = crate::cpu::AttentionDims {
                 heads,
                 kv_heads,
                 head_dim: d,
             };
             let (cos, sin) = (angles.cos_host.clone(), angles.sin_host.clone());
-            let out = crate::kernels::causal_attention(qkv, dims, layout.clone(), cos, sin)?;
+            let out = crate::cpu::causal_attention(qkv, dims, layout.clone(), cos, sin)?;
             self.o_proj.forward(&out)
         };
         if let (Some(valid), None) = (fused, &self.q_norm) {
@@ -167,7 +167,7 @@ impl Attention {
         };
         let probs = match kernels {
             Kernels::ForwardOnly => candle_nn::ops::softmax_last_dim(&scores)?,
-            Kernels::Trainable => crate::kernels::softmax_last_dim(&scores)?,
+            Kernels::Trainable => crate::cpu::softmax_last_dim(&scores)?,
         };
         let out = probs.to_dtype(v.dtype())?.matmul(&v)?;
         let out = out

@@ -76,8 +76,8 @@ impl Linear {
         // A 2-D input needs no reshape: each reshape is one more node whose
         // gradient the backward pass allocates and adds.
         if x.rank() == 2 {
-            let y = if crate::kernels::fused_cpu(x) && x.dtype() == self.weight.dtype() {
-                crate::kernels::linear(x, &self.weight)?
+            let y = if crate::cpu::fused_cpu(x) && x.dtype() == self.weight.dtype() {
+                crate::cpu::linear(x, &self.weight)?
             } else {
                 x.matmul(&self.weight.t()?)?
             };
@@ -151,8 +151,8 @@ impl RmsNorm {
                 &self.weight,
                 self.eps as f32,
             )?),
-            Kernels::Trainable if crate::kernels::fused_cpu(x) => {
-                crate::kernels::rms_norm(x, &self.weight, self.eps)
+            Kernels::Trainable if crate::cpu::fused_cpu(x) => {
+                crate::cpu::rms_norm(x, &self.weight, self.eps)
             }
             Kernels::Trainable => self.forward_composed(x),
         }
@@ -209,7 +209,7 @@ impl Mlp {
         let no_bias = [&self.gate_proj, &self.up_proj, &self.down_proj]
             .iter()
             .all(|l| l.bias.is_none());
-        if !(no_bias && x.rank() == 2 && crate::kernels::fused_cpu(x)) {
+        if !(no_bias && x.rank() == 2 && crate::cpu::fused_cpu(x)) {
             return Ok(None);
         }
         // The gate, up and norm weights concatenate (a cheap node) so the
@@ -219,14 +219,14 @@ impl Mlp {
             &[&self.gate_proj.weight, &self.up_proj.weight, &norm_weight],
             0,
         )?;
-        let block = crate::kernels::swiglu_block(x, &weights, &self.down_proj.weight, norm.eps)?;
+        let block = crate::cpu::swiglu_block(x, &weights, &self.down_proj.weight, norm.eps)?;
         Ok(Some(block))
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
-        let hidden = if crate::kernels::fused_cpu(&gate) {
-            crate::kernels::swiglu(&gate, &up)?
+        let hidden = if crate::cpu::fused_cpu(&gate) {
+            crate::cpu::swiglu(&gate, &up)?
         } else {
             (gate.silu()? * up)?
         };

@@ -69,13 +69,11 @@
 //! # Ok::<(), policy::Error>(())
 //! ```
 
-#[macro_use]
-mod dispatch; // first: its macro is used by the modules below
 mod attention;
 mod cache;
 mod chat_template;
 mod config;
-mod decoder;
+mod cpu;
 mod device;
 mod error;
 mod generate;
@@ -83,7 +81,6 @@ mod gguf;
 mod gguf_tokenizer;
 mod hub;
 mod init;
-mod kernels;
 mod layers;
 mod logprobs;
 mod model;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use candle_core::{DType, Tensor, D};
 
+use crate::cpu::{Picks, Sequence, SequenceLayout, NO_ROW};
 use crate::error::{Error, Result};
-use crate::kernels::{Picks, Sequence, SequenceLayout, NO_ROW};
 use crate::layers::Kernels;
 use crate::model::Transformer;
 
@@ -210,7 +210,7 @@ pub fn grouped_completion_scores(
     }
     let layout = Arc::new(SequenceLayout::new(seqs, ids.len())?);
     let hidden = model.packed_hidden_states(&ids, &positions, layout)?;
-    let scores = crate::kernels::token_logprobs(
+    let scores = crate::cpu::token_logprobs(
         &hidden,
         model.lm_head_weight(),
         Arc::new(picks),
@@ -311,7 +311,7 @@ fn fused_scores(
             picks.targets.push(ids[t - c + j]);
         }
     }
-    let scores = crate::kernels::token_logprobs(
+    let scores = crate::cpu::token_logprobs(
         &hidden,
         model.lm_head_weight(),
         Arc::new(picks),

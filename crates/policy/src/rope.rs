@@ -76,8 +76,8 @@ impl RopeAngles {
                 &self.cos,
                 &self.sin,
             )?),
-            Kernels::Trainable if crate::kernels::fused_cpu(x) => {
-                crate::kernels::rope(x, &self.cos, &self.sin)
+            Kernels::Trainable if crate::cpu::fused_cpu(x) => {
+                crate::cpu::rope(x, &self.cos, &self.sin)
             }
             Kernels::Trainable => self.apply_composed(x),
         }

@@ -14,20 +14,19 @@
 mod fingerprint;
 mod forward;
 mod ops;
-mod packed;
 mod schedule;
 
 use std::collections::HashMap;
 
-use candle_core::DType;
+use candle_core::{DType, Device, Tensor};
 
+use crate::config::ModelConfig;
+use crate::cpu::packed::PackedLinear;
+use crate::cpu::parallel::{cpu_slice, with_cpu};
 use crate::error::{Error, Result};
-use crate::kernels::parallel::{cpu_slice, with_cpu};
-use crate::model::Transformer;
 use crate::rope::RotaryEmbedding;
 use crate::weight_names::Weight;
 use ops::RopeTable;
-use packed::PackedLinear;
 
 pub(crate) use fingerprint::Fingerprint;
 pub(crate) use schedule::generate;
@@ -87,16 +86,20 @@ pub(crate) struct CpuDecoder {
 }
 
 impl CpuDecoder {
-    /// Whether this decoder computes what `model` computes: float32 weights
-    /// on the CPU. (Half-precision models keep their rounding on the tensor path.)
-    pub(crate) fn handles(model: &Transformer) -> bool {
-        model.device().is_cpu() && model.dtype() == DType::F32
+    /// Whether this decoder computes what a model with weights on `device`
+    /// in `dtype` computes: float32 weights on the CPU. (Half-precision
+    /// models keep their rounding on the tensor path.)
+    pub(crate) fn handles(device: &Device, dtype: DType) -> bool {
+        device.is_cpu() && dtype == DType::F32
     }
 
-    /// Packs the weights of `model`, whose current values `fingerprint` summarises.
-    pub(crate) fn new(model: &Transformer, fingerprint: Fingerprint) -> Result<Self> {
-        let cfg = model.config();
-        let named = model.named_weights();
+    /// Packs the weights of a model of config `cfg` (`named` under their
+    /// Hugging Face names), whose current values `fingerprint` summarises.
+    pub(crate) fn new(
+        cfg: &ModelConfig,
+        named: &[(String, Tensor)],
+        fingerprint: Fingerprint,
+    ) -> Result<Self> {
         let index: HashMap<&str, usize> = named
             .iter()
             .enumerate()
@@ -224,11 +227,13 @@ pub(crate) mod tests {
 
     use super::forward::{Run, Scratch, Sequence};
     use super::*;
-    use crate::{Architecture, ModelConfig, Policy};
+    use crate::model::Transformer;
+    use crate::{Architecture, Policy};
 
     /// `model` packed for decoding.
     pub(crate) fn packed(model: &Transformer) -> CpuDecoder {
-        CpuDecoder::new(model, Fingerprint::of(model).unwrap()).unwrap()
+        let named = model.named_weights();
+        CpuDecoder::new(model.config(), &named, Fingerprint::of(&named).unwrap()).unwrap()
     }
 
     /// Runs `prompts` (each as one run), then `steps` (one token per
