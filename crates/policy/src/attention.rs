@@ -113,15 +113,15 @@ impl Attention {
             };
             let (cos, sin) = (angles.cos_host.clone(), angles.sin_host.clone());
             let out = crate::cpu::causal_attention(qkv, dims, layout.clone(), cos, sin)?;
-            self.o_proj.forward(&out)
+            self.o_proj.forward(&out, kernels)
         };
         if let (Some(valid), None) = (fused, &self.q_norm) {
-            let qkv = linear_concat(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?;
+            let qkv = linear_concat(&[&self.q_proj, &self.k_proj, &self.v_proj], x, kernels)?;
             return attend(&qkv, valid);
         }
-        let q = self.q_proj.forward(x)?;
-        let k = self.k_proj.forward(x)?;
-        let v = self.v_proj.forward(x)?;
+        let q = self.q_proj.forward(x, kernels)?;
+        let k = self.k_proj.forward(x, kernels)?;
+        let v = self.v_proj.forward(x, kernels)?;
         let (q, k) = match (&self.q_norm, &self.k_norm) {
             (Some(qn), Some(kn)) => (
                 qn.forward(&q.reshape((b * t * heads, d))?, kernels)?
@@ -168,12 +168,13 @@ impl Attention {
         let probs = match kernels {
             Kernels::ForwardOnly => candle_nn::ops::softmax_last_dim(&scores)?,
             Kernels::Trainable => crate::cpu::softmax_last_dim(&scores)?,
+            Kernels::Composed => candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?,
         };
         let out = probs.to_dtype(v.dtype())?.matmul(&v)?;
         let out = out
             .reshape((b, heads, t, d))?
             .transpose(1, 2)?
             .reshape((b * t, heads * d))?;
-        self.o_proj.forward(&out)
+        self.o_proj.forward(&out, kernels)
     }
 }

@@ -20,6 +20,10 @@ pub enum Kernels {
     /// through the tensor model uses these; tests check they agree with the
     /// trainable forms.
     ForwardOnly,
+    /// Compositions of basic tensor operations only, on every device, with
+    /// gradients: what the other devices run, and the reference the CPU
+    /// backend is held to.
+    Composed,
 }
 
 /// The weight `weight` of layer `layer`, named and shaped as the weight-name table says.
@@ -72,11 +76,14 @@ impl Linear {
         self.bias.as_ref()
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
         // A 2-D input needs no reshape: each reshape is one more node whose
         // gradient the backward pass allocates and adds.
         if x.rank() == 2 {
-            let y = if crate::cpu::fused_cpu(x) && x.dtype() == self.weight.dtype() {
+            let y = if kernels != Kernels::Composed
+                && crate::cpu::fused_cpu(x)
+                && x.dtype() == self.weight.dtype()
+            {
                 crate::cpu::linear(x, &self.weight)?
             } else {
                 x.matmul(&self.weight.t()?)?
@@ -90,7 +97,7 @@ impl Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
         // One [rows, in] x [in, out] product: batched matmuls would run one small gemm per row.
-        let y = self.forward(&x.reshape((rows, in_dim))?)?;
+        let y = self.forward(&x.reshape((rows, in_dim))?, kernels)?;
         let mut out_dims = dims.to_vec();
         out_dims[dims.len() - 1] = self.weight.dim(0)?;
         Ok(y.reshape(out_dims)?)
@@ -100,7 +107,7 @@ impl Linear {
 /// The outputs of several linear layers over the same input, side by side
 /// ([rows, sum of outputs] for `x` [rows, in]), as one product: their weights
 /// concatenate, a cheap node, and `x` gets one gradient instead of several.
-pub(crate) fn linear_concat(layers: &[&Linear], x: &Tensor) -> Result<Tensor> {
+pub(crate) fn linear_concat(layers: &[&Linear], x: &Tensor, kernels: Kernels) -> Result<Tensor> {
     let weights: Vec<&Tensor> = layers.iter().map(|l| &l.weight).collect();
     let biases: Option<Vec<&Tensor>> = layers.iter().map(|l| l.bias.as_ref()).collect();
     let bias = match biases {
@@ -108,7 +115,10 @@ pub(crate) fn linear_concat(layers: &[&Linear], x: &Tensor) -> Result<Tensor> {
         None if layers.iter().all(|l| l.bias.is_none()) => None,
         None => {
             // Mixed biases: no concatenation to make.
-            let outs: Vec<Tensor> = layers.iter().map(|l| l.forward(x)).collect::<Result<_>>()?;
+            let outs: Vec<Tensor> = layers
+                .iter()
+                .map(|l| l.forward(x, kernels))
+                .collect::<Result<_>>()?;
             return Ok(Tensor::cat(&outs, D::Minus1)?);
         }
     };
@@ -116,7 +126,7 @@ pub(crate) fn linear_concat(layers: &[&Linear], x: &Tensor) -> Result<Tensor> {
         weight: Tensor::cat(&weights, 0)?,
         bias,
     }
-    .forward(x)
+    .forward(x, kernels)
 }
 
 /// Root-mean-square normalisation: `x / sqrt(mean(x^2) + eps) * weight`.
@@ -154,7 +164,7 @@ impl RmsNorm {
             Kernels::Trainable if crate::cpu::fused_cpu(x) => {
                 crate::cpu::rms_norm(x, &self.weight, self.eps)
             }
-            Kernels::Trainable => self.forward_composed(x),
+            Kernels::Trainable | Kernels::Composed => self.forward_composed(x),
         }
     }
 
@@ -223,14 +233,17 @@ impl Mlp {
         Ok(Some(block))
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
-        let hidden = if crate::cpu::fused_cpu(&gate) {
+    pub(crate) fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        let (gate, up) = (
+            self.gate_proj.forward(x, kernels)?,
+            self.up_proj.forward(x, kernels)?,
+        );
+        let hidden = if kernels != Kernels::Composed && crate::cpu::fused_cpu(&gate) {
             crate::cpu::swiglu(&gate, &up)?
         } else {
             (gate.silu()? * up)?
         };
-        self.down_proj.forward(&hidden)
+        self.down_proj.forward(&hidden, kernels)
     }
 }
 

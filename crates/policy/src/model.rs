@@ -73,7 +73,7 @@ impl DecoderLayer {
             }
         }
         let mlp_in = self.post_attention_layernorm.forward(&x, ctx.kernels)?;
-        Ok((&x + self.mlp.forward(&mlp_in)?)?)
+        Ok((&x + self.mlp.forward(&mlp_in, ctx.kernels)?)?)
     }
 }
 
@@ -191,7 +191,7 @@ impl Transformer {
         kernels: Kernels,
     ) -> Result<Tensor> {
         let hidden = self.hidden_states(input_ids, attention_mask, cache, kernels)?;
-        self.lm_head(&hidden)
+        self.lm_head.forward(&hidden, kernels)
     }
 
     /// The final-norm hidden states [B, T, hidden] of [`Transformer::forward`],
@@ -265,7 +265,7 @@ impl Transformer {
 
     /// Applies the LM head to hidden states [..., hidden] -> logits [..., vocab].
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.lm_head.forward(hidden)
+        self.lm_head.forward(hidden, Kernels::Trainable)
     }
 
     /// Whether training passes run on the fused CPU kernels (weights in f32

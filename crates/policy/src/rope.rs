@@ -79,7 +79,7 @@ impl RopeAngles {
             Kernels::Trainable if crate::cpu::fused_cpu(x) => {
                 crate::cpu::rope(x, &self.cos, &self.sin)
             }
-            Kernels::Trainable => self.apply_composed(x),
+            Kernels::Trainable | Kernels::Composed => self.apply_composed(x),
         }
     }
 

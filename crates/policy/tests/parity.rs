@@ -64,7 +64,7 @@ fn all_position_logits_and_next_token_logprobs() {
             let input = ids(&seq["input_ids"]);
             let expected = floats2(&seq["logits"]);
             let x = tensor2(std::slice::from_ref(&input));
-            for kernels in [Kernels::Trainable, Kernels::ForwardOnly] {
+            for kernels in [Kernels::Trainable, Kernels::ForwardOnly, Kernels::Composed] {
                 let logits = policy.model.forward_with(&x, None, None, kernels).unwrap();
                 assert_eq!(logits.dims(), [1, input.len(), 99]);
                 let ours = to_f64(&logits);
@@ -165,7 +165,7 @@ fn left_padded_batch_matches_unbatched() {
         let input = ids2(&batch["input_ids"]);
         let mask = tensor2(&ids2(&batch["attention_mask"]));
         let x = tensor2(&input);
-        for kernels in [Kernels::Trainable, Kernels::ForwardOnly] {
+        for kernels in [Kernels::Trainable, Kernels::ForwardOnly, Kernels::Composed] {
             let logits = policy
                 .model
                 .forward_with(&x, Some(&mask), None, kernels)
