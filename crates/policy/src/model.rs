@@ -1,8 +1,10 @@
 //! The decoder-only transformer of the Llama / Qwen2 / Qwen3 families.
 //!
 //! Order as in candle's model files: the configuration lives in
-//! `config.rs`, the private layers in `rope.rs`, `layers.rs` and
-//! `attention.rs`; this file holds the decoder layer and the public model.
+//! `config.rs`, the weights' names and shapes in `weight_names.rs`, the
+//! private layers in `rope.rs`, `layers.rs` and `attention.rs`; this file
+//! holds the decoder layer and the public model. On f32 / f64 CPU tensors
+//! the layers call the fused kernels of the CPU backend (`cpu/`).
 
 use std::sync::Arc;
 

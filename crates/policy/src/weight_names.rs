@@ -31,6 +31,14 @@ pub(crate) enum Weight {
     LmHead,
 }
 
+/// What a weight is, for initialisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Matrix,
+    Bias,
+    Norm,
+}
+
 /// A size a shape is made of.
 #[derive(Debug, Clone, Copy)]
 enum Dim {
@@ -155,6 +163,16 @@ impl Weight {
             When::QkNorm => cfg.qk_norm,
             When::MlpBias => cfg.mlp_bias,
             When::Untied => !cfg.tie_word_embeddings,
+        }
+    }
+
+    pub(crate) fn role(self) -> Role {
+        match self {
+            InputNorm | PostNorm | QNorm | KNorm | Norm => Role::Norm,
+            QBias | KBias | VBias | OBias | GateBias | UpBias | DownBias => Role::Bias,
+            Embed | QProj | KProj | VProj | OProj | GateProj | UpProj | DownProj | LmHead => {
+                Role::Matrix
+            }
         }
     }
 
