@@ -45,7 +45,7 @@ enum Dim {
     Vocab,
     Hidden,
     Intermediate,
-    HeadDim,
+    HeadSize,
     /// Query heads x head size.
     QueryWidth,
     /// Key-value heads x head size.
@@ -105,8 +105,8 @@ const TABLE: [Entry; 21] = [
     entry(VBias, "model.layers.{}.self_attn.v_proj.bias", "blk.{}.attn_v.bias", &[KvWidth], When::QkvBias),
     entry(OProj, "model.layers.{}.self_attn.o_proj.weight", "blk.{}.attn_output.weight", &[Hidden, QueryWidth], When::Always),
     entry(OBias, "model.layers.{}.self_attn.o_proj.bias", "blk.{}.attn_output.bias", &[Hidden], When::OBias),
-    entry(QNorm, "model.layers.{}.self_attn.q_norm.weight", "blk.{}.attn_q_norm.weight", &[HeadDim], When::QkNorm),
-    entry(KNorm, "model.layers.{}.self_attn.k_norm.weight", "blk.{}.attn_k_norm.weight", &[HeadDim], When::QkNorm),
+    entry(QNorm, "model.layers.{}.self_attn.q_norm.weight", "blk.{}.attn_q_norm.weight", &[HeadSize], When::QkNorm),
+    entry(KNorm, "model.layers.{}.self_attn.k_norm.weight", "blk.{}.attn_k_norm.weight", &[HeadSize], When::QkNorm),
     entry(PostNorm, "model.layers.{}.post_attention_layernorm.weight", "blk.{}.ffn_norm.weight", &[Hidden], When::Always),
     entry(GateProj, "model.layers.{}.mlp.gate_proj.weight", "blk.{}.ffn_gate.weight", &[Intermediate, Hidden], When::Always),
     entry(GateBias, "model.layers.{}.mlp.gate_proj.bias", "blk.{}.ffn_gate.bias", &[Intermediate], When::MlpBias),
@@ -147,7 +147,7 @@ impl Weight {
             Vocab => cfg.vocab_size,
             Hidden => cfg.hidden_size,
             Intermediate => cfg.intermediate_size,
-            HeadDim => cfg.head_dim,
+            HeadSize => cfg.head_dim,
             QueryWidth => cfg.num_attention_heads * cfg.head_dim,
             KvWidth => cfg.num_key_value_heads * cfg.head_dim,
         };
