@@ -7,11 +7,12 @@ use candle_nn::VarBuilder;
 
 use crate::cache::{CacheSlot, KvCache};
 use crate::config::ModelConfig;
+use crate::cpu::SequenceLayout;
 use crate::error::{Error, Result};
-use crate::kernels::SequenceLayout;
+use crate::layers::Kernels;
 use crate::layers::{linear_concat, Linear, RmsNorm};
-use crate::model::Kernels;
 use crate::rope::RopeAngles;
+use crate::weight_names::Weight;
 
 /// Where this layer's keys and values go during a cached forward pass.
 pub(crate) struct LayerCache<'a> {
@@ -34,39 +35,42 @@ pub(crate) struct Attention {
 }
 
 impl Attention {
-    pub(crate) fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let (h, d) = (cfg.hidden_size, cfg.head_dim);
-        let (heads, kv_heads) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+    pub(crate) fn new(cfg: &ModelConfig, vb: &VarBuilder, layer: usize) -> Result<Self> {
         let (q_norm, k_norm) = if cfg.qk_norm {
             (
-                Some(RmsNorm::new(d, cfg.rms_norm_eps, vb.pp("q_norm"))?),
-                Some(RmsNorm::new(d, cfg.rms_norm_eps, vb.pp("k_norm"))?),
+                Some(RmsNorm::new(cfg, vb, Weight::QNorm, layer)?),
+                Some(RmsNorm::new(cfg, vb, Weight::KNorm, layer)?),
             )
         } else {
             (None, None)
         };
         Ok(Attention {
-            q_proj: Linear::new(h, heads * d, cfg.qkv_bias, vb.pp("q_proj"))?,
-            k_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("k_proj"))?,
-            v_proj: Linear::new(h, kv_heads * d, cfg.qkv_bias, vb.pp("v_proj"))?,
-            o_proj: Linear::new(heads * d, h, cfg.o_bias, vb.pp("o_proj"))?,
+            q_proj: Linear::new(cfg, vb, Weight::QProj, layer)?,
+            k_proj: Linear::new(cfg, vb, Weight::KProj, layer)?,
+            v_proj: Linear::new(cfg, vb, Weight::VProj, layer)?,
+            o_proj: Linear::new(cfg, vb, Weight::OProj, layer)?,
             q_norm,
             k_norm,
-            num_heads: heads,
-            num_kv_heads: kv_heads,
-            head_dim: d,
+            num_heads: cfg.num_attention_heads,
+            num_kv_heads: cfg.num_key_value_heads,
+            head_dim: cfg.head_dim,
         })
     }
 
-    /// Appends the weights under `name` (`name.q_proj.weight`, ...) to `out`.
-    pub(crate) fn export(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
-        self.q_proj.export(&format!("{name}.q_proj"), out);
-        self.k_proj.export(&format!("{name}.k_proj"), out);
-        self.v_proj.export(&format!("{name}.v_proj"), out);
-        self.o_proj.export(&format!("{name}.o_proj"), out);
-        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
-            qn.export(&format!("{name}.q_norm"), out);
-            kn.export(&format!("{name}.k_norm"), out);
+    /// One of the block's weights.
+    pub(crate) fn tensor(&self, weight: Weight) -> Option<&Tensor> {
+        match weight {
+            Weight::QProj => Some(self.q_proj.weight()),
+            Weight::KProj => Some(self.k_proj.weight()),
+            Weight::VProj => Some(self.v_proj.weight()),
+            Weight::OProj => Some(self.o_proj.weight()),
+            Weight::QBias => self.q_proj.bias(),
+            Weight::KBias => self.k_proj.bias(),
+            Weight::VBias => self.v_proj.bias(),
+            Weight::OBias => self.o_proj.bias(),
+            Weight::QNorm => self.q_norm.as_ref().map(RmsNorm::weight),
+            Weight::KNorm => self.k_norm.as_ref().map(RmsNorm::weight),
+            _ => None,
         }
     }
 
@@ -89,11 +93,11 @@ impl Attention {
         let (heads, kv_heads, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let groups = heads / kv_heads;
 
-        let fused = cache.is_none() && kernels == Kernels::Differentiable;
+        let fused = cache.is_none() && kernels == Kernels::Trainable;
         // The model passes the token mask instead of an additive one only for
         // this path: anything else would attend to every key.
         let fused = match layout {
-            Some(_) if !(fused && crate::kernels::fused_cpu(x)) => {
+            Some(_) if !(fused && crate::cpu::fused_cpu(x)) => {
                 return Err(Error::Input(
                     "attention: a token mask without an additive mask needs the fused CPU path"
                         .into(),
@@ -102,22 +106,22 @@ impl Attention {
             valid => valid,
         };
         let attend = |qkv: &Tensor, layout: &Arc<SequenceLayout>| -> Result<Tensor> {
-            let dims = crate::kernels::AttentionDims {
+            let dims = crate::cpu::AttentionDims {
                 heads,
                 kv_heads,
                 head_dim: d,
             };
             let (cos, sin) = (angles.cos_host.clone(), angles.sin_host.clone());
-            let out = crate::kernels::causal_attention(qkv, dims, layout.clone(), cos, sin)?;
-            self.o_proj.forward(&out)
+            let out = crate::cpu::causal_attention(qkv, dims, layout.clone(), cos, sin)?;
+            self.o_proj.forward(&out, kernels)
         };
         if let (Some(valid), None) = (fused, &self.q_norm) {
-            let qkv = linear_concat(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?;
+            let qkv = linear_concat(&[&self.q_proj, &self.k_proj, &self.v_proj], x, kernels)?;
             return attend(&qkv, valid);
         }
-        let q = self.q_proj.forward(x)?;
-        let k = self.k_proj.forward(x)?;
-        let v = self.v_proj.forward(x)?;
+        let q = self.q_proj.forward(x, kernels)?;
+        let k = self.k_proj.forward(x, kernels)?;
+        let v = self.v_proj.forward(x, kernels)?;
         let (q, k) = match (&self.q_norm, &self.k_norm) {
             (Some(qn), Some(kn)) => (
                 qn.forward(&q.reshape((b * t * heads, d))?, kernels)?
@@ -162,14 +166,15 @@ impl Attention {
             None => scores,
         };
         let probs = match kernels {
-            Kernels::Fused => candle_nn::ops::softmax_last_dim(&scores)?,
-            Kernels::Differentiable => crate::kernels::softmax_last_dim(&scores)?,
+            Kernels::ForwardOnly => candle_nn::ops::softmax_last_dim(&scores)?,
+            Kernels::Trainable => crate::cpu::softmax_last_dim(&scores)?,
+            Kernels::Composed => candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?,
         };
         let out = probs.to_dtype(v.dtype())?.matmul(&v)?;
         let out = out
             .reshape((b, heads, t, d))?
             .transpose(1, 2)?
             .reshape((b * t, heads * d))?;
-        self.o_proj.forward(&out)
+        self.o_proj.forward(&out, kernels)
     }
 }

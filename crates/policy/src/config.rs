@@ -415,14 +415,6 @@ impl ModelConfig {
     pub fn kv_groups(&self) -> usize {
         self.num_attention_heads / self.num_key_value_heads
     }
-
-    /// Number of trainable parameters.
-    pub fn num_parameters(&self) -> usize {
-        crate::model::parameter_shapes(self)
-            .iter()
-            .map(|(_, shape)| shape.iter().product::<usize>())
-            .sum()
-    }
 }
 
 /// Keys read into typed fields; everything else is kept in `extra`.

@@ -1,6 +1,6 @@
 //! Batched sampling with a KV cache.
 //!
-//! Float32 models on the CPU generate with [`crate::decoder`], which batches
+//! Float32 models on the CPU generate with [`crate::cpu`]'s decoder, which batches
 //! continuously over threads. Elsewhere all sequences run as one batch of
 //! tensors: each prompt is prefilled once, left-padded beside the others; its
 //! cache row is then copied to the group of samples that share it. Rows
@@ -16,9 +16,10 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
-use crate::decoder::{CpuDecoder, Fingerprint};
+use crate::cpu::{CpuDecoder, Fingerprint};
 use crate::error::{Error, Result};
-use crate::model::{Kernels, Transformer};
+use crate::layers::Kernels;
+use crate::model::Transformer;
 use crate::sampling::Sampler;
 
 /// How to sample completions.
@@ -167,10 +168,13 @@ impl GenerationCache {
         F: Fn(&[u32]) -> bool + Sync,
     {
         let request = Request::new(prompts, samples_per_prompt, config, rng)?;
-        if CpuDecoder::handles(model) && !request.seeds.is_empty() && config.max_new_tokens > 0 {
+        if CpuDecoder::handles(model.device(), model.dtype())
+            && !request.seeds.is_empty()
+            && config.max_new_tokens > 0
+        {
             let decoder = self.decoder(model)?;
             let threads = candle_core::utils::get_num_threads();
-            return crate::decoder::generate(&decoder, &request, threads, &is_done);
+            return crate::cpu::decode(&decoder, &request, threads, &is_done);
         }
         generate_batched(model, &request, &is_done)
     }
@@ -182,7 +186,8 @@ impl GenerationCache {
 
     /// The packed decoder for `model`'s current weights.
     fn decoder(&self, model: &Transformer) -> Result<Arc<CpuDecoder>> {
-        let fingerprint = Fingerprint::of(model)?;
+        let named = model.named_weights();
+        let fingerprint = Fingerprint::of(&named)?;
         let mut packed = self.lock();
         if let Some(p) = packed.as_ref() {
             if &p.config == model.config() && p.decoder.packed_from(&fingerprint) {
@@ -191,7 +196,7 @@ impl GenerationCache {
         }
         // Free the stale copy before packing the new one.
         *packed = None;
-        let decoder = Arc::new(CpuDecoder::new(model, fingerprint)?);
+        let decoder = Arc::new(CpuDecoder::new(model.config(), &named, fingerprint)?);
         *packed = Some(Packed {
             config: model.config().clone(),
             decoder: Arc::clone(&decoder),
@@ -324,7 +329,7 @@ where
             .map(|&i| seqs[i].tokens.last().copied().unwrap_or(0))
             .collect();
         let input = Tensor::from_vec(last, (rows.len(), 1), model.device())?;
-        let hidden = model.hidden_states(&input, None, Some(&mut cache), Kernels::Fused)?;
+        let hidden = model.hidden_states(&input, None, Some(&mut cache), Kernels::ForwardOnly)?;
         logits = model
             .lm_head(&hidden)?
             .to_dtype(DType::F32)?
@@ -362,7 +367,7 @@ fn prefill(
         model.dtype(),
         device,
     )?;
-    let hidden = model.hidden_states(&ids, Some(&mask), Some(&mut cache), Kernels::Fused)?;
+    let hidden = model.hidden_states(&ids, Some(&mask), Some(&mut cache), Kernels::ForwardOnly)?;
     let last = hidden.narrow(1, width - 1, 1)?;
     let logits = model
         .lm_head(&last)?
@@ -418,7 +423,7 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
-    use crate::decoder::tests::packed;
+    use crate::cpu::decoder::tests::packed;
     use crate::{Architecture, ModelConfig, Policy};
 
     fn models() -> Vec<(String, Policy)> {
@@ -470,7 +475,7 @@ mod tests {
                 let mut rng = StdRng::seed_from_u64(1000);
                 let request = Request::new(&prompts, 3, &config, &mut rng).unwrap();
                 let decoder = packed(&policy.model);
-                let fast = crate::decoder::generate(&decoder, &request, 2, &|_| false).unwrap();
+                let fast = crate::cpu::decode(&decoder, &request, 2, &|_| false).unwrap();
                 let batched = generate_batched(&policy.model, &request, &|_| false).unwrap();
                 assert_eq!(fast.len(), batched.len());
                 for (a, b) in fast.iter().zip(&batched) {
@@ -500,8 +505,7 @@ mod tests {
         let (config, prompts) = (config(1.0), prompts());
         let request = Request::new(&prompts, 4, &config, &mut StdRng::seed_from_u64(0)).unwrap();
         let decoder = packed(&policy.model);
-        let run =
-            |threads| crate::decoder::generate(&decoder, &request, threads, &|_| false).unwrap();
+        let run = |threads| crate::cpu::decode(&decoder, &request, threads, &|_| false).unwrap();
         let one = run(1);
         for threads in [2, 3, 5, 16] {
             assert_eq!(run(threads), one, "{threads} threads");
@@ -550,9 +554,15 @@ mod tests {
     #[test]
     fn only_float32_cpu_models_use_the_decoder() {
         let (_, policy) = models().remove(0);
-        assert!(CpuDecoder::handles(&policy.model));
+        assert!(CpuDecoder::handles(
+            policy.model.device(),
+            policy.model.dtype()
+        ));
         let half = policy.to_dtype(DType::BF16).unwrap();
-        assert!(!CpuDecoder::handles(&half.model));
+        assert!(!CpuDecoder::handles(
+            half.model.device(),
+            half.model.dtype()
+        ));
         let out = generate(
             &half.model,
             &prompts(),

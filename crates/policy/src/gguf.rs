@@ -3,8 +3,9 @@
 //! dequantized to float32 so that the model trains like any other.
 //!
 //! What a GGUF stores differently from a Hugging Face folder:
-//! - tensor names are llama.cpp's (`blk.3.attn_q.weight`); [`TENSOR_NAMES`]
-//!   maps them to the Hugging Face names the model uses;
+//! - tensor names are llama.cpp's (`blk.3.attn_q.weight`); the weight-name
+//!   table ([`crate::gguf_name`], [`crate::hf_name`]) maps them to the
+//!   Hugging Face names the model uses;
 //! - for the Llama architecture, llama.cpp's converter permutes the rows of
 //!   the query and key projections per head so that its interleaved RoPE
 //!   gives the same result; the model here rotates halves (as
@@ -25,79 +26,11 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::config::{Architecture, ModelConfig, RopeScaling};
 use crate::error::{Error, Result};
-use crate::model::parameter_shapes;
 use crate::policy::Policy;
+use crate::weight_names::{all_weights, hf_name, Weight};
 
 /// File extension of GGUF files.
 pub const GGUF_EXTENSION: &str = "gguf";
-
-/// llama.cpp's tensor names beside the Hugging Face names of the same
-/// tensors; `{}` is the layer index.
-pub const TENSOR_NAMES: &[(&str, &str)] = &[
-    ("token_embd.weight", "model.embed_tokens.weight"),
-    ("output_norm.weight", "model.norm.weight"),
-    ("output.weight", "lm_head.weight"),
-    (
-        "blk.{}.attn_norm.weight",
-        "model.layers.{}.input_layernorm.weight",
-    ),
-    (
-        "blk.{}.attn_q.weight",
-        "model.layers.{}.self_attn.q_proj.weight",
-    ),
-    (
-        "blk.{}.attn_q.bias",
-        "model.layers.{}.self_attn.q_proj.bias",
-    ),
-    (
-        "blk.{}.attn_k.weight",
-        "model.layers.{}.self_attn.k_proj.weight",
-    ),
-    (
-        "blk.{}.attn_k.bias",
-        "model.layers.{}.self_attn.k_proj.bias",
-    ),
-    (
-        "blk.{}.attn_v.weight",
-        "model.layers.{}.self_attn.v_proj.weight",
-    ),
-    (
-        "blk.{}.attn_v.bias",
-        "model.layers.{}.self_attn.v_proj.bias",
-    ),
-    (
-        "blk.{}.attn_output.weight",
-        "model.layers.{}.self_attn.o_proj.weight",
-    ),
-    (
-        "blk.{}.attn_output.bias",
-        "model.layers.{}.self_attn.o_proj.bias",
-    ),
-    (
-        "blk.{}.attn_q_norm.weight",
-        "model.layers.{}.self_attn.q_norm.weight",
-    ),
-    (
-        "blk.{}.attn_k_norm.weight",
-        "model.layers.{}.self_attn.k_norm.weight",
-    ),
-    (
-        "blk.{}.ffn_norm.weight",
-        "model.layers.{}.post_attention_layernorm.weight",
-    ),
-    (
-        "blk.{}.ffn_gate.weight",
-        "model.layers.{}.mlp.gate_proj.weight",
-    ),
-    ("blk.{}.ffn_gate.bias", "model.layers.{}.mlp.gate_proj.bias"),
-    ("blk.{}.ffn_up.weight", "model.layers.{}.mlp.up_proj.weight"),
-    ("blk.{}.ffn_up.bias", "model.layers.{}.mlp.up_proj.bias"),
-    (
-        "blk.{}.ffn_down.weight",
-        "model.layers.{}.mlp.down_proj.weight",
-    ),
-    ("blk.{}.ffn_down.bias", "model.layers.{}.mlp.down_proj.bias"),
-];
 
 /// The tensor types candle dequantizes.
 const SUPPORTED_TYPES: &str =
@@ -306,10 +239,9 @@ impl GgufModel {
         let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
         let mut reader = BufReader::new(file);
         let mut weights = HashMap::new();
-        for (name, shape) in parameter_shapes(config) {
-            let Some(gguf) = gguf_name(&name) else {
-                return Err(self.error(format!("no llama.cpp name for tensor '{name}'")));
-            };
+        for (weight, layer) in all_weights(config) {
+            let (name, gguf) = (weight.name(layer), weight.gguf_name(layer));
+            let shape = weight.shape(config);
             let info = self.content.tensor_infos.get(&gguf).ok_or_else(|| {
                 self.error(format!(
                     "missing tensor '{gguf}' ({name}), which the metadata imply"
@@ -329,7 +261,7 @@ impl GgufModel {
             .map_err(|message| {
                 self.error(format!("tensor '{gguf}' ({}): {message}", type_name(dtype)))
             })?;
-            let tensor = match rope_heads(config, &name) {
+            let tensor = match rope_heads(config, weight) {
                 Some(heads) => unpermute_rows(&tensor, heads)?,
                 None => tensor,
             };
@@ -622,43 +554,16 @@ fn type_name(dtype: GgmlDType) -> String {
     format!("{dtype:?}")
 }
 
-/// The Hugging Face name of a llama.cpp tensor name.
-pub fn hf_name(gguf: &str) -> Option<String> {
-    translate(gguf, |(from, to)| (from, to))
-}
-
-/// The llama.cpp name of a Hugging Face tensor name.
-pub fn gguf_name(hf: &str) -> Option<String> {
-    translate(hf, |(from, to)| (to, from))
-}
-
-fn translate(
-    name: &str,
-    direction: impl Fn((&'static str, &'static str)) -> (&'static str, &'static str),
-) -> Option<String> {
-    TENSOR_NAMES.iter().find_map(|&pair| {
-        let (from, to) = direction(pair);
-        let Some((prefix, suffix)) = from.split_once("{}") else {
-            return (name == from).then(|| to.to_owned());
-        };
-        let layer = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
-        let is_index = !layer.is_empty() && layer.bytes().all(|b| b.is_ascii_digit());
-        is_index.then(|| to.replace("{}", layer))
-    })
-}
-
 /// For a Llama model's query and key projections (weight or bias), the
 /// number of heads whose rows llama.cpp permuted.
-fn rope_heads(config: &ModelConfig, hf: &str) -> Option<usize> {
+fn rope_heads(config: &ModelConfig, weight: Weight) -> Option<usize> {
     if config.architecture != Architecture::Llama {
         return None;
     }
-    if hf.contains(".self_attn.q_proj.") {
-        Some(config.num_attention_heads)
-    } else if hf.contains(".self_attn.k_proj.") {
-        Some(config.num_key_value_heads)
-    } else {
-        None
+    match weight {
+        Weight::QProj | Weight::QBias => Some(config.num_attention_heads),
+        Weight::KProj | Weight::KBias => Some(config.num_key_value_heads),
+        _ => None,
     }
 }
 
@@ -685,27 +590,6 @@ fn unpermute_rows(tensor: &Tensor, heads: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_map_both_ways_and_only_whole_layer_indices() {
-        assert_eq!(
-            hf_name("blk.12.attn_q.weight").as_deref(),
-            Some("model.layers.12.self_attn.q_proj.weight")
-        );
-        assert_eq!(hf_name("output.weight").as_deref(), Some("lm_head.weight"));
-        assert_eq!(
-            gguf_name("model.layers.3.mlp.down_proj.weight").as_deref(),
-            Some("blk.3.ffn_down.weight")
-        );
-        assert_eq!(hf_name("blk..attn_q.weight"), None);
-        assert_eq!(hf_name("blk.1x.attn_q.weight"), None);
-        assert_eq!(hf_name("rope_freqs.weight"), None);
-        for (gguf, hf) in TENSOR_NAMES {
-            let (g, h) = (gguf.replace("{}", "7"), hf.replace("{}", "7"));
-            assert_eq!(hf_name(&g).as_deref(), Some(h.as_str()));
-            assert_eq!(gguf_name(&h).as_deref(), Some(g.as_str()));
-        }
-    }
 
     /// llama.cpp's `permute` (convert_hf_to_gguf.py), written out on indices.
     fn llama_cpp_permute(rows: &[f32], heads: usize, cols: usize) -> Vec<f32> {

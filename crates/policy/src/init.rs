@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::model::parameter_shapes;
+use crate::weight_names::{all_weights, Role};
 
 /// Fresh weights for `config`, the same for the same `seed` on every machine.
 pub(crate) fn random_weights(
@@ -22,19 +22,18 @@ pub(crate) fn random_weights(
 ) -> Result<HashMap<String, Tensor>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let std = config.initializer_range;
-    parameter_shapes(config)
+    all_weights(config)
         .into_iter()
-        .map(|(name, shape)| {
+        .map(|(weight, layer)| {
+            let shape = weight.shape(config);
             let n: usize = shape.iter().product();
-            let values: Vec<f32> = if name.ends_with("norm.weight") {
-                vec![1.0; n]
-            } else if name.ends_with(".bias") {
-                vec![0.0; n]
-            } else {
-                (0..n).map(|_| (normal(&mut rng) * std) as f32).collect()
+            let values: Vec<f32> = match weight.role() {
+                Role::Norm => vec![1.0; n],
+                Role::Bias => vec![0.0; n],
+                Role::Matrix => (0..n).map(|_| (normal(&mut rng) * std) as f32).collect(),
             };
             let tensor = Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?;
-            Ok((name, tensor))
+            Ok((weight.name(layer), tensor))
         })
         .collect()
 }

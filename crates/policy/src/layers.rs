@@ -1,11 +1,40 @@
-//! The small building blocks: a linear layer, RMSNorm and the SwiGLU MLP.
+//! The small building blocks: a linear layer, RMSNorm and the SwiGLU MLP,
+//! and the choice of kernels they run with.
 
 use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::model::Kernels;
+use crate::weight_names::Weight;
+
+/// Which implementation of RoPE, RMSNorm and softmax a forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// Kernels that pass gradients: on the CPU (f32 / f64) the CPU backend's
+    /// fused ones, elsewhere compositions of basic tensor operations.
+    /// Training uses these.
+    #[default]
+    Trainable,
+    /// candle's fused kernels: faster, but they pass no gradient. Generation
+    /// through the tensor model uses these; tests check they agree with the
+    /// trainable forms.
+    ForwardOnly,
+    /// Compositions of basic tensor operations only, on every device, with
+    /// gradients: what the other devices run, and the reference the CPU
+    /// backend is held to.
+    Composed,
+}
+
+/// The weight `weight` of layer `layer`, named and shaped as the weight-name table says.
+pub(crate) fn get(
+    cfg: &ModelConfig,
+    vb: &VarBuilder,
+    weight: Weight,
+    layer: usize,
+) -> Result<Tensor> {
+    Ok(vb.get(weight.shape(cfg), &weight.name(layer))?)
+}
 
 /// `y = x W^T + b` over the last dimension, as one matrix product for any batch shape.
 #[derive(Debug, Clone)]
@@ -16,14 +45,21 @@ pub(crate) struct Linear {
 }
 
 impl Linear {
-    pub(crate) fn new(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Self> {
-        let weight = vb.get((out_dim, in_dim), "weight")?;
-        let bias = if bias {
-            Some(vb.get(out_dim, "bias")?)
-        } else {
-            None
+    /// The projection `weight` of layer `layer`, with its bias where the config has one.
+    pub(crate) fn new(
+        cfg: &ModelConfig,
+        vb: &VarBuilder,
+        weight: Weight,
+        layer: usize,
+    ) -> Result<Self> {
+        let bias = match weight.bias(cfg) {
+            Some(bias) => Some(get(cfg, vb, bias, layer)?),
+            None => None,
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight: get(cfg, vb, weight, layer)?,
+            bias,
+        })
     }
 
     pub(crate) fn from_weight(weight: Tensor) -> Self {
@@ -35,20 +71,20 @@ impl Linear {
         &self.weight
     }
 
-    /// Appends `name.weight` (and `name.bias`) to `out`.
-    pub(crate) fn export(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
-        out.push((format!("{name}.weight"), self.weight.clone()));
-        if let Some(b) = &self.bias {
-            out.push((format!("{name}.bias"), b.clone()));
-        }
+    /// The bias [out], if any.
+    pub(crate) fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
         // A 2-D input needs no reshape: each reshape is one more node whose
         // gradient the backward pass allocates and adds.
         if x.rank() == 2 {
-            let y = if crate::kernels::fused_cpu(x) && x.dtype() == self.weight.dtype() {
-                crate::kernels::linear(x, &self.weight)?
+            let y = if kernels != Kernels::Composed
+                && crate::cpu::fused_cpu(x)
+                && x.dtype() == self.weight.dtype()
+            {
+                crate::cpu::linear(x, &self.weight)?
             } else {
                 x.matmul(&self.weight.t()?)?
             };
@@ -61,7 +97,7 @@ impl Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
         // One [rows, in] x [in, out] product: batched matmuls would run one small gemm per row.
-        let y = self.forward(&x.reshape((rows, in_dim))?)?;
+        let y = self.forward(&x.reshape((rows, in_dim))?, kernels)?;
         let mut out_dims = dims.to_vec();
         out_dims[dims.len() - 1] = self.weight.dim(0)?;
         Ok(y.reshape(out_dims)?)
@@ -71,7 +107,7 @@ impl Linear {
 /// The outputs of several linear layers over the same input, side by side
 /// ([rows, sum of outputs] for `x` [rows, in]), as one product: their weights
 /// concatenate, a cheap node, and `x` gets one gradient instead of several.
-pub(crate) fn linear_concat(layers: &[&Linear], x: &Tensor) -> Result<Tensor> {
+pub(crate) fn linear_concat(layers: &[&Linear], x: &Tensor, kernels: Kernels) -> Result<Tensor> {
     let weights: Vec<&Tensor> = layers.iter().map(|l| &l.weight).collect();
     let biases: Option<Vec<&Tensor>> = layers.iter().map(|l| l.bias.as_ref()).collect();
     let bias = match biases {
@@ -79,7 +115,10 @@ pub(crate) fn linear_concat(layers: &[&Linear], x: &Tensor) -> Result<Tensor> {
         None if layers.iter().all(|l| l.bias.is_none()) => None,
         None => {
             // Mixed biases: no concatenation to make.
-            let outs: Vec<Tensor> = layers.iter().map(|l| l.forward(x)).collect::<Result<_>>()?;
+            let outs: Vec<Tensor> = layers
+                .iter()
+                .map(|l| l.forward(x, kernels))
+                .collect::<Result<_>>()?;
             return Ok(Tensor::cat(&outs, D::Minus1)?);
         }
     };
@@ -87,7 +126,7 @@ pub(crate) fn linear_concat(layers: &[&Linear], x: &Tensor) -> Result<Tensor> {
         weight: Tensor::cat(&weights, 0)?,
         bias,
     }
-    .forward(x)
+    .forward(x, kernels)
 }
 
 /// Root-mean-square normalisation: `x / sqrt(mean(x^2) + eps) * weight`.
@@ -98,29 +137,34 @@ pub(crate) struct RmsNorm {
 }
 
 impl RmsNorm {
-    pub(crate) fn new(size: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+    /// The norm `weight` of layer `layer`.
+    pub(crate) fn new(
+        cfg: &ModelConfig,
+        vb: &VarBuilder,
+        weight: Weight,
+        layer: usize,
+    ) -> Result<Self> {
         Ok(RmsNorm {
-            weight: vb.get(size, "weight")?,
-            eps,
+            weight: get(cfg, vb, weight, layer)?,
+            eps: cfg.rms_norm_eps,
         })
     }
 
-    /// Appends `name.weight` to `out`.
-    pub(crate) fn export(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
-        out.push((format!("{name}.weight"), self.weight.clone()));
+    pub(crate) fn weight(&self) -> &Tensor {
+        &self.weight
     }
 
     pub(crate) fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
         match kernels {
-            Kernels::Fused => Ok(candle_nn::ops::rms_norm(
+            Kernels::ForwardOnly => Ok(candle_nn::ops::rms_norm(
                 &x.contiguous()?,
                 &self.weight,
                 self.eps as f32,
             )?),
-            Kernels::Differentiable if crate::kernels::fused_cpu(x) => {
-                crate::kernels::rms_norm(x, &self.weight, self.eps)
+            Kernels::Trainable if crate::cpu::fused_cpu(x) => {
+                crate::cpu::rms_norm(x, &self.weight, self.eps)
             }
-            Kernels::Differentiable => self.forward_composed(x),
+            Kernels::Trainable | Kernels::Composed => self.forward_composed(x),
         }
     }
 
@@ -148,20 +192,25 @@ pub(crate) struct Mlp {
 }
 
 impl Mlp {
-    pub(crate) fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let (h, i, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
+    pub(crate) fn new(cfg: &ModelConfig, vb: &VarBuilder, layer: usize) -> Result<Self> {
         Ok(Mlp {
-            gate_proj: Linear::new(h, i, bias, vb.pp("gate_proj"))?,
-            up_proj: Linear::new(h, i, bias, vb.pp("up_proj"))?,
-            down_proj: Linear::new(i, h, bias, vb.pp("down_proj"))?,
+            gate_proj: Linear::new(cfg, vb, Weight::GateProj, layer)?,
+            up_proj: Linear::new(cfg, vb, Weight::UpProj, layer)?,
+            down_proj: Linear::new(cfg, vb, Weight::DownProj, layer)?,
         })
     }
 
-    /// Appends the weights under `name` (`name.gate_proj.weight`, ...) to `out`.
-    pub(crate) fn export(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
-        self.gate_proj.export(&format!("{name}.gate_proj"), out);
-        self.up_proj.export(&format!("{name}.up_proj"), out);
-        self.down_proj.export(&format!("{name}.down_proj"), out);
+    /// One of the block's weights.
+    pub(crate) fn tensor(&self, weight: Weight) -> Option<&Tensor> {
+        match weight {
+            Weight::GateProj => Some(self.gate_proj.weight()),
+            Weight::UpProj => Some(self.up_proj.weight()),
+            Weight::DownProj => Some(self.down_proj.weight()),
+            Weight::GateBias => self.gate_proj.bias(),
+            Weight::UpBias => self.up_proj.bias(),
+            Weight::DownBias => self.down_proj.bias(),
+            _ => None,
+        }
     }
 
     /// `x + forward(norm(x))` as one fused CPU operation, for `x` [rows,
@@ -170,7 +219,7 @@ impl Mlp {
         let no_bias = [&self.gate_proj, &self.up_proj, &self.down_proj]
             .iter()
             .all(|l| l.bias.is_none());
-        if !(no_bias && x.rank() == 2 && crate::kernels::fused_cpu(x)) {
+        if !(no_bias && x.rank() == 2 && crate::cpu::fused_cpu(x)) {
             return Ok(None);
         }
         // The gate, up and norm weights concatenate (a cheap node) so the
@@ -180,18 +229,21 @@ impl Mlp {
             &[&self.gate_proj.weight, &self.up_proj.weight, &norm_weight],
             0,
         )?;
-        let block = crate::kernels::swiglu_block(x, &weights, &self.down_proj.weight, norm.eps)?;
+        let block = crate::cpu::swiglu_block(x, &weights, &self.down_proj.weight, norm.eps)?;
         Ok(Some(block))
     }
 
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
-        let hidden = if crate::kernels::fused_cpu(&gate) {
-            crate::kernels::swiglu(&gate, &up)?
+    pub(crate) fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        let (gate, up) = (
+            self.gate_proj.forward(x, kernels)?,
+            self.up_proj.forward(x, kernels)?,
+        );
+        let hidden = if kernels != Kernels::Composed && crate::cpu::fused_cpu(&gate) {
+            crate::cpu::swiglu(&gate, &up)?
         } else {
             (gate.silu()? * up)?
         };
-        self.down_proj.forward(&hidden)
+        self.down_proj.forward(&hidden, kernels)
     }
 }
 
@@ -208,9 +260,9 @@ mod tests {
             eps: 1e-6,
         };
         let x = Tensor::randn(0f32, 3.0, (2, 5, 32), &dev)?;
-        let fused = norm.forward(&x, Kernels::Fused)?;
+        let fused = norm.forward(&x, Kernels::ForwardOnly)?;
         for other in [
-            norm.forward(&x, Kernels::Differentiable)?,
+            norm.forward(&x, Kernels::Trainable)?,
             norm.forward_composed(&x)?,
         ] {
             let diff = (&fused - other)?.abs()?.max_all()?.to_scalar::<f32>()?;

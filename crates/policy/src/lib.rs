@@ -69,13 +69,11 @@
 //! # Ok::<(), policy::Error>(())
 //! ```
 
-#[macro_use]
-mod dispatch; // first: its macro is used by the modules below
 mod attention;
 mod cache;
 mod chat_template;
 mod config;
-mod decoder;
+mod cpu;
 mod device;
 mod error;
 mod generate;
@@ -83,7 +81,6 @@ mod gguf;
 mod gguf_tokenizer;
 mod hub;
 mod init;
-mod kernels;
 mod layers;
 mod logprobs;
 mod model;
@@ -91,6 +88,7 @@ mod policy;
 mod rope;
 mod sampling;
 mod tokenizer;
+mod weight_names;
 mod weights;
 
 pub use cache::KvCache;
@@ -101,13 +99,15 @@ pub use error::{Error, Result};
 pub use generate::{
     generate, generate_until, FinishReason, Generation, GenerationCache, SamplingConfig,
 };
-pub use gguf::{gguf_name, hf_name, is_gguf_file, GgufModel, GGUF_EXTENSION, TENSOR_NAMES};
+pub use gguf::{is_gguf_file, GgufModel, GGUF_EXTENSION};
 pub use hub::{hub_model_dir, resolve_model_dir, HubOptions};
+pub use layers::Kernels;
 pub use logprobs::{
     completion_logprobs, completion_logprobs_and_entropy, grouped_completion_scores,
     token_cross_entropy, PromptGroup, TokenScores,
 };
-pub use model::{parameter_shapes, Kernels, Transformer};
+pub use model::Transformer;
 pub use policy::{Policy, CONFIG_FILE};
 pub use tokenizer::Tokenizer;
+pub use weight_names::{gguf_name, hf_name, parameter_shapes};
 pub use weights::{load_weights, save_weights, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};

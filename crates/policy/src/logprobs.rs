@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use candle_core::{DType, Tensor, D};
 
+use crate::cpu::{Picks, Sequence, SequenceLayout, NO_ROW};
 use crate::error::{Error, Result};
-use crate::kernels::{Picks, Sequence, SequenceLayout, NO_ROW};
-use crate::model::{Kernels, Transformer};
+use crate::layers::Kernels;
+use crate::model::Transformer;
 
 /// Per-token log-probabilities and entropies of completion tokens.
 #[derive(Debug, Clone)]
@@ -209,7 +210,7 @@ pub fn grouped_completion_scores(
     }
     let layout = Arc::new(SequenceLayout::new(seqs, ids.len())?);
     let hidden = model.packed_hidden_states(&ids, &positions, layout)?;
-    let scores = crate::kernels::token_logprobs(
+    let scores = crate::cpu::token_logprobs(
         &hidden,
         model.lm_head_weight(),
         Arc::new(picks),
@@ -295,12 +296,7 @@ fn fused_scores(
     let (b, t) = input_ids.dims2()?;
     check_completion_len(t, completion_len)?;
     check_temperature(temperature)?;
-    let hidden = model.hidden_states(
-        input_ids,
-        Some(attention_mask),
-        None,
-        Kernels::Differentiable,
-    )?;
+    let hidden = model.hidden_states(input_ids, Some(attention_mask), None, Kernels::Trainable)?;
     let hidden = hidden.reshape((b * t, model.config().hidden_size))?;
     let ids = input_ids.to_vec2::<u32>()?;
     let c = completion_len;
@@ -315,7 +311,7 @@ fn fused_scores(
             picks.targets.push(ids[t - c + j]);
         }
     }
-    let scores = crate::kernels::token_logprobs(
+    let scores = crate::cpu::token_logprobs(
         &hidden,
         model.lm_head_weight(),
         Arc::new(picks),
@@ -335,12 +331,7 @@ fn completion_logits(
     let (_, t) = input_ids.dims2()?;
     check_completion_len(t, completion_len)?;
     check_temperature(temperature)?;
-    let hidden = model.hidden_states(
-        input_ids,
-        Some(attention_mask),
-        None,
-        Kernels::Differentiable,
-    )?;
+    let hidden = model.hidden_states(input_ids, Some(attention_mask), None, Kernels::Trainable)?;
     // Position t predicts token t + 1: keep the C positions before each target.
     let hidden = hidden.narrow(1, t - completion_len - 1, completion_len)?;
     let logits = model.lm_head(&hidden)?;

@@ -1,8 +1,10 @@
 //! The decoder-only transformer of the Llama / Qwen2 / Qwen3 families.
 //!
 //! Order as in candle's model files: the configuration lives in
-//! `config.rs`, the private layers in `rope.rs`, `layers.rs` and
-//! `attention.rs`; this file holds the decoder layer and the public model.
+//! `config.rs`, the weights' names and shapes in `weight_names.rs`, the
+//! private layers in `rope.rs`, `layers.rs` and `attention.rs`; this file
+//! holds the decoder layer and the public model. On f32 / f64 CPU tensors
+//! the layers call the fused kernels of the CPU backend (`cpu/`).
 
 use std::sync::Arc;
 
@@ -12,21 +14,11 @@ use candle_nn::VarBuilder;
 use crate::attention::{Attention, LayerCache};
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
+use crate::cpu::SequenceLayout;
 use crate::error::{Error, Result};
-use crate::kernels::SequenceLayout;
-use crate::layers::{Linear, Mlp, RmsNorm};
+use crate::layers::{get, Kernels, Linear, Mlp, RmsNorm};
 use crate::rope::RotaryEmbedding;
-
-/// Which implementation of RoPE, RMSNorm and softmax a forward pass uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Kernels {
-    /// Built from basic tensor operations: gradients flow. Training uses this.
-    #[default]
-    Differentiable,
-    /// candle's fused kernels: faster, but they pass no gradient. Generation
-    /// uses these; tests check they agree with the differentiable forms.
-    Fused,
-}
+use crate::weight_names::{all_weights, Weight};
 
 #[derive(Debug, Clone)]
 struct DecoderLayer {
@@ -37,23 +29,24 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
-        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+    fn new(cfg: &ModelConfig, vb: &VarBuilder, layer: usize) -> Result<Self> {
         Ok(DecoderLayer {
-            self_attn: Attention::new(cfg, vb.pp("self_attn"))?,
-            mlp: Mlp::new(cfg, vb.pp("mlp"))?,
-            input_layernorm: RmsNorm::new(h, eps, vb.pp("input_layernorm"))?,
-            post_attention_layernorm: RmsNorm::new(h, eps, vb.pp("post_attention_layernorm"))?,
+            self_attn: Attention::new(cfg, vb, layer)?,
+            mlp: Mlp::new(cfg, vb, layer)?,
+            input_layernorm: RmsNorm::new(cfg, vb, Weight::InputNorm, layer)?,
+            post_attention_layernorm: RmsNorm::new(cfg, vb, Weight::PostNorm, layer)?,
         })
     }
 
-    fn export(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
-        self.input_layernorm
-            .export(&format!("{name}.input_layernorm"), out);
-        self.self_attn.export(&format!("{name}.self_attn"), out);
-        self.post_attention_layernorm
-            .export(&format!("{name}.post_attention_layernorm"), out);
-        self.mlp.export(&format!("{name}.mlp"), out);
+    fn tensor(&self, weight: Weight) -> Option<&Tensor> {
+        match weight {
+            Weight::InputNorm => Some(self.input_layernorm.weight()),
+            Weight::PostNorm => Some(self.post_attention_layernorm.weight()),
+            _ => self
+                .self_attn
+                .tensor(weight)
+                .or_else(|| self.mlp.tensor(weight)),
+        }
     }
 
     fn forward(
@@ -73,7 +66,7 @@ impl DecoderLayer {
             ctx.kernels,
         )?;
         let x = (x + attn_out)?;
-        if ctx.kernels == Kernels::Differentiable {
+        if ctx.kernels == Kernels::Trainable {
             if let Some(out) = self
                 .mlp
                 .residual_block(&x, &self.post_attention_layernorm)?
@@ -82,7 +75,7 @@ impl DecoderLayer {
             }
         }
         let mlp_in = self.post_attention_layernorm.forward(&x, ctx.kernels)?;
-        Ok((&x + self.mlp.forward(&mlp_in)?)?)
+        Ok((&x + self.mlp.forward(&mlp_in, ctx.kernels)?)?)
     }
 }
 
@@ -119,23 +112,15 @@ impl Transformer {
     /// (`model.layers.0.self_attn.q_proj.weight`, ...).
     pub fn new(config: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         config.validate()?;
-        let vb_m = vb.pp("model");
-        let embed_tokens = vb_m
-            .pp("embed_tokens")
-            .get((config.vocab_size, config.hidden_size), "weight")?;
+        let embed_tokens = get(config, &vb, Weight::Embed, 0)?;
         let layers = (0..config.num_hidden_layers)
-            .map(|i| DecoderLayer::new(config, vb_m.pp("layers").pp(i)))
+            .map(|i| DecoderLayer::new(config, &vb, i))
             .collect::<Result<_>>()?;
-        let norm = RmsNorm::new(config.hidden_size, config.rms_norm_eps, vb_m.pp("norm"))?;
+        let norm = RmsNorm::new(config, &vb, Weight::Norm, 0)?;
         let lm_head = if config.tie_word_embeddings {
             Linear::from_weight(embed_tokens.clone())
         } else {
-            Linear::new(
-                config.hidden_size,
-                config.vocab_size,
-                false,
-                vb.pp("lm_head"),
-            )?
+            Linear::new(config, &vb, Weight::LmHead, 0)?
         };
         Ok(Transformer {
             embed_tokens,
@@ -151,18 +136,22 @@ impl Transformer {
     /// order (a tied model lists no `lm_head.weight`). The tensors share
     /// storage with the model.
     pub fn named_weights(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![(
-            "model.embed_tokens.weight".to_string(),
-            self.embed_tokens.clone(),
-        )];
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.export(&format!("model.layers.{i}"), &mut out);
+        // Built from the same table, the model holds every weight it lists.
+        all_weights(&self.config)
+            .into_iter()
+            .filter_map(|(w, l)| Some((w.name(l), self.tensor(w, l)?.clone())))
+            .collect()
+    }
+
+    /// One weight (`layer` is ignored for global ones), None where the model has none.
+    pub(crate) fn tensor(&self, weight: Weight, layer: usize) -> Option<&Tensor> {
+        match weight {
+            Weight::Embed => Some(&self.embed_tokens),
+            Weight::Norm => Some(self.norm.weight()),
+            Weight::LmHead if !self.config.tie_word_embeddings => Some(self.lm_head.weight()),
+            Weight::LmHead => None,
+            _ => self.layers.get(layer)?.tensor(weight),
         }
-        self.norm.export("model.norm", &mut out);
-        if !self.config.tie_word_embeddings {
-            self.lm_head.export("lm_head", &mut out);
-        }
-        out
     }
 
     /// The configuration the model was built from.
@@ -192,7 +181,7 @@ impl Transformer {
         attention_mask: Option<&Tensor>,
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
-        self.forward_with(input_ids, attention_mask, cache, Kernels::Differentiable)
+        self.forward_with(input_ids, attention_mask, cache, Kernels::Trainable)
     }
 
     /// [`Transformer::forward`] with a choice of kernels.
@@ -204,7 +193,7 @@ impl Transformer {
         kernels: Kernels,
     ) -> Result<Tensor> {
         let hidden = self.hidden_states(input_ids, attention_mask, cache, kernels)?;
-        self.lm_head(&hidden)
+        self.lm_head.forward(&hidden, kernels)
     }
 
     /// The final-norm hidden states [B, T, hidden] of [`Transformer::forward`],
@@ -235,7 +224,7 @@ impl Transformer {
         // Without a cache the fused CPU attention masks from the token mask
         // itself; the additive mask is built only for the other paths.
         let fused_attention = cache.is_none()
-            && kernels == Kernels::Differentiable
+            && kernels == Kernels::Trainable
             && self.device().is_cpu()
             && matches!(self.dtype(), DType::F32 | DType::F64);
         let ctx = ForwardContext {
@@ -278,7 +267,7 @@ impl Transformer {
 
     /// Applies the LM head to hidden states [..., hidden] -> logits [..., vocab].
     pub fn lm_head(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.lm_head.forward(hidden)
+        self.lm_head.forward(hidden, Kernels::Trainable)
     }
 
     /// Whether training passes run on the fused CPU kernels (weights in f32
@@ -321,13 +310,13 @@ impl Transformer {
                 .angles(positions, 1, n, self.dtype(), self.device())?,
             mask: None,
             layout: Some(layout),
-            kernels: Kernels::Differentiable,
+            kernels: Kernels::Trainable,
         };
         let mut x = self.embed_tokens.index_select(&ids, 0)?;
         for layer in &self.layers {
             x = layer.forward(&x, &ctx, None)?;
         }
-        self.norm.forward(&x, Kernels::Differentiable)
+        self.norm.forward(&x, Kernels::Trainable)
     }
 }
 
@@ -434,49 +423,4 @@ fn check_token_ids(input_ids: &Tensor, vocab_size: usize) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Every trainable tensor of a config: Hugging Face name and shape, in a fixed order.
-pub fn parameter_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (h, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
-    let (q_out, kv_out) = (cfg.num_attention_heads * d, cfg.num_key_value_heads * d);
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![cfg.vocab_size, h],
-    )];
-    for l in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{l}");
-        let mut push = |name: &str, shape: Vec<usize>| out.push((format!("{p}.{name}"), shape));
-        push("input_layernorm.weight", vec![h]);
-        for (proj, rows) in [("q_proj", q_out), ("k_proj", kv_out), ("v_proj", kv_out)] {
-            push(&format!("self_attn.{proj}.weight"), vec![rows, h]);
-            if cfg.qkv_bias {
-                push(&format!("self_attn.{proj}.bias"), vec![rows]);
-            }
-        }
-        push("self_attn.o_proj.weight", vec![h, q_out]);
-        if cfg.o_bias {
-            push("self_attn.o_proj.bias", vec![h]);
-        }
-        if cfg.qk_norm {
-            push("self_attn.q_norm.weight", vec![d]);
-            push("self_attn.k_norm.weight", vec![d]);
-        }
-        push("post_attention_layernorm.weight", vec![h]);
-        for (proj, shape) in [
-            ("gate_proj", [i, h]),
-            ("up_proj", [i, h]),
-            ("down_proj", [h, i]),
-        ] {
-            push(&format!("mlp.{proj}.weight"), shape.to_vec());
-            if cfg.mlp_bias {
-                push(&format!("mlp.{proj}.bias"), vec![shape[0]]);
-            }
-        }
-    }
-    out.push(("model.norm.weight".to_string(), vec![h]));
-    if !cfg.tie_word_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, h]));
-    }
-    out
 }

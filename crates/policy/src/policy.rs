@@ -9,7 +9,8 @@ use candle_nn::{VarBuilder, VarMap};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::init::random_weights;
-use crate::model::{parameter_shapes, Transformer};
+use crate::model::Transformer;
+use crate::weight_names::parameter_shapes;
 use crate::weights::{load_weights, save_weights, WEIGHTS_FILE};
 
 /// File name of the model config inside a model folder.

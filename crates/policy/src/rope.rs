@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor, D};
 
 use crate::config::{ModelConfig, RopeScaling};
 use crate::error::Result;
-use crate::model::Kernels;
+use crate::layers::Kernels;
 
 /// Inverse frequencies of one head; cos/sin are computed per call from positions.
 #[derive(Debug, Clone)]
@@ -71,15 +71,15 @@ impl RopeAngles {
     /// Rotates `x` of shape [B, T, heads, head_dim].
     pub(crate) fn apply(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
         match kernels {
-            Kernels::Fused => Ok(candle_nn::rotary_emb::rope_thd(
+            Kernels::ForwardOnly => Ok(candle_nn::rotary_emb::rope_thd(
                 &x.contiguous()?,
                 &self.cos,
                 &self.sin,
             )?),
-            Kernels::Differentiable if crate::kernels::fused_cpu(x) => {
-                crate::kernels::rope(x, &self.cos, &self.sin)
+            Kernels::Trainable if crate::cpu::fused_cpu(x) => {
+                crate::cpu::rope(x, &self.cos, &self.sin)
             }
-            Kernels::Differentiable => self.apply_composed(x),
+            Kernels::Trainable | Kernels::Composed => self.apply_composed(x),
         }
     }
 
@@ -137,9 +137,9 @@ mod tests {
         let positions = [0u32, 1, 2, 7, 0, 0, 3, 4];
         let angles = rope.angles(&positions, 2, 4, DType::F32, &device)?;
         let x = Tensor::randn(0f32, 1.0, (2, 4, 2, 16), &device)?;
-        let a = angles.apply(&x, Kernels::Fused)?;
+        let a = angles.apply(&x, Kernels::ForwardOnly)?;
         for b in [
-            angles.apply(&x, Kernels::Differentiable)?,
+            angles.apply(&x, Kernels::Trainable)?,
             angles.apply_composed(&x)?,
         ] {
             let diff = (&a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
@@ -153,7 +153,7 @@ mod tests {
         let cfg = ModelConfig::new(Architecture::Llama, 10, 32, 8, 1, 2, 1);
         let angles = RotaryEmbedding::new(&cfg).angles(&[0], 1, 1, DType::F32, &Device::Cpu)?;
         let x = Tensor::randn(0f32, 1.0, (1, 1, 2, 16), &Device::Cpu)?;
-        let y = angles.apply(&x, Kernels::Differentiable)?;
+        let y = angles.apply(&x, Kernels::Trainable)?;
         let diff = (x - y)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert_eq!(diff, 0.0);
         Ok(())

@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use crate::kernels::simd::exp_f32;
+use crate::cpu::simd::{exp_f32, simd_fn};
 
 /// How the next token is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -160,7 +160,7 @@ simd_fn! {
     /// `(m, sum of exp(x * scale - m))` over `x`, with `m` the largest
     /// `x * scale` unless a `max` is given (anything but -inf). Summed in
     /// float64 lanes so a 150,000-token vocabulary loses no precision.
-    fn exp_sum(x: &[f32], scale: f32, max: f32) -> (f32, f64) => exp_sum_body
+    pub(crate) fn exp_sum(x: &[f32], scale: f32, max: f32) -> (f32, f64) => exp_sum_body
 }
 
 #[inline(always)]

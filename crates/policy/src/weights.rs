@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::model::parameter_shapes;
+use crate::weight_names::parameter_shapes;
 
 /// File name of a single-file checkpoint.
 pub const WEIGHTS_FILE: &str = "model.safetensors";

@@ -269,11 +269,11 @@ fn fused_kernels_agree_with_differentiable_ones() {
         .unwrap();
         let a = policy
             .model
-            .forward_with(&ids, Some(&mask), None, Kernels::Fused)
+            .forward_with(&ids, Some(&mask), None, Kernels::ForwardOnly)
             .unwrap();
         let b = policy
             .model
-            .forward_with(&ids, Some(&mask), None, Kernels::Differentiable)
+            .forward_with(&ids, Some(&mask), None, Kernels::Trainable)
             .unwrap();
         // Padding positions carry no meaning: compare real tokens only.
         let a = a.narrow(1, 2, 4).unwrap();

@@ -64,7 +64,7 @@ fn all_position_logits_and_next_token_logprobs() {
             let input = ids(&seq["input_ids"]);
             let expected = floats2(&seq["logits"]);
             let x = tensor2(std::slice::from_ref(&input));
-            for kernels in [Kernels::Differentiable, Kernels::Fused] {
+            for kernels in [Kernels::Trainable, Kernels::ForwardOnly, Kernels::Composed] {
                 let logits = policy.model.forward_with(&x, None, None, kernels).unwrap();
                 assert_eq!(logits.dims(), [1, input.len(), 99]);
                 let ours = to_f64(&logits);
@@ -109,7 +109,7 @@ fn greedy_continuations_with_the_kv_cache() {
             let mut new_ids = Vec::new();
             for (step, expected_step) in expected_logits.iter().enumerate() {
                 let logits = model
-                    .forward_with(&input, None, Some(&mut cache), Kernels::Fused)
+                    .forward_with(&input, None, Some(&mut cache), Kernels::ForwardOnly)
                     .unwrap();
                 let t = logits.dim(1).unwrap();
                 let last = to_f64(&logits.narrow(1, t - 1, 1).unwrap());
@@ -165,7 +165,7 @@ fn left_padded_batch_matches_unbatched() {
         let input = ids2(&batch["input_ids"]);
         let mask = tensor2(&ids2(&batch["attention_mask"]));
         let x = tensor2(&input);
-        for kernels in [Kernels::Differentiable, Kernels::Fused] {
+        for kernels in [Kernels::Trainable, Kernels::ForwardOnly, Kernels::Composed] {
             let logits = policy
                 .model
                 .forward_with(&x, Some(&mask), None, kernels)

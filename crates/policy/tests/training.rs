@@ -256,7 +256,7 @@ fn composed_scores(
     let (_, len) = ids.dims2().unwrap();
     let hidden = policy
         .model
-        .hidden_states(ids, Some(mask), None, policy::Kernels::Differentiable)
+        .hidden_states(ids, Some(mask), None, policy::Kernels::Trainable)
         .unwrap();
     let logits = (policy
         .model

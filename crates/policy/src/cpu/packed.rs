@@ -9,7 +9,8 @@
 
 use std::ops::Range;
 
-use crate::kernels::parallel::{par_for, SharedMut};
+use crate::cpu::parallel::{par_for, SharedMut};
+use crate::cpu::simd::{level, Level};
 
 /// Output columns per panel: two 16-lane vectors.
 pub(crate) const NR: usize = 32;
@@ -143,14 +144,16 @@ impl PackedLinear {
         panels: Range<usize>,
         output: Output,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512f") {
+        match level() {
+            #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU has AVX-512F; the caller vouches for y.
-            unsafe { avx512::forward(self, x, rows, y, panels, output) };
-            return;
+            Level::Avx512 => unsafe { avx512::forward(self, x, rows, y, panels, output) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2 and FMA; the caller vouches for y.
+            Level::Avx2 => unsafe { portable::forward_avx2(self, x, rows, y, panels, output) },
+            // SAFETY: the caller vouches for y.
+            _ => unsafe { portable::forward_generic(self, x, rows, y, panels, output) },
         }
-        // SAFETY: the caller vouches for y.
-        unsafe { portable::forward(self, x, rows, y, panels, output) };
     }
 
     fn panel(&self, p: usize) -> &[f32] {
@@ -169,28 +172,10 @@ mod portable {
     use super::{Output, PackedLinear, NR, R};
 
     /// # Safety
-    /// As [`PackedLinear::forward_panels`].
-    pub(super) unsafe fn forward(
-        w: &PackedLinear,
-        x: &[f32],
-        rows: usize,
-        y: *mut f32,
-        panels: Range<usize>,
-        output: Output,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA; the caller vouches for y.
-            unsafe { forward_avx2(w, x, rows, y, panels, output) };
-            return;
-        }
-        // SAFETY: the caller vouches for y.
-        unsafe { forward_generic(w, x, rows, y, panels, output) };
-    }
-
+    /// As [`PackedLinear::forward_panels`]; the CPU must have AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn forward_avx2(
+    pub(super) unsafe fn forward_avx2(
         w: &PackedLinear,
         x: &[f32],
         rows: usize,
@@ -202,8 +187,10 @@ mod portable {
         unsafe { forward_generic(w, x, rows, y, panels, output) };
     }
 
+    /// # Safety
+    /// As [`PackedLinear::forward_panels`].
     #[inline(always)]
-    unsafe fn forward_generic(
+    pub(super) unsafe fn forward_generic(
         w: &PackedLinear,
         x: &[f32],
         rows: usize,
@@ -430,7 +417,7 @@ mod tests {
                 let mut portable_y = vec![f32::NAN; rows * n];
                 // SAFETY: the buffer holds rows x n values, all this thread's.
                 unsafe {
-                    portable::forward(
+                    portable::forward_generic(
                         &packed,
                         &x,
                         rows,
@@ -460,7 +447,7 @@ mod tests {
                 let mut portable_acc = start.clone();
                 // SAFETY: as above.
                 unsafe {
-                    portable::forward(
+                    portable::forward_generic(
                         &packed,
                         &x,
                         rows,

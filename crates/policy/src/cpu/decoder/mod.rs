@@ -14,19 +14,19 @@
 mod fingerprint;
 mod forward;
 mod ops;
-mod packed;
 mod schedule;
 
 use std::collections::HashMap;
 
-use candle_core::DType;
+use candle_core::{DType, Device, Tensor};
 
+use crate::config::ModelConfig;
+use crate::cpu::packed::PackedLinear;
+use crate::cpu::parallel::{cpu_slice, with_cpu};
 use crate::error::{Error, Result};
-use crate::kernels::parallel::{cpu_slice, with_cpu};
-use crate::model::Transformer;
 use crate::rope::RotaryEmbedding;
+use crate::weight_names::Weight;
 use ops::RopeTable;
-use packed::PackedLinear;
 
 pub(crate) use fingerprint::Fingerprint;
 pub(crate) use schedule::generate;
@@ -86,16 +86,20 @@ pub(crate) struct CpuDecoder {
 }
 
 impl CpuDecoder {
-    /// Whether this decoder computes what `model` computes: float32 weights
-    /// on the CPU. (Half-precision models keep their rounding on the tensor path.)
-    pub(crate) fn handles(model: &Transformer) -> bool {
-        model.device().is_cpu() && model.dtype() == DType::F32
+    /// Whether this decoder computes what a model with weights on `device`
+    /// in `dtype` computes: float32 weights on the CPU. (Half-precision
+    /// models keep their rounding on the tensor path.)
+    pub(crate) fn handles(device: &Device, dtype: DType) -> bool {
+        device.is_cpu() && dtype == DType::F32
     }
 
-    /// Packs the weights of `model`, whose current values `fingerprint` summarises.
-    pub(crate) fn new(model: &Transformer, fingerprint: Fingerprint) -> Result<Self> {
-        let cfg = model.config();
-        let named = model.named_weights();
+    /// Packs the weights of a model of config `cfg` (`named` under their
+    /// Hugging Face names), whose current values `fingerprint` summarises.
+    pub(crate) fn new(
+        cfg: &ModelConfig,
+        named: &[(String, Tensor)],
+        fingerprint: Fingerprint,
+    ) -> Result<Self> {
         let index: HashMap<&str, usize> = named
             .iter()
             .enumerate()
@@ -104,28 +108,30 @@ impl CpuDecoder {
         let tensors: Vec<_> = named.iter().map(|(_, t)| t).collect();
         let (h, i, d) = (cfg.hidden_size, cfg.intermediate_size, cfg.head_dim);
         let (layers, norm, embed, lm_head) = with_cpu(&tensors, |storage| {
-            let get = |name: &str| -> candle_core::Result<&[f32]> {
-                match index.get(name) {
+            let get = |weight: Weight, layer: usize| -> candle_core::Result<&[f32]> {
+                let name = weight.name(layer);
+                match index.get(name.as_str()) {
                     Some(&i) => cpu_slice::<f32>(storage[i]),
                     None => candle_core::bail!("decoder: no weight named {name}"),
                 }
             };
             let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
             for l in 0..cfg.num_hidden_layers {
-                let p = format!("model.layers.{l}");
-                let linear = |names: &[&str], in_dim: usize, bias: bool| {
-                    let weights = names
+                // Projections of the same input, stacked into one product.
+                let linear = |stack: &[Weight], in_dim: usize| {
+                    let weights = stack
                         .iter()
-                        .map(|n| get(&format!("{p}.{n}.weight")))
+                        .map(|&w| get(w, l))
                         .collect::<candle_core::Result<Vec<_>>>()?;
-                    let biases = match bias {
-                        true => Some(
-                            names
+                    let biases = match stack[0].bias(cfg) {
+                        Some(_) => Some(
+                            stack
                                 .iter()
-                                .map(|n| get(&format!("{p}.{n}.bias")))
+                                .filter_map(|w| w.bias(cfg))
+                                .map(|b| get(b, l))
                                 .collect::<candle_core::Result<Vec<_>>>()?,
                         ),
-                        false => None,
+                        None => None,
                     };
                     Ok::<_, candle_core::Error>(PackedLinear::stacked(
                         &weights,
@@ -133,39 +139,31 @@ impl CpuDecoder {
                         biases.as_deref(),
                     ))
                 };
-                let attn = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"];
-                let norm = |name: &str| get(&format!("{p}.{name}.weight")).map(<[f32]>::to_vec);
+                let norm = |weight: Weight| get(weight, l).map(<[f32]>::to_vec);
                 let (q_norm, k_norm) = if cfg.qk_norm {
-                    (
-                        Some(norm("self_attn.q_norm")?),
-                        Some(norm("self_attn.k_norm")?),
-                    )
+                    (Some(norm(Weight::QNorm)?), Some(norm(Weight::KNorm)?))
                 } else {
                     (None, None)
                 };
                 layers.push(LayerWeights {
-                    input_norm: norm("input_layernorm")?,
-                    qkv: linear(&attn, h, cfg.qkv_bias)?,
+                    input_norm: norm(Weight::InputNorm)?,
+                    qkv: linear(&[Weight::QProj, Weight::KProj, Weight::VProj], h)?,
                     q_norm,
                     k_norm,
-                    o_proj: linear(
-                        &["self_attn.o_proj"],
-                        cfg.num_attention_heads * d,
-                        cfg.o_bias,
-                    )?,
-                    post_norm: norm("post_attention_layernorm")?,
-                    gate_up: linear(&["mlp.gate_proj", "mlp.up_proj"], h, cfg.mlp_bias)?,
-                    down_proj: linear(&["mlp.down_proj"], i, cfg.mlp_bias)?,
+                    o_proj: linear(&[Weight::OProj], cfg.num_attention_heads * d)?,
+                    post_norm: norm(Weight::PostNorm)?,
+                    gate_up: linear(&[Weight::GateProj, Weight::UpProj], h)?,
+                    down_proj: linear(&[Weight::DownProj], i)?,
                 });
             }
-            let embed = get("model.embed_tokens.weight")?;
+            let embed = get(Weight::Embed, 0)?;
             let (embed, lm_head) = if cfg.tie_word_embeddings {
                 (None, PackedLinear::stacked(&[embed], h, None))
             } else {
-                let head = PackedLinear::stacked(&[get("lm_head.weight")?], h, None);
+                let head = PackedLinear::stacked(&[get(Weight::LmHead, 0)?], h, None);
                 (Some(embed.to_vec()), head)
             };
-            Ok((layers, get("model.norm.weight")?.to_vec(), embed, lm_head))
+            Ok((layers, get(Weight::Norm, 0)?.to_vec(), embed, lm_head))
         })?;
         if lm_head.out_dim() != cfg.vocab_size {
             return Err(Error::Input(format!(
@@ -229,11 +227,13 @@ pub(crate) mod tests {
 
     use super::forward::{Run, Scratch, Sequence};
     use super::*;
-    use crate::{Architecture, ModelConfig, Policy};
+    use crate::model::Transformer;
+    use crate::{Architecture, Policy};
 
     /// `model` packed for decoding.
     pub(crate) fn packed(model: &Transformer) -> CpuDecoder {
-        CpuDecoder::new(model, Fingerprint::of(model).unwrap()).unwrap()
+        let named = model.named_weights();
+        CpuDecoder::new(model.config(), &named, Fingerprint::of(&named).unwrap()).unwrap()
     }
 
     /// Runs `prompts` (each as one run), then `steps` (one token per

@@ -9,9 +9,10 @@
 //! fingerprint (each step maps distinct states to distinct states); several
 //! changes cancel with a chance of about 2^-64.
 
+use candle_core::Tensor;
+
+use crate::cpu::parallel::{cpu_slice, par_for, with_cpu, SharedMut};
 use crate::error::{Error, Result};
-use crate::kernels::parallel::{cpu_slice, par_for, with_cpu, SharedMut};
-use crate::model::Transformer;
 
 /// Independent hash lanes per tensor: words `i` with `i % LANES == lane`
 /// go through lane `lane`, so the loop keeps several multiplies in flight.
@@ -24,10 +25,9 @@ const MIX: u64 = 0x9e37_79b9_7f4a_7c15;
 pub(crate) struct Fingerprint(Vec<[u64; LANES]>);
 
 impl Fingerprint {
-    /// The fingerprint of `model`'s weights as they are now (float32 CPU
-    /// models only), computed on the worker threads.
-    pub(crate) fn of(model: &Transformer) -> Result<Self> {
-        let weights = model.named_weights();
+    /// The fingerprint of a model's named weights as they are now (float32
+    /// on the CPU only), computed on the worker threads.
+    pub(crate) fn of(weights: &[(String, Tensor)]) -> Result<Self> {
         let mut lanes = vec![[0u64; LANES]; weights.len()];
         let out = SharedMut(lanes.as_mut_ptr());
         let failed = std::sync::Mutex::new(None);
@@ -82,8 +82,11 @@ mod tests {
     fn any_changed_weight_changes_the_fingerprint() {
         let cfg = ModelConfig::new(Architecture::Qwen2, 40, 16, 24, 2, 2, 1);
         let policy = Policy::random(&cfg, 1, &Device::Cpu).unwrap();
-        let before = Fingerprint::of(&policy.model).unwrap();
-        assert_eq!(Fingerprint::of(&policy.model).unwrap(), before);
+        let before = Fingerprint::of(&policy.model.named_weights()).unwrap();
+        assert_eq!(
+            Fingerprint::of(&policy.model.named_weights()).unwrap(),
+            before
+        );
         for (name, var) in policy.named_vars() {
             let original = var.as_tensor().copy().unwrap();
             let mut values = original.flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -93,13 +96,16 @@ mod tests {
                 values[i] = f32::from_bits(kept.to_bits() ^ 1);
                 let changed = Tensor::from_slice(&values, original.shape(), &Device::Cpu).unwrap();
                 var.set(&changed).unwrap();
-                let after = Fingerprint::of(&policy.model).unwrap();
+                let after = Fingerprint::of(&policy.model.named_weights()).unwrap();
                 assert_ne!(after, before, "{name}[{i}]");
                 values[i] = kept;
             }
             var.set(&original).unwrap();
         }
-        assert_eq!(Fingerprint::of(&policy.model).unwrap(), before);
+        assert_eq!(
+            Fingerprint::of(&policy.model.named_weights()).unwrap(),
+            before
+        );
     }
 
     #[test]

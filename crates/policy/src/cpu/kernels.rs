@@ -6,37 +6,13 @@
 
 use candle_core::{DType, Tensor};
 
-/// Defines `$name(args)`, which runs `$body` compiled for AVX2 + FMA when
-/// the CPU has them (the kernels are written so they vectorise) and as
-/// plain code otherwise.
-macro_rules! vectorised {
-    ($name:ident, $avx2:ident, $body:ident::<$t:ty>($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU supports the features $avx2 is compiled for.
-                return unsafe { $avx2($($arg),*) };
-            }
-            $body::<$t>($($arg),*)
-        }
-
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $avx2($($arg: $ty),*) -> $ret {
-            $body::<$t>($($arg),*)
-        }
-    };
-}
-
 mod attention;
 mod linear;
 mod lm_head;
 mod mlp;
-pub(crate) mod parallel;
 mod rms_norm;
 mod rotary;
 mod sequences;
-pub(crate) mod simd;
 mod softmax;
 mod swiglu;
 

@@ -5,9 +5,9 @@
 
 use super::ops::RopeTable;
 use super::ops::{attend, prefetch, push_key, rms_norm, rms_norm_in_place, rotate, swiglu};
-use super::packed::{Output, PackedLinear};
 use super::{CpuDecoder, LayerWeights, Split};
-use crate::kernels::parallel::{par_for, SharedMut};
+use crate::cpu::packed::{Output, PackedLinear};
+use crate::cpu::parallel::{par_for, SharedMut};
 
 /// One sequence's keys and values per layer: keys in blocks of positions
 /// (see [`push_key`]), values `[position][kv_heads * head_dim]`.

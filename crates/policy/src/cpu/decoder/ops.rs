@@ -1,15 +1,15 @@
 //! The decoder's per-row operations: RMSNorm, RoPE, attention over one
 //! sequence's cache, SwiGLU. Written as plain loops the compiler vectorises,
 //! and compiled for AVX-512 or AVX2 + FMA when the CPU has them
-//! (`simd_fn!`, crate::dispatch).
+//! ([`crate::cpu::simd`]).
 
-use crate::kernels::simd::{dot3, exp_f32, sum};
+use crate::cpu::simd::{dot3, exp_f32, simd_fn, sum};
 
 use super::Dims;
 
 simd_fn! {
     /// `out = x / sqrt(mean(x^2) + eps) * weight`, row by row.
-    fn rms_norm(x: &[f32], weight: &[f32], eps: f64, out: &mut [f32]) => rms_norm_body
+    pub(crate) fn rms_norm(x: &[f32], weight: &[f32], eps: f64, out: &mut [f32]) => rms_norm_body
 }
 
 #[inline(always)]
@@ -32,7 +32,7 @@ fn inverse_rms(x: &[f32], eps: f64) -> f32 {
 
 simd_fn! {
     /// [`rms_norm`] in place.
-    fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f64) => rms_norm_in_place_body
+    pub(crate) fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f64) => rms_norm_in_place_body
 }
 
 #[inline(always)]
@@ -83,7 +83,7 @@ impl RopeTable {
 simd_fn! {
     /// Rotates one head in the rotate-half form:
     /// `x * cos + rotate_half(x) * sin`, rotate_half(x) = [-x2, x1].
-    fn rotate(head: &mut [f32], cos: &[f32], sin: &[f32]) => rotate_body
+    pub(crate) fn rotate(head: &mut [f32], cos: &[f32], sin: &[f32]) => rotate_body
 }
 
 #[inline(always)]
@@ -154,7 +154,7 @@ pub(crate) fn attend(
 }
 
 simd_fn! {
-    fn attend_heads(
+    pub(crate) fn attend_heads(
         q: &[f32],
         keys: &[f32],
         values: &[f32],
@@ -419,7 +419,7 @@ fn softmax_in_place(x: &mut [f32]) {
 
 simd_fn! {
     /// `hidden = silu(gate) * up` per row, `gate_up` rows being [gate | up].
-    fn swiglu(gate_up: &[f32], width: usize, hidden: &mut [f32]) => swiglu_body
+    pub(crate) fn swiglu(gate_up: &[f32], width: usize, hidden: &mut [f32]) => swiglu_body
 }
 
 #[inline(always)]

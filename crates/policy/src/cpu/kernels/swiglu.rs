@@ -2,7 +2,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
-use super::simd::{contiguous, Float};
+use crate::cpu::simd::simd_fn;
+use crate::cpu::simd::{contiguous, Float};
 use crate::error::Result;
 
 /// `silu(gate) * up`, the SwiGLU activation, with a backward pass for both.
@@ -48,8 +49,12 @@ fn swiglu_grad_rows<T: Float>(gate: &[T], up: &[T], grad: &[T]) -> Vec<T> {
     out
 }
 
-vectorised!(swiglu_f32, swiglu_f32_avx2, swiglu_rows::<f32>(gate: &[f32], up: &[f32]) -> Vec<f32>);
-vectorised!(swiglu_grad_f32, swiglu_grad_f32_avx2, swiglu_grad_rows::<f32>(gate: &[f32], up: &[f32], grad: &[f32]) -> Vec<f32>);
+simd_fn! {
+    fn swiglu_f32(gate: &[f32], up: &[f32]) -> Vec<f32> => swiglu_rows
+}
+simd_fn! {
+    fn swiglu_grad_f32(gate: &[f32], up: &[f32], grad: &[f32]) -> Vec<f32> => swiglu_grad_rows
+}
 
 impl CustomOp2 for Swiglu {
     fn name(&self) -> &'static str {
@@ -135,7 +140,7 @@ impl CustomOp3 for SwigluGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::max_diff;
+    use crate::cpu::kernels::max_diff;
     use candle_core::{DType, Device, Var};
 
     #[test]

@@ -3,7 +3,8 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
 
 use super::fused_cpu;
-use super::simd::{sum, Float};
+use crate::cpu::simd::simd_fn;
+use crate::cpu::simd::{sum, Float};
 use crate::error::Result;
 
 /// Softmax over the last dimension with an analytic backward pass. On other
@@ -34,7 +35,9 @@ fn softmax_rows<T: Float>(src: &[T], dim: usize) -> Vec<T> {
     dst
 }
 
-vectorised!(softmax_rows_f32, softmax_rows_f32_avx2, softmax_rows::<f32>(src: &[f32], dim: usize) -> Vec<f32>);
+simd_fn! {
+    fn softmax_rows_f32(src: &[f32], dim: usize) -> Vec<f32> => softmax_rows
+}
 
 impl CustomOp1 for SoftmaxLastDim {
     fn name(&self) -> &'static str {
@@ -73,7 +76,7 @@ impl CustomOp1 for SoftmaxLastDim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::max_diff;
+    use crate::cpu::kernels::max_diff;
     use candle_core::{DType, Device, Var};
 
     #[test]

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor};
 
-use super::parallel::{cpu_slice, par_for, product, product_into, with_cpu, SharedMut};
-use super::simd::Float;
+use crate::cpu::parallel::{cpu_slice, par_for, product, product_into, with_cpu, SharedMut};
+use crate::cpu::simd::simd_fn;
+use crate::cpu::simd::Float;
 use crate::error::Result;
 
 /// Positions scored per chunk: its logits are CHUNK x vocabulary floats.
@@ -128,8 +129,12 @@ fn grad_row<T: Float>(
     z[target] = z[target] + g_lp * scale;
 }
 
-vectorised!(stats_f32, stats_f32_avx2, stats_row::<f32>(z: &[f32], scale: f32, target: usize) -> (f32, f32));
-vectorised!(grad_f32, grad_f32_avx2, grad_row::<f32>(z: &mut [f32], scale: f32, target: usize, out: (f32, f32), g: (f32, f32)) -> ());
+simd_fn! {
+    fn stats_f32(z: &[f32], scale: f32, target: usize) -> (f32, f32) => stats_row
+}
+simd_fn! {
+    fn grad_f32(z: &mut [f32], scale: f32, target: usize, out: (f32, f32), g: (f32, f32)) => grad_row
+}
 
 impl HeadFloat for f32 {
     fn stats(z: &[f32], scale: f32, target: usize) -> (f32, f32) {
@@ -324,7 +329,7 @@ impl CustomOp2 for TokenLogprobs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::max_diff;
+    use crate::cpu::kernels::max_diff;
     use candle_core::{DType, Var, D};
 
     /// The same numbers from candle operations over the whole logits.

@@ -5,8 +5,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor, WithDType};
 
-use super::parallel::{cpu_slice, product, with_cpu};
-use super::simd::Float;
+use crate::cpu::parallel::{cpu_slice, product, with_cpu};
+use crate::cpu::simd::Float;
 use crate::error::Result;
 
 /// `x [rows, in] * weight^T` for `weight` [out, in]: [rows, out].
@@ -98,7 +98,7 @@ impl CustomOp2 for Linear {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::max_diff;
+    use crate::cpu::kernels::max_diff;
     use candle_core::{DType, Var};
 
     #[test]

@@ -22,9 +22,9 @@ use rand::{rngs::StdRng, SeedableRng};
 
 use super::forward::{Run, Scratch, Sequence};
 use super::{CpuDecoder, Split};
+use crate::cpu::parallel::par_for;
 use crate::error::{Error, Result};
 use crate::generate::{stops, FinishReason, Generation, Request};
-use crate::kernels::parallel::par_for;
 
 /// Prompt tokens a worker prefills per step at most (unless one prompt is
 /// longer): bounds the activation buffers.
@@ -470,7 +470,7 @@ mod tests {
     use rand::Rng;
 
     use super::*;
-    use crate::decoder::tests::packed;
+    use crate::cpu::decoder::tests::packed;
     use crate::{Architecture, ModelConfig, Policy, SamplingConfig};
 
     /// Steps a continuous batch of `slots` takes when sequence i needs one

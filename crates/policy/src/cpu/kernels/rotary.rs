@@ -2,7 +2,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use super::simd::Float;
+use crate::cpu::simd::Float;
 use crate::error::Result;
 
 /// Rotary embedding of `x` [B, T, heads, D] with per-token `cos`, `sin`
@@ -93,7 +93,7 @@ impl CustomOp3 for Rope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::max_diff;
+    use crate::cpu::kernels::max_diff;
     use candle_core::{Device, Var};
 
     #[test]

@@ -3,8 +3,9 @@
 
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor};
 
-use super::parallel::{cpu_slice, par_for, with_cpu, zeros, SharedMut};
-use super::simd::{dot3, Float};
+use crate::cpu::parallel::{cpu_slice, par_for, with_cpu, zeros, SharedMut};
+use crate::cpu::simd::simd_fn;
+use crate::cpu::simd::{dot3, Float};
 use crate::error::Result;
 
 /// RMSNorm `x / sqrt(mean(x^2) + eps) * weight` over the last dimension, with
@@ -62,8 +63,12 @@ fn backward_rows<T: Float>(x: &[T], w: &[T], dy: &[T], eps: f64, dx: &mut [T], d
     }
 }
 
-vectorised!(forward_f32, forward_f32_avx2, forward_rows::<f32>(x: &[f32], w: &[f32], eps: f64, out: &mut [f32]) -> ());
-vectorised!(backward_f32, backward_f32_avx2, backward_rows::<f32>(x: &[f32], w: &[f32], dy: &[f32], eps: f64, dx: &mut [f32], dw: &mut [f32]) -> ());
+simd_fn! {
+    fn forward_f32(x: &[f32], w: &[f32], eps: f64, out: &mut [f32]) => forward_rows
+}
+simd_fn! {
+    fn backward_f32(x: &[f32], w: &[f32], dy: &[f32], eps: f64, dx: &mut [f32], dw: &mut [f32]) => backward_rows
+}
 
 pub(super) trait RmsFloat: Float + candle_core::WithDType {
     fn forward(x: &[Self], w: &[Self], eps: f64, out: &mut [Self]);
@@ -223,7 +228,7 @@ impl CustomOp2 for RmsNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::max_diff;
+    use crate::cpu::kernels::max_diff;
     use candle_core::{DType, Var};
 
     #[test]

@@ -1,6 +1,80 @@
-//! Loops written so the compiler vectorises them, and the float types they run on.
+//! The one SIMD dispatch: the vector instructions of the running CPU,
+//! detected once ([`level`]), and [`simd_fn!`], which compiles a loop body
+//! for each level and runs the one the CPU has; hand-written intrinsics
+//! (the packed products) match on [`level`] themselves. Also the loops
+//! written so the compiler vectorises them, and the float types they run on.
+//!
+//! The levels change speed only: without fast-math the compiler neither
+//! reorders nor fuses floating-point operations, so a body computes the
+//! same bits at every level.
+
+use std::sync::OnceLock;
 
 use candle_core::Layout;
+
+/// The widest vector instructions the CPU has, of those the hot loops are
+/// compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    /// AVX-512 (F and VL) with FMA.
+    Avx512,
+    /// AVX2 with FMA.
+    Avx2,
+    /// Neither: the target's baseline.
+    Baseline,
+}
+
+/// The running CPU's [`Level`], detected on first use.
+#[inline]
+pub(crate) fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(detect)
+}
+
+fn detect() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("fma")
+        {
+            return Level::Avx512;
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return Level::Avx2;
+        }
+    }
+    Level::Baseline
+}
+
+/// Defines `$name`, which runs `$body` compiled for the CPU's [`level`].
+macro_rules! simd_fn {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
+        $(#[$doc])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                match $crate::cpu::simd::level() {
+                    // SAFETY: the CPU has the features `avx512` is compiled for.
+                    $crate::cpu::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: the CPU has the features `avx2` is compiled for.
+                    $crate::cpu::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::cpu::simd::Level::Baseline => {}
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_fn;
 
 /// Sum with eight independent partial sums, so it vectorises.
 #[inline(always)]

@@ -17,9 +17,10 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
-use super::parallel::{cpu_slice, par_for, with_cpu, zeros, SharedMut};
 use super::sequences::SequenceLayout;
-use super::simd::{dot3, sum, Float};
+use crate::cpu::parallel::{cpu_slice, par_for, with_cpu, zeros, SharedMut};
+use crate::cpu::simd::simd_fn;
+use crate::cpu::simd::{dot3, sum, Float};
 use crate::error::Result;
 
 /// The head sizes of one attention call.
@@ -159,8 +160,12 @@ fn max_lanes<T: Float>(v: &[T]) -> T {
     acc.iter().copied().fold(tail, bigger)
 }
 
-vectorised!(rotate_heads_f32, rotate_heads_f32_avx2, rotate_heads_rows::<f32>(x: &[f32], o: &mut [f32], cs: &[f32]) -> ());
-vectorised!(masked_softmax_f32, masked_softmax_f32_avx2, masked_softmax_rows::<f32>(p: &mut [f32], bias: &[f32]) -> ());
+simd_fn! {
+    fn rotate_heads_f32(x: &[f32], o: &mut [f32], cs: &[f32]) => rotate_heads_rows
+}
+simd_fn! {
+    fn masked_softmax_f32(p: &mut [f32], bias: &[f32]) => masked_softmax_rows
+}
 
 /// `dst = lhs * rhs` (or `dst += ...` when `accumulate`), strided row-major
 /// views given as (pointer, row stride, column stride).
@@ -606,8 +611,8 @@ impl CustomOp1 for CausalAttention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::max_diff;
-    use crate::kernels::sequences::Sequence;
+    use crate::cpu::kernels::max_diff;
+    use crate::cpu::kernels::sequences::Sequence;
     use candle_core::{DType, Var, D};
 
     /// The same attention from candle operations over a padded batch of

@@ -8,10 +8,11 @@ use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
-use super::parallel::{cpu_slice, par_for, product, with_cpu, zeros, SharedMut};
 use super::rms_norm::{self, RmsFloat};
-use super::simd::Float;
 use super::swiglu::sigmoid;
+use crate::cpu::parallel::{cpu_slice, par_for, product, with_cpu, zeros, SharedMut};
+use crate::cpu::simd::simd_fn;
+use crate::cpu::simd::Float;
 use crate::error::Result;
 
 /// `x + mlp(rms_norm(x))` for `x` [rows, hidden]. `weights` [2I + 1, hidden]
@@ -62,8 +63,12 @@ fn swiglu_grad_slices<T: Float>(gate: &[T], up: &[T], dh: &[T], d_gate: &mut [T]
     }
 }
 
-vectorised!(swiglu_f32, swiglu_f32_avx2, swiglu_slices::<f32>(gate: &[f32], up: &[f32], out: &mut [f32]) -> ());
-vectorised!(swiglu_grad_f32, swiglu_grad_f32_avx2, swiglu_grad_slices::<f32>(gate: &[f32], up: &[f32], dh: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) -> ());
+simd_fn! {
+    fn swiglu_f32(gate: &[f32], up: &[f32], out: &mut [f32]) => swiglu_slices
+}
+simd_fn! {
+    fn swiglu_grad_f32(gate: &[f32], up: &[f32], dh: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) => swiglu_grad_slices
+}
 
 impl MlpFloat for f32 {
     fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
@@ -254,7 +259,7 @@ impl CustomOp3 for SwigluBlock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::max_diff;
+    use crate::cpu::kernels::max_diff;
     use candle_core::{DType, Var};
 
     #[test]
