@@ -1,7 +1,10 @@
 //! Sampling: rollout log-probs agree with recomputed ones, seeds reproduce,
 //! rows stop independently, fused kernels agree with differentiable ones.
 
-use candle_core::{Device, Tensor};
+mod common;
+
+use candle_core::Tensor;
+use common::test_device;
 use policy::{
     completion_logprobs, generate, generate_until, Architecture, FinishReason, Generation, Kernels,
     ModelConfig, Policy, SamplingConfig,
@@ -12,7 +15,7 @@ fn policy(arch: Architecture) -> Policy {
     let mut cfg = ModelConfig::new(arch, 40, 32, 48, 2, 4, 2);
     // A wider init than transformers' so the distributions are far from uniform.
     cfg.initializer_range = 0.2;
-    Policy::random(&cfg, 9, &Device::Cpu).unwrap()
+    Policy::random(&cfg, 9, &test_device()).unwrap()
 }
 
 fn prompts() -> Vec<Vec<u32>> {
@@ -38,8 +41,8 @@ fn scoring_batch(prompts: &[Vec<u32>], gens: &[Generation]) -> (Tensor, Tensor, 
     }
     let shape = (gens.len(), p_width + c_width);
     (
-        Tensor::from_vec(ids, shape, &Device::Cpu).unwrap(),
-        Tensor::from_vec(mask, shape, &Device::Cpu).unwrap(),
+        Tensor::from_vec(ids, shape, &test_device()).unwrap(),
+        Tensor::from_vec(mask, shape, &test_device()).unwrap(),
         c_width,
     )
 }
@@ -230,8 +233,8 @@ fn bad_requests_are_errors() {
     assert!(generate(&policy.model, &[vec![1]], 1, &nucleus, &mut rng).is_err());
     // A cache for another batch size is an error, not a panic.
     let mut cache =
-        policy::KvCache::new(policy.model.config(), 3, 8, policy.dtype(), &Device::Cpu).unwrap();
-    let two_rows = Tensor::new(&[[1u32], [2]], &Device::Cpu).unwrap();
+        policy::KvCache::new(policy.model.config(), 3, 8, policy.dtype(), &test_device()).unwrap();
+    let two_rows = Tensor::new(&[[1u32], [2]], &test_device()).unwrap();
     let err = policy
         .model
         .forward(&two_rows, None, Some(&mut cache))
@@ -259,12 +262,12 @@ fn fused_kernels_agree_with_differentiable_ones() {
         let policy = policy(arch);
         let ids = Tensor::new(
             &[[0u32, 0, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14]],
-            &Device::Cpu,
+            &test_device(),
         )
         .unwrap();
         let mask = Tensor::new(
             &[[0u32, 0, 1, 1, 1, 1], [1u32, 1, 1, 1, 1, 1]],
-            &Device::Cpu,
+            &test_device(),
         )
         .unwrap();
         let a = policy

@@ -4,7 +4,7 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use common::*;
 use policy::{
     completion_logprobs, generate, parameter_shapes, Kernels, KvCache, Policy, SamplingConfig,
@@ -16,7 +16,7 @@ const MODELS: [&str; 2] = ["tiny-qwen2", "tiny-llama"];
 const TOL: f64 = 1e-4;
 
 fn load(name: &str) -> (Policy, Value) {
-    let policy = Policy::load(model_dir(name), &Device::Cpu).expect("fixture loads");
+    let policy = Policy::load(model_dir(name), &test_device()).expect("fixture loads");
     (policy, reference(name))
 }
 
@@ -102,7 +102,7 @@ fn greedy_continuations_with_the_kv_cache() {
                 1,
                 prompt.len() + 16,
                 model.dtype(),
-                &Device::Cpu,
+                &test_device(),
             )
             .unwrap();
             let mut input = tensor2(std::slice::from_ref(&prompt));
@@ -121,7 +121,7 @@ fn greedy_continuations_with_the_kv_cache() {
                     .fold(0, |best, (i, &v)| if v > last[best] { i } else { best })
                     as u32;
                 new_ids.push(next);
-                input = Tensor::from_vec(vec![next], (1, 1), &Device::Cpu).unwrap();
+                input = Tensor::from_vec(vec![next], (1, 1), &test_device()).unwrap();
             }
             assert_eq!(new_ids, expected_ids, "{name}: stepwise greedy ids");
 
@@ -146,7 +146,7 @@ fn teacher_forced_continuation_logprobs() {
             let cont = ids(&seq["continuation"]["ids"]);
             let row: Vec<u32> = prompt.iter().chain(&cont).copied().collect();
             let x = tensor2(std::slice::from_ref(&row));
-            let mask = Tensor::ones(x.dims(), candle_core::DType::U32, &Device::Cpu).unwrap();
+            let mask = Tensor::ones(x.dims(), candle_core::DType::U32, &test_device()).unwrap();
             let lp = completion_logprobs(&policy.model, &x, &mask, cont.len(), 1.0).unwrap();
             let diff = max_abs_diff(&to_f64(&lp), &floats(&seq["continuation"]["logprobs"]));
             assert!(

@@ -1,7 +1,10 @@
 //! The training path: gradients reach every parameter, agree with finite
 //! differences, and the supervised loss is the masked mean NLL.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
+use common::test_device;
 use policy::{
     completion_logprobs, completion_logprobs_and_entropy, grouped_completion_scores,
     token_cross_entropy, Architecture, ModelConfig, Policy, PromptGroup,
@@ -56,7 +59,7 @@ fn every_parameter_gets_a_finite_nonzero_gradient() {
         (Architecture::Llama, false),
         (Architecture::Qwen3, true),
     ] {
-        let policy = Policy::random(&tiny(arch, tied), 11, &Device::Cpu).unwrap();
+        let policy = Policy::random(&tiny(arch, tied), 11, &test_device()).unwrap();
         let grads = loss(&policy, 0.8).backward().unwrap();
         for (name, var) in policy.named_vars() {
             let grad = grads
@@ -80,7 +83,7 @@ fn gradients_match_finite_differences_in_f64() {
     for (arch, tied) in [(Architecture::Qwen3, false), (Architecture::Llama, false)] {
         let mut cfg = tiny(arch, tied);
         cfg.initializer_range = 0.3;
-        let policy = Policy::random(&cfg, 5, &Device::Cpu)
+        let policy = Policy::random(&cfg, 5, &test_device())
             .unwrap()
             .to_dtype(DType::F64)
             .unwrap();
@@ -91,7 +94,7 @@ fn gradients_match_finite_differences_in_f64() {
                 let noise: Vec<f64> = (0..var.elem_count())
                     .map(|_| rng.random_range(-0.3..0.3))
                     .collect();
-                let noise = Tensor::from_vec(noise, var.shape(), &Device::Cpu).unwrap();
+                let noise = Tensor::from_vec(noise, var.shape(), &test_device()).unwrap();
                 var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
             }
         }
@@ -125,7 +128,7 @@ fn perturbed_loss(policy: &Policy, var: &Var, index: usize, delta: f64) -> f64 {
     let original = var.as_tensor().copy().unwrap();
     let mut values = original.flatten_all().unwrap().to_vec1::<f64>().unwrap();
     values[index] += delta;
-    var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
+    var.set(&Tensor::from_vec(values, var.shape(), &test_device()).unwrap())
         .unwrap();
     let value = loss(policy, 0.9).to_scalar::<f64>().unwrap();
     var.set(&original).unwrap();
@@ -134,8 +137,8 @@ fn perturbed_loss(policy: &Policy, var: &Var, index: usize, delta: f64) -> f64 {
 
 #[test]
 fn entropy_and_logprobs_agree_with_a_direct_computation() {
-    let policy = Policy::random(&tiny(Architecture::Qwen2, true), 2, &Device::Cpu).unwrap();
-    let (ids, mask, _) = batch(&Device::Cpu);
+    let policy = Policy::random(&tiny(Architecture::Qwen2, true), 2, &test_device()).unwrap();
+    let (ids, mask, _) = batch(&test_device());
     let scores = completion_logprobs_and_entropy(&policy.model, &ids, &mask, 4, 0.5).unwrap();
     let plain = completion_logprobs(&policy.model, &ids, &mask, 4, 0.5).unwrap();
     let logits = policy.model.forward(&ids, Some(&mask), None).unwrap();
@@ -178,14 +181,14 @@ fn entropy_and_logprobs_agree_with_a_direct_computation() {
 
 #[test]
 fn token_cross_entropy_is_the_masked_mean_nll() {
-    let policy = Policy::random(&tiny(Architecture::Llama, true), 3, &Device::Cpu).unwrap();
-    let (ids, mask, _) = batch(&Device::Cpu);
+    let policy = Policy::random(&tiny(Architecture::Llama, true), 3, &test_device()).unwrap();
+    let (ids, mask, _) = batch(&test_device());
     let loss_mask = Tensor::new(
         &[
             [0f32, 0., 0., 0., 1., 1., 1., 0.],
             [0., 0., 0., 0., 1., 1., 1., 1.],
         ],
-        &Device::Cpu,
+        &test_device(),
     )
     .unwrap();
     let ce = token_cross_entropy(&policy.model, &ids, &mask, &loss_mask).unwrap();
@@ -195,16 +198,16 @@ fn token_cross_entropy_is_the_masked_mean_nll() {
     let ce = ce.to_scalar::<f32>().unwrap();
     assert!((ce - manual).abs() < 1e-5, "{ce} vs {manual}");
 
-    let nothing = Tensor::zeros((2, 8), DType::F32, &Device::Cpu).unwrap();
+    let nothing = Tensor::zeros((2, 8), DType::F32, &test_device()).unwrap();
     let err = token_cross_entropy(&policy.model, &ids, &mask, &nothing).unwrap_err();
     assert!(err.to_string().contains("no target"), "{err}");
 }
 
 #[test]
 fn frozen_copy_ignores_later_updates() {
-    let policy = Policy::random(&tiny(Architecture::Qwen2, true), 4, &Device::Cpu).unwrap();
+    let policy = Policy::random(&tiny(Architecture::Qwen2, true), 4, &test_device()).unwrap();
     let frozen = policy.frozen().unwrap();
-    let (ids, mask, _) = batch(&Device::Cpu);
+    let (ids, mask, _) = batch(&test_device());
     let before = frozen.forward(&ids, Some(&mask), None).unwrap();
     for (_, var) in policy.named_vars() {
         var.set(&(var.as_tensor() * 1.5).unwrap()).unwrap();
@@ -229,14 +232,14 @@ fn frozen_copy_ignores_later_updates() {
 
 #[test]
 fn bad_inputs_are_errors_not_panics() {
-    let policy = Policy::random(&tiny(Architecture::Llama, true), 1, &Device::Cpu).unwrap();
-    let (ids, mask, _) = batch(&Device::Cpu);
+    let policy = Policy::random(&tiny(Architecture::Llama, true), 1, &test_device()).unwrap();
+    let (ids, mask, _) = batch(&test_device());
     let err = completion_logprobs(&policy.model, &ids, &mask, 8, 1.0).unwrap_err();
     assert!(err.to_string().contains("completion length 8"), "{err}");
-    let big = Tensor::new(&[[1u32, 99]], &Device::Cpu).unwrap();
+    let big = Tensor::new(&[[1u32, 99]], &test_device()).unwrap();
     let err = policy.model.forward(&big, None, None).unwrap_err();
     assert!(err.to_string().contains("token id 99"), "{err}");
-    let short_mask = Tensor::new(&[[1u32, 1]], &Device::Cpu).unwrap();
+    let short_mask = Tensor::new(&[[1u32, 1]], &test_device()).unwrap();
     let err = policy
         .model
         .forward(&ids, Some(&short_mask), None)
@@ -320,11 +323,11 @@ fn gradient_gap(policy: &Policy, a: &Tensor, b: &Tensor) -> f64 {
 fn fused_scores_match_the_full_logits_with_gradients() {
     for (arch, tied) in [(Architecture::Qwen3, true), (Architecture::Llama, false)] {
         for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
-            let policy = Policy::random(&tiny(arch, tied), 9, &Device::Cpu)
+            let policy = Policy::random(&tiny(arch, tied), 9, &test_device())
                 .unwrap()
                 .to_dtype(dtype)
                 .unwrap();
-            let (ids, mask, completion_mask) = batch(&Device::Cpu);
+            let (ids, mask, completion_mask) = batch(&test_device());
             let completion_mask = completion_mask.to_dtype(dtype).unwrap();
             let fused =
                 completion_logprobs_and_entropy(&policy.model, &ids, &mask, 4, 0.7).unwrap();
@@ -341,7 +344,7 @@ fn fused_scores_match_the_full_logits_with_gradients() {
             // A loss of both, weighted per token.
             let w = Tensor::new(
                 &[[0.7f32, -1.3, 0.4, 9.0], [1.1, 0.2, -0.6, 0.9]],
-                &Device::Cpu,
+                &test_device(),
             )
             .unwrap()
             .to_dtype(dtype)
@@ -392,7 +395,7 @@ fn grouped_scores_equal_row_by_row_scores_with_gradients() {
     let width = rows.iter().map(|r| r.1.len()).max().unwrap();
     for (arch, tied) in [(Architecture::Llama, false), (Architecture::Qwen3, true)] {
         for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
-            let policy = Policy::random(&tiny(arch, tied), 21, &Device::Cpu)
+            let policy = Policy::random(&tiny(arch, tied), 21, &test_device())
                 .unwrap()
                 .to_dtype(dtype)
                 .unwrap();
@@ -403,8 +406,8 @@ fn grouped_scores_equal_row_by_row_scores_with_gradients() {
             for (i, (prompt, completion)) in rows.iter().enumerate() {
                 let ids: Vec<u32> = prompt.iter().chain(completion.iter()).copied().collect();
                 let n = ids.len();
-                let ids = Tensor::from_vec(ids, (1, n), &Device::Cpu).unwrap();
-                let mask = Tensor::ones((1, n), DType::U32, &Device::Cpu).unwrap();
+                let ids = Tensor::from_vec(ids, (1, n), &test_device()).unwrap();
+                let mask = Tensor::ones((1, n), DType::U32, &test_device()).unwrap();
                 let alone = completion_logprobs_and_entropy(
                     &policy.model,
                     &ids,
@@ -415,7 +418,7 @@ fn grouped_scores_equal_row_by_row_scores_with_gradients() {
                 .unwrap();
                 let c = completion.len();
                 let w: Vec<f64> = (0..c).map(|_| rng.random_range(-1.0..1.0)).collect();
-                let w = Tensor::from_vec(w, (1, c), &Device::Cpu)
+                let w = Tensor::from_vec(w, (1, c), &test_device())
                     .unwrap()
                     .to_dtype(dtype)
                     .unwrap();

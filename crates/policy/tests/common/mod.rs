@@ -73,3 +73,16 @@ pub fn to_f64(t: &Tensor) -> Vec<f64> {
         .and_then(|t| t.to_vec1::<f64>())
         .expect("tensor to f64")
 }
+
+/// The device the device-generic tests run on: `VERITY_TEST_DEVICE`
+/// (`cpu`, `cuda:0`, ...), the CPU when unset. One device per process, so
+/// every tensor of a test lives on the same one.
+pub fn test_device() -> Device {
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let name = std::env::var("VERITY_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+            policy::parse_device(&name).unwrap_or_else(|e| panic!("VERITY_TEST_DEVICE={name}: {e}"))
+        })
+        .clone()
+}
