@@ -112,7 +112,7 @@ pub use eval::{
 };
 pub use grpo::{GrpoMetrics, SampleRecord};
 pub use inspect::{Checkpoint, Sample, SamplePrompt};
-pub use logs::{LogPositions, EVAL_FILE, METRICS_FILE, SAMPLES_FILE};
+pub use logs::{is_measurement, LogPositions, EVAL_FILE, METRICS_FILE, SAMPLES_FILE};
 pub use loss::{
     aggregate, grpo_loss, per_token_loss, Accumulation, GrpoLoss, ImportanceSampling, KlEstimator,
     LossConfig, LossInputs, LossMetrics, LossType, PerTokenLoss,

@@ -20,6 +20,13 @@ pub const SAMPLES_FILE: &str = "samples.jsonl";
 /// One evaluation per line.
 pub const EVAL_FILE: &str = "eval.jsonl";
 
+/// Whether a log field measures the machine rather than the run: wall
+/// times (`*_s`, `time/*`, `seconds`) and the memory peak. Two runs of one
+/// config and seed agree on every other field, bit for bit.
+pub fn is_measurement(key: &str) -> bool {
+    key.ends_with("_s") || key.starts_with("time/") || key == "seconds" || key == "peak_rss_mb"
+}
+
 /// Byte lengths of a run's three logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogPositions {
@@ -117,6 +124,28 @@ impl RunLogs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measurements_are_times_and_memory() {
+        for key in [
+            "step_s",
+            "tokens_per_s",
+            "time/backward_s",
+            "seconds",
+            "peak_rss_mb",
+        ] {
+            assert!(is_measurement(key), "{key}");
+        }
+        for key in [
+            "loss",
+            "reward_std",
+            "num_tokens",
+            "completions/max_length",
+            "step",
+        ] {
+            assert!(!is_measurement(key), "{key}");
+        }
+    }
 
     #[test]
     fn records_are_whole_lines_and_appends_keep_earlier_ones() {

@@ -100,11 +100,7 @@ fn log_lines(path: &Path) -> Vec<Value> {
         .map(|line| {
             let mut v: Value = serde_json::from_str(line).unwrap();
             let object = v.as_object_mut().unwrap();
-            for timing in ["step_s", "tokens_per_s", "rollout_s", "update_s", "seconds"] {
-                object.remove(timing);
-            }
-            // Phase timings and the memory peak vary from run to run too.
-            object.retain(|key, _| !key.starts_with("time/") && key != "peak_rss_mb");
+            object.retain(|key, _| !trainer::is_measurement(key));
             v
         })
         .collect()

@@ -192,7 +192,7 @@ fn micro_run_writes_finite_metrics_samples_evals_and_checkpoints() {
 fn the_same_seed_gives_the_same_run() {
     let strip_timings = |mut m: Value| {
         if let Value::Object(map) = &mut m {
-            map.retain(|k, _| !k.ends_with("_s") && k != "seconds");
+            map.retain(|k, _| !trainer::is_measurement(k));
         }
         m
     };

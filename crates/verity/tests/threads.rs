@@ -100,11 +100,7 @@ fn log(path: &Path) -> Vec<Value> {
 
 fn strip_timings(v: &mut Value) {
     if let Some(object) = v.as_object_mut() {
-        object.retain(|key, _| {
-            !(key.ends_with("_s") || key.starts_with("time/") || key == "tokens_per_s")
-                && key != "seconds"
-                && key != "peak_rss_mb"
-        });
+        object.retain(|key, _| !trainer::is_measurement(key));
         for value in object.values_mut() {
             strip_timings(value);
         }
