@@ -110,6 +110,19 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// The rotary embedding's inverse frequency per pair of a head's
+    /// dimensions, scaled as `rope_scaling` asks; float32 throughout, as
+    /// transformers computes them.
+    pub(crate) fn rope_inverse_frequencies(&self) -> Vec<f32> {
+        let dim = self.head_dim;
+        let base = self.rope_theta as f32;
+        (0..dim)
+            .step_by(2)
+            .map(|i| 1.0 / base.powf(i as f32 / dim as f32))
+            .map(|f| scale_frequency(f, self.rope_scaling))
+            .collect()
+    }
+
     /// A config with the usual defaults of `architecture`: head_dim =
     /// hidden / heads, rope_theta 10000, RMSNorm eps 1e-6, tied embeddings,
     /// the family's biases, 2048 positions, init std 0.02, no special ids.
@@ -548,6 +561,34 @@ fn token_value(key: &str, value: &Value) -> Result<u32> {
         .as_u64()
         .and_then(|n| u32::try_from(n).ok())
         .ok_or_else(|| Error::Config(format!("{key} must be a token id, got {value}")))
+}
+
+fn scale_frequency(freq: f32, scaling: RopeScaling) -> f32 {
+    match scaling {
+        RopeScaling::Default => freq,
+        RopeScaling::Linear { factor } => freq / factor as f32,
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
+            // transformers' _compute_llama3_parameters.
+            let old_context = original_max_position_embeddings as f64;
+            let low_freq_wavelen = old_context / low_freq_factor;
+            let high_freq_wavelen = old_context / high_freq_factor;
+            let wavelen = 2.0 * std::f64::consts::PI / freq as f64;
+            if wavelen < high_freq_wavelen {
+                freq
+            } else if wavelen > low_freq_wavelen {
+                (freq as f64 / factor) as f32
+            } else {
+                let smooth = (old_context / wavelen - low_freq_factor)
+                    / (high_freq_factor - low_freq_factor);
+                ((1.0 - smooth) * freq as f64 / factor + smooth * freq as f64) as f32
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -85,6 +85,7 @@ mod layers;
 mod logprobs;
 mod model;
 mod policy;
+mod request;
 mod rope;
 mod sampling;
 mod tokenizer;
@@ -96,9 +97,7 @@ pub use chat_template::{ChatMessage, ChatTemplate, SpecialTokens};
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use device::{parse_device, DeviceSpec};
 pub use error::{Error, Result};
-pub use generate::{
-    generate, generate_until, FinishReason, Generation, GenerationCache, SamplingConfig,
-};
+pub use generate::{generate, generate_until, GenerationCache};
 pub use gguf::{is_gguf_file, GgufModel, GGUF_EXTENSION};
 pub use hub::{hub_model_dir, resolve_model_dir, HubOptions};
 pub use layers::Kernels;
@@ -108,6 +107,7 @@ pub use logprobs::{
 };
 pub use model::Transformer;
 pub use policy::{Policy, CONFIG_FILE};
+pub use request::{FinishReason, Generation, SamplingConfig};
 pub use tokenizer::Tokenizer;
 pub use weight_names::{gguf_name, hf_name, parameter_shapes};
 pub use weights::{load_weights, save_weights, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, D};
 
-use crate::config::{ModelConfig, RopeScaling};
+use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::layers::Kernels;
 
@@ -27,15 +27,9 @@ pub(crate) struct RopeAngles {
 
 impl RotaryEmbedding {
     pub(crate) fn new(cfg: &ModelConfig) -> Self {
-        let dim = cfg.head_dim;
-        let base = cfg.rope_theta as f32;
-        // float32 throughout, as transformers computes it.
-        let inv_freq = (0..dim)
-            .step_by(2)
-            .map(|i| 1.0 / base.powf(i as f32 / dim as f32))
-            .map(|f| scale_frequency(f, cfg.rope_scaling))
-            .collect();
-        RotaryEmbedding { inv_freq }
+        RotaryEmbedding {
+            inv_freq: cfg.rope_inverse_frequencies(),
+        }
     }
 
     /// Angles for `positions` laid out row-major as [batch, seq_len].
@@ -93,34 +87,6 @@ impl RopeAngles {
         let first = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
         let second = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
         Ok(Tensor::cat(&[first, second], D::Minus1)?)
-    }
-}
-
-fn scale_frequency(freq: f32, scaling: RopeScaling) -> f32 {
-    match scaling {
-        RopeScaling::Default => freq,
-        RopeScaling::Linear { factor } => freq / factor as f32,
-        RopeScaling::Llama3 {
-            factor,
-            low_freq_factor,
-            high_freq_factor,
-            original_max_position_embeddings,
-        } => {
-            // transformers' _compute_llama3_parameters.
-            let old_context = original_max_position_embeddings as f64;
-            let low_freq_wavelen = old_context / low_freq_factor;
-            let high_freq_wavelen = old_context / high_freq_factor;
-            let wavelen = 2.0 * std::f64::consts::PI / freq as f64;
-            if wavelen < high_freq_wavelen {
-                freq
-            } else if wavelen > low_freq_wavelen {
-                (freq as f64 / factor) as f32
-            } else {
-                let smooth = (old_context / wavelen - low_freq_factor)
-                    / (high_freq_factor - low_freq_factor);
-                ((1.0 - smooth) * freq as f64 / factor + smooth * freq as f64) as f32
-            }
-        }
     }
 }
 

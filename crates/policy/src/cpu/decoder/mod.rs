@@ -24,7 +24,6 @@ use crate::config::ModelConfig;
 use crate::cpu::packed::PackedLinear;
 use crate::cpu::parallel::{cpu_slice, with_cpu};
 use crate::error::{Error, Result};
-use crate::rope::RotaryEmbedding;
 use crate::weight_names::Weight;
 use ops::RopeTable;
 
@@ -172,7 +171,7 @@ impl CpuDecoder {
                 cfg.vocab_size
             )));
         }
-        let rope = RopeTable::new(RotaryEmbedding::new(cfg).inv_freq);
+        let rope = RopeTable::new(cfg.rope_inverse_frequencies());
         Ok(CpuDecoder {
             dims: Dims {
                 hidden: h,

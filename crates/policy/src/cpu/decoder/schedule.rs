@@ -24,7 +24,7 @@ use super::forward::{Run, Scratch, Sequence};
 use super::{CpuDecoder, Split};
 use crate::cpu::parallel::par_for;
 use crate::error::{Error, Result};
-use crate::generate::{stops, FinishReason, Generation, Request};
+use crate::request::{stops, FinishReason, Generation, Request};
 
 /// Prompt tokens a worker prefills per step at most (unless one prompt is
 /// longer): bounds the activation buffers.
