@@ -51,6 +51,8 @@ struct Shape {
     train: (usize, usize, usize),
     /// The GRPO steps measured.
     grpo: Vec<GrpoCase>,
+    /// The GRPO step's speed-up over the peer that verity aims for.
+    target_ratio: f64,
 }
 
 /// One GRPO workload.
@@ -90,6 +92,7 @@ fn shapes() -> Vec<Shape> {
                 discard: 2,
                 betas: &[0.0, 0.04],
             }],
+            target_ratio: 2.5,
         },
         Shape {
             name: "bench-small",
@@ -115,6 +118,7 @@ fn shapes() -> Vec<Shape> {
                     betas: &[0.0, 0.04],
                 },
             ],
+            target_ratio: 3.0,
         },
     ]
 }
@@ -604,5 +608,15 @@ samples_per_step = 0
             s / step
         ))
     );
+    if let Some(peer_step) = peer_step {
+        // How close to the machine's ceiling the target asks the step to run.
+        let target = peer_step / shape.target_ratio;
+        println!(
+            "    target {:.1}x = {target:.3} s/step: {:.0}% of the ceiling's speed; this step {:.0}%",
+            shape.target_ratio,
+            100.0 * floor / target,
+            100.0 * floor / step
+        );
+    }
     Ok(())
 }
