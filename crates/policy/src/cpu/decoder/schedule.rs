@@ -114,6 +114,8 @@ pub(crate) struct Stats {
     pub(crate) most_active: usize,
     /// Tokens each worker sampled.
     pub(crate) rows: Vec<usize>,
+    /// Prompts each worker prefilled.
+    pub(crate) prefilled: Vec<usize>,
 }
 
 /// [`generate`] with a given plan.
@@ -218,6 +220,7 @@ impl<'a> Queue<'a> {
                 done: (0..request.seeds.len()).map(|_| None).collect(),
                 stats: Stats {
                     rows: vec![0; workers],
+                    prefilled: vec![0; workers],
                     ..Stats::default()
                 },
             }),
@@ -279,7 +282,13 @@ impl<'a> Queue<'a> {
         );
 
         let workers = st.held.len();
-        let cap = self.plan.slots / workers + usize::from(w < self.plan.slots % workers);
+        // A worker's share of the slots, and no more than its share of the
+        // request's prompts (whole groups, each prompt prefilled once): a
+        // request smaller than the slots would otherwise be prefilled by
+        // whichever worker came first, alone.
+        let prompts_share = self.request.prompts.len().div_ceil(workers) * group;
+        let cap = (self.plan.slots / workers + usize::from(w < self.plan.slots % workers))
+            .min(prompts_share);
         st.held[w] = batch.slots.len();
         if st.next >= total {
             // The queue is empty: even out the slots left.
@@ -294,7 +303,7 @@ impl<'a> Queue<'a> {
                 batch.slots.extend(st.spare.drain(from..));
             }
         }
-        self.admit(st, cap, batch);
+        self.admit(st, w, cap, batch);
         st.held[w] = batch.slots.len() + batch.joining.len();
 
         if batch.slots.is_empty() && batch.prompts.is_empty() {
@@ -314,7 +323,7 @@ impl<'a> Queue<'a> {
     /// Fills a worker's free slots (up to `cap`) from the queue: sequences
     /// whose prompt is ready join now; the others wait for the prompts
     /// their worker prefills in its next step.
-    fn admit(&self, st: &mut State, cap: usize, batch: &mut Batch) {
+    fn admit(&self, st: &mut State, w: usize, cap: usize, batch: &mut Batch) {
         let (group, total) = (self.request.group, self.request.seeds.len());
         let mut tokens = 0;
         while batch.slots.len() + batch.joining.len() < cap && st.next < total {
@@ -330,6 +339,7 @@ impl<'a> Queue<'a> {
                     break;
                 }
                 tokens += len;
+                st.stats.prefilled[w] += 1;
                 batch.prompts.push(Prompt {
                     index: p,
                     cache: Sequence::new(self.decoder, len),
@@ -587,6 +597,47 @@ mod tests {
             let (shared, stats) = one(threads, &ordered);
             assert_eq!(shared, alone, "{threads} threads");
             assert_eq!(stats.rows.iter().sum::<usize>(), 16 * 40 + 16);
+        }
+    }
+
+    /// A request smaller than the slots is shared out before its prompts
+    /// are prefilled: the first worker to trade takes its share of the
+    /// queue, not all of it, and leaves the rest to the others.
+    #[test]
+    fn the_workers_share_the_prefill() {
+        let cfg = ModelConfig::new(Architecture::Llama, 10, 16, 16, 1, 2, 1);
+        let policy = Policy::random(&cfg, 1, &Device::Cpu).unwrap();
+        let decoder = packed(&policy.model);
+        let prompts: Vec<Vec<u32>> = (0..6).map(|i| vec![1, i]).collect();
+        let config = SamplingConfig::default();
+        // Prompts each worker prefills: 6 shared out whole, at most 2 a worker of 4.
+        for (group, threads, prefilled) in [
+            (1, 2, vec![3, 3]),
+            (2, 2, vec![3, 3]),
+            (1, 3, vec![2, 2, 2]),
+            (2, 4, vec![2, 2, 2, 0]),
+        ] {
+            let request =
+                Request::new(&prompts, group, &config, &mut StdRng::seed_from_u64(0)).unwrap();
+            let plan = Plan {
+                threads,
+                split: Split::Rows,
+                slots: 256,
+            };
+            let queue = Queue::new(&decoder, &request, plan);
+            let mut st = queue.lock();
+            for (w, &n) in prefilled.iter().enumerate() {
+                let mut batch = Batch {
+                    slots: Vec::new(),
+                    prompts: Vec::new(),
+                    joining: Vec::new(),
+                    scratch: Scratch::new(&decoder),
+                };
+                queue.trade(&mut st, w, &mut batch);
+                assert_eq!(batch.joining.len(), n * group, "group {group}, worker {w}");
+            }
+            assert_eq!(st.stats.prefilled, prefilled, "group {group}");
+            assert_eq!(st.next, 6 * group);
         }
     }
 
