@@ -86,15 +86,16 @@ pub(crate) fn cpu_slice<'a, T: candle_core::WithDType>(
 /// A row-major view: data, row stride, column stride.
 pub(crate) type View<'a, T> = (&'a [T], usize, usize);
 
-/// `dst (+)= lhs [m, k] * rhs [k, n]` for `dst` with row stride
-/// `dst_stride`, on the calling thread.
+/// `dst (+)= lhs [m, k] * rhs [k, n]` on the calling thread, every operand
+/// a strided row-major view (pointer, row stride, column stride).
 ///
 /// # Safety
-/// `dst` must hold m rows of n elements at that stride that no other thread
-/// touches during the call; the views must lie inside their allocations.
-unsafe fn gemm_serial<T: Float + WithDType>(
+/// `dst` must hold m rows of n elements at its strides that no other
+/// thread touches during the call; the views must lie inside their
+/// allocations.
+pub(crate) unsafe fn gemm_serial<T: Float + WithDType>(
     (m, n, k): (usize, usize, usize),
-    (dst, dst_stride): (*mut T, usize),
+    dst: (*mut T, usize, usize),
     lhs: (*const T, usize, usize),
     rhs: (*const T, usize, usize),
     accumulate: bool,
@@ -103,9 +104,9 @@ unsafe fn gemm_serial<T: Float + WithDType>(
         m,
         n,
         k,
-        dst,
-        1,
-        dst_stride as isize,
+        dst.0,
+        dst.2 as isize,
+        dst.1 as isize,
         accumulate,
         lhs.0,
         lhs.2 as isize,
@@ -278,7 +279,7 @@ unsafe fn product_unchecked<T: Float + WithDType>(
                 let d0 = target.add(rows.start * n + cols.start);
                 gemm_serial(
                     (rows.len(), cols.len(), depth.len()),
-                    (d0, n),
+                    (d0, n, 1),
                     (l0, lhs.1, lhs.2),
                     (r0, rhs.1, rhs.2),
                     add,

@@ -90,6 +90,25 @@ pub(crate) fn sum<T: Float>(values: &[T]) -> T {
     acc.iter().fold(tail, |a, &v| a + v)
 }
 
+/// The largest element, with eight running maxima so it vectorises.
+#[inline(always)]
+pub(crate) fn max<T: Float>(v: &[T]) -> T {
+    let bigger = |a: T, b: T| if a > b { a } else { b };
+    let mut acc = [T::NEG_INFINITY; 8];
+    let chunks = v.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(T::NEG_INFINITY, bigger);
+    for chunk in chunks {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a = bigger(*a, x);
+        }
+    }
+    acc.iter().copied().fold(tail, bigger)
+}
+
 /// `sum(a * b * c)` (c = 1 when None) with eight partial sums, so it vectorises.
 #[inline(always)]
 pub(crate) fn dot3<T: Float>(a: &[T], b: &[T], c: Option<&[T]>) -> T {

@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
 use super::sequences::SequenceLayout;
-use crate::cpu::parallel::{cpu_slice, par_for, with_cpu, zeros, SharedMut};
+use crate::cpu::parallel::{cpu_slice, gemm_serial, par_for, with_cpu, zeros, SharedMut};
 use crate::cpu::simd::simd_fn;
-use crate::cpu::simd::{dot3, sum, Float};
+use crate::cpu::simd::{dot3, max, sum, Float};
 use crate::error::Result;
 
 /// The head sizes of one attention call.
@@ -113,7 +113,7 @@ fn masked_softmax_rows<T: Float>(p: &mut [T], bias: &[T]) {
         for (x, &b) in seen[..seen_len - 1].iter_mut().zip(bias) {
             *x = *x + b;
         }
-        let max = max_lanes(seen);
+        let max = max(seen);
         for x in seen.iter_mut() {
             *x = (*x - max).exp_fast();
         }
@@ -141,25 +141,6 @@ fn rotate_heads_rows<T: Float>(x: &[T], o: &mut [T], cs: &[T]) {
     }
 }
 
-/// The largest element, with eight running maxima so it vectorises.
-#[inline(always)]
-fn max_lanes<T: Float>(v: &[T]) -> T {
-    let bigger = |a: T, b: T| if a > b { a } else { b };
-    let mut acc = [T::NEG_INFINITY; 8];
-    let chunks = v.chunks_exact(8);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .copied()
-        .fold(T::NEG_INFINITY, bigger);
-    for chunk in chunks {
-        for (a, &x) in acc.iter_mut().zip(chunk) {
-            *a = bigger(*a, x);
-        }
-    }
-    acc.iter().copied().fold(tail, bigger)
-}
-
 simd_fn! {
     fn rotate_heads_f32(x: &[f32], o: &mut [f32], cs: &[f32]) => rotate_heads_rows
 }
@@ -172,7 +153,6 @@ simd_fn! {
 ///
 /// # Safety
 /// Every view must lie inside its allocation for the given sizes.
-#[allow(clippy::too_many_arguments)]
 unsafe fn matmul<T: AttnFloat>(
     m: usize,
     n: usize,
@@ -182,27 +162,8 @@ unsafe fn matmul<T: AttnFloat>(
     rhs: (*const T, usize, usize),
     accumulate: bool,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst.0,
-        dst.2 as isize,
-        dst.1 as isize,
-        accumulate,
-        lhs.0,
-        lhs.2 as isize,
-        lhs.1 as isize,
-        rhs.0,
-        rhs.2 as isize,
-        rhs.1 as isize,
-        T::ONE,
-        T::ONE,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
-    );
+    // SAFETY: as this function's.
+    unsafe { gemm_serial((m, n, k), dst, lhs, rhs, accumulate) }
 }
 
 impl CausalAttention {

@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor};
 
 use crate::cpu::parallel::{cpu_slice, par_for, product, product_into, with_cpu, SharedMut};
 use crate::cpu::simd::simd_fn;
-use crate::cpu::simd::Float;
+use crate::cpu::simd::{max, Float};
 use crate::error::Result;
 
 /// Positions scored per chunk: its logits are CHUNK x vocabulary floats.
@@ -60,29 +60,10 @@ trait HeadFloat: Float + candle_core::WithDType {
     fn grad(z: &mut [Self], scale: Self, target: usize, out: (Self, Self), g: (Self, Self));
 }
 
-/// The largest element, with eight running maxima so it vectorises.
-#[inline(always)]
-fn max_lanes<T: Float>(v: &[T]) -> T {
-    let bigger = |a: T, b: T| if a > b { a } else { b };
-    let mut acc = [T::NEG_INFINITY; 8];
-    let chunks = v.chunks_exact(8);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .copied()
-        .fold(T::NEG_INFINITY, bigger);
-    for chunk in chunks {
-        for (a, &x) in acc.iter_mut().zip(chunk) {
-            *a = bigger(*a, x);
-        }
-    }
-    acc.iter().copied().fold(tail, bigger)
-}
-
 #[inline(always)]
 fn stats_row<T: Float>(z: &[T], scale: T, target: usize) -> (T, T) {
     // scale > 0, so the largest scaled logit is the scaled largest.
-    let max = max_lanes(z) * scale;
+    let max = max(z) * scale;
     // Sum of e^(s - max) and of e^(s - max) * s, s = z * scale, in eight lanes.
     let (mut sum, mut weighted) = ([T::ZERO; 8], [T::ZERO; 8]);
     let chunks = z.chunks_exact(8);
