@@ -9,7 +9,8 @@
 //! multiply-add peak, a 2048^3 product, memory read rate), then prints
 //! medians with min/max so noise shows. `VERITY_BENCH_REPS` sets the
 //! repetitions (default 7); `VERITY_BENCH_ONLY` a comma list of
-//! `generate,grouped,train,matmul,small,small64`; `VERITY_BENCH_GLIBC_DEFAULTS`
+//! `generate,generate_bf16,grouped,train,matmul,small,small64,small64_bf16`
+//! (`_bf16`: the decoder in bfloat16); `VERITY_BENCH_GLIBC_DEFAULTS`
 //! keeps glibc's allocator thresholds as they are.
 
 mod machine;
@@ -18,7 +19,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
 use policy::{
-    completion_logprobs, Architecture, GenerationCache, ModelConfig, Policy, SamplingConfig,
+    completion_logprobs, Architecture, DecodePrecision, GenerationCache, ModelConfig, Policy,
+    SamplingConfig,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -136,7 +138,13 @@ impl Shape {
 
 /// Generation with the packed weights kept between calls (as the trainer
 /// keeps them for an evaluation or a step's rollouts); packing is timed apart.
-fn bench_generate(policy: &Policy, reps: usize, shape: &Shape, machine: &Machine) {
+fn bench_generate(
+    policy: &Policy,
+    reps: usize,
+    shape: &Shape,
+    precision: DecodePrecision,
+    machine: &Machine,
+) {
     let Shape {
         prompts,
         group,
@@ -149,7 +157,7 @@ fn bench_generate(policy: &Policy, reps: usize, shape: &Shape, machine: &Machine
         ..SamplingConfig::default()
     };
     let prompt_ids = random_prompts(prompts, prompt_len, 1);
-    let cache = GenerationCache::new();
+    let cache = GenerationCache::with_precision(precision);
     let mut seed = 0;
     let mut generated = 0;
     let times = time(reps, || {
@@ -166,13 +174,18 @@ fn bench_generate(policy: &Policy, reps: usize, shape: &Shape, machine: &Machine
         generated = out.iter().map(|g| g.tokens.len()).sum::<usize>();
     });
     assert_eq!(generated, prompts * group * new_tokens);
-    let label =
-        format!("generate {prompts}x{group} seqs, {prompt_len} + {new_tokens} tokens (T=1)");
+    let label = format!(
+        "generate {prompts}x{group} seqs, {prompt_len} + {new_tokens} tokens (T=1{})",
+        match precision {
+            DecodePrecision::Float32 => "",
+            DecodePrecision::Bfloat16 => ", bf16",
+        }
+    );
     report(&label, &times, generated as f64, "tok");
     let flops = shape.flops(&policy.config);
     let (wall, cpu) = (median(&times.wall), median(&times.cpu));
     println!(
-        "{:<44} {:.0} GFLOP/s in products and attention: {:.0}% of the FMA peak on {} threads; per CPU-second {:.0}, {:.0}% of a core's",
+        "{:<44} {:.0} GFLOP/s in products and attention: {:.0}% of the float32 FMA peak on {} threads; per CPU-second {:.0}, {:.0}% of a core's",
         "",
         flops / wall / 1e9,
         100.0 * flops / wall / machine.fma_all,
@@ -197,7 +210,7 @@ fn bench_generate(policy: &Policy, reps: usize, shape: &Shape, machine: &Machine
             .expect("prefill runs");
     };
     let prefill = time(reps, || first(&cache));
-    let fresh = time(reps, || first(&GenerationCache::new()));
+    let fresh = time(reps, || first(&GenerationCache::with_precision(precision)));
     let (full, pre) = (median(&times.wall), median(&prefill.wall));
     println!(
         "{:<44} prefill + 1 token {:.2} ms, decode {:.3} ms/step; packing the weights {:.1} ms",
@@ -381,11 +394,15 @@ fn main() {
         prompt_len,
         new_tokens,
     };
+    let (f32, bf16) = (DecodePrecision::Float32, DecodePrecision::Bfloat16);
     if wanted("generate") {
-        bench_generate(&policy, reps, &shape(64, 1, 16, 64), &machine);
+        bench_generate(&policy, reps, &shape(64, 1, 16, 64), f32, &machine);
+    }
+    if wanted("generate_bf16") {
+        bench_generate(&policy, reps, &shape(64, 1, 16, 64), bf16, &machine);
     }
     if wanted("grouped") {
-        bench_generate(&policy, reps, &shape(8, 8, 16, 64), &machine);
+        bench_generate(&policy, reps, &shape(8, 8, 16, 64), f32, &machine);
     }
     if wanted("train") {
         bench_train(&policy, reps);
@@ -393,14 +410,20 @@ fn main() {
     if wanted("matmul") {
         bench_matmul(reps);
     }
-    if wanted("small") || wanted("small64") {
+    if ["small", "small64", "small64_bf16"]
+        .iter()
+        .any(|s| wanted(s))
+    {
         let small = Policy::random(&bench_small(), 0, &Device::Cpu).expect("bench-small builds");
         println!("bench-small: {} parameters", small.config.num_parameters());
         if wanted("small") {
-            bench_generate(&small, reps.min(3), &shape(8, 1, 16, 32), &machine);
+            bench_generate(&small, reps.min(3), &shape(8, 1, 16, 32), f32, &machine);
         }
         if wanted("small64") {
-            bench_generate(&small, reps.min(3), &shape(64, 1, 32, 128), &machine);
+            bench_generate(&small, reps.min(3), &shape(64, 1, 32, 128), f32, &machine);
+        }
+        if wanted("small64_bf16") {
+            bench_generate(&small, reps.min(3), &shape(64, 1, 32, 128), bf16, &machine);
         }
     }
 }

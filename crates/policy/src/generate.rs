@@ -20,7 +20,7 @@ use crate::cpu::{CpuDecoder, Fingerprint};
 use crate::error::Result;
 use crate::layers::Kernels;
 use crate::model::Transformer;
-use crate::request::{stops, FinishReason, Generation, Request, SamplingConfig};
+use crate::request::{stops, DecodePrecision, FinishReason, Generation, Request, SamplingConfig};
 
 /// Samples `samples_per_prompt` completions of every prompt, returned prompt
 /// by prompt, sample by sample. The same `rng` state gives the same samples.
@@ -64,9 +64,13 @@ where
 /// as large as the model: drop the cache (or [`GenerationCache::clear`]
 /// it) when it will not be used for a while. Other devices and dtypes
 /// generate through the tensor model and keep nothing here.
+///
+/// The copy multiplies in the cache's [`DecodePrecision`] (float32 unless
+/// made [`GenerationCache::with_precision`]); the tensor path ignores it.
 #[derive(Debug, Default)]
 pub struct GenerationCache {
     packed: Mutex<Option<Packed>>,
+    precision: DecodePrecision,
 }
 
 /// A packed decoder and the model configuration it was packed for.
@@ -77,9 +81,22 @@ struct Packed {
 }
 
 impl GenerationCache {
-    /// An empty cache.
+    /// An empty cache, packing float32 weights.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty cache packing weights in `precision`.
+    pub fn with_precision(precision: DecodePrecision) -> Self {
+        GenerationCache {
+            packed: Mutex::default(),
+            precision,
+        }
+    }
+
+    /// The precision the packed copy multiplies in.
+    pub fn precision(&self) -> DecodePrecision {
+        self.precision
     }
 
     /// [`generate`], reusing the packed weights while they are current.
@@ -131,13 +148,18 @@ impl GenerationCache {
         let fingerprint = Fingerprint::of(&named)?;
         let mut packed = self.lock();
         if let Some(p) = packed.as_ref() {
-            if &p.config == model.config() && p.decoder.packed_from(&fingerprint) {
+            if &p.config == model.config() && p.decoder.packed_from(&fingerprint, self.precision) {
                 return Ok(Arc::clone(&p.decoder));
             }
         }
         // Free the stale copy before packing the new one.
         *packed = None;
-        let decoder = Arc::new(CpuDecoder::new(model.config(), &named, fingerprint)?);
+        let decoder = Arc::new(CpuDecoder::new(
+            model.config(),
+            &named,
+            fingerprint,
+            self.precision,
+        )?);
         *packed = Some(Packed {
             config: model.config().clone(),
             decoder: Arc::clone(&decoder),

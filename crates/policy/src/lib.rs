@@ -107,7 +107,7 @@ pub use logprobs::{
 };
 pub use model::Transformer;
 pub use policy::{Policy, CONFIG_FILE};
-pub use request::{FinishReason, Generation, SamplingConfig};
+pub use request::{DecodePrecision, FinishReason, Generation, SamplingConfig};
 pub use tokenizer::Tokenizer;
 pub use weight_names::{gguf_name, hf_name, parameter_shapes};
 pub use weights::{load_weights, save_weights, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};

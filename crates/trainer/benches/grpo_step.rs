@@ -32,13 +32,16 @@
 //! `VERITY_BENCH_REPS` (train-pass repetitions, default 5),
 //! `VERITY_BENCH_THREADS` (default 2, the peer's), `VERITY_PEER_JSON` (the
 //! peer's results file, default `../shared/bench/results-trl-cpu.json`:
-//! when present, its figures and the ratios are printed alongside).
+//! when present, its figures and the ratios are printed alongside),
+//! `VERITY_BENCH_DECODE` (`run.decode_precision` of the GRPO steps, default
+//! `float32` as the peer; `bfloat16` rollouts have a ceiling with the
+//! sampling forward at twice the GEMM rate).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use policy::{completion_logprobs, Architecture, ModelConfig, Policy};
+use policy::{completion_logprobs, Architecture, DecodePrecision, ModelConfig, Policy};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;
 use trainer::{grpo_loss, Accumulation, AdamWConfig, Config, LossConfig, LossInputs};
@@ -502,6 +505,9 @@ fn grpo_steps(
         discard,
         ..
     } = case;
+    let precision: DecodePrecision = std::env::var("VERITY_BENCH_DECODE")
+        .unwrap_or_else(|_| "float32".into())
+        .parse()?;
     let work = tempfile::tempdir()?;
     let model = work.path().join("model");
     model_dir(shape, &model)?;
@@ -517,6 +523,7 @@ name = "bench"
 out_dir = "{out}"
 seed = 0
 threads = {threads}
+decode_precision = "{precision}"
 
 [model]
 source = "local"
@@ -579,7 +586,11 @@ samples_per_step = 0
         .filter_map(|l| l["peak_rss_mb"].as_f64())
         .fold(0.0, f64::max);
     println!(
-        "GRPO step {prompts} x {group} x ({prompt_tokens} + {completion}), beta {beta}: {step:.3} s/step (median of {}): generation {:.3}, reference {:.3}, loss forward {:.3}, backward {:.3}, optimizer {:.3}; peak RSS {peak:.0} MB",
+        "GRPO step {prompts} x {group} x ({prompt_tokens} + {completion}), beta {beta}{}: {step:.3} s/step (median of {}): generation {:.3}, reference {:.3}, loss forward {:.3}, backward {:.3}, optimizer {:.3}; peak RSS {peak:.0} MB",
+        match precision {
+            DecodePrecision::Float32 => "",
+            DecodePrecision::Bfloat16 => ", bf16 rollouts",
+        },
         kept.len(),
         med("time/generation_s"),
         med("time/reference_s"),
@@ -593,7 +604,11 @@ samples_per_step = 0
     // bytes at memory speed.
     let params = shape.config.num_parameters() as f64;
     let tokens = (prompts * prompt_tokens + prompts * group * completion) as f64;
-    let forwards = if beta > 0.0 { 2.0 } else { 1.0 } + 3.0;
+    let sampling = match precision {
+        DecodePrecision::Float32 => 1.0,
+        DecodePrecision::Bfloat16 => 0.5,
+    };
+    let forwards = sampling + if beta > 0.0 { 1.0 } else { 0.0 } + 3.0;
     let floor = forwards * 2.0 * params * tokens / (machine.gemm_gflops * 1e9)
         + optimizer_floor(shape.config.num_parameters(), machine);
     let key = format!("{}/beta{beta:?}", shape.name);

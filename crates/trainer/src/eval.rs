@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use policy::{DecodePrecision, GenerationCache};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use tasks::{Problem, Verdict};
@@ -36,6 +37,8 @@ pub struct EvalSettings {
     pub max_new_tokens: usize,
     /// Prompts per generation batch.
     pub batch_size: usize,
+    /// What the CPU decoder multiplies in (`run.decode_precision`).
+    pub decode_precision: DecodePrecision,
 }
 
 impl EvalSettings {
@@ -139,7 +142,7 @@ pub fn evaluate(
     let start = Instant::now();
     let mut outcomes = Vec::with_capacity(problems.len());
     // Every chunk's greedy and sampled passes share the weights: packed once.
-    let packed = policy::GenerationCache::new();
+    let packed = GenerationCache::with_precision(settings.decode_precision);
     for chunk in problems.chunks(settings.batch_size.max(1)) {
         outcomes.extend(evaluate_chunk(model, &packed, chunk, settings, rng)?);
     }
@@ -334,7 +337,7 @@ pub fn evaluate_budgets(
     budgets.dedup();
     let largest = budgets.last().copied().unwrap_or(0);
     let mut tallies = vec![BudgetTally::default(); budgets.len()];
-    let packed = policy::GenerationCache::new();
+    let packed = GenerationCache::with_precision(settings.decode_precision);
     for chunk in problems.chunks(settings.batch_size.max(1)) {
         let prompts = chunk
             .iter()
@@ -505,6 +508,7 @@ mod tests {
             temperature: 1.0,
             max_new_tokens: 8,
             batch_size: 8,
+            decode_precision: DecodePrecision::Float32,
         };
         let outcomes = [outcome(true, 4), outcome(false, 0), outcome(false, 1)];
         let s = summarize(outcomes.iter(), &settings).unwrap();

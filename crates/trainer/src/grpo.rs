@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use policy::{Generation, Transformer};
+use policy::{DecodePrecision, Generation, GenerationCache, Transformer};
 use serde::Serialize;
 use tasks::{Mixture, Problem, Split, Verdict};
 
@@ -71,6 +71,8 @@ pub(crate) struct GrpoContext<'a> {
     pub shaping: RewardShaping,
     /// The run seed (rollout sampling streams derive from it).
     pub run_seed: u64,
+    /// What the CPU decoder multiplies in (`run.decode_precision`).
+    pub decode_precision: DecodePrecision,
     /// Seed of the GRPO prompt stream.
     pub data_seed: u64,
     /// Completions per step written to samples.jsonl.
@@ -106,6 +108,9 @@ pub(crate) struct StepOutput {
 /// One scored completion.
 pub(crate) struct Completion {
     tokens: Vec<u32>,
+    /// Per token, its log-prob when it was sampled (at the sampling
+    /// temperature), as the decoder computed it.
+    sampled_logps: Vec<f32>,
     text: String,
     truncated: bool,
     verdict: Verdict,
@@ -158,7 +163,7 @@ pub(crate) fn grpo_step(
     let mut cursor = at.cursor;
     let problems = draw_problems(ctx, &mut cursor, ctx.cfg.batch_size / ctx.cfg.group_size)?;
     // The step's rollouts share the weights: packed once, freed before the update.
-    let packed = policy::GenerationCache::new();
+    let packed = GenerationCache::with_precision(ctx.decode_precision);
     let mut groups = score(ctx, rollout(ctx, &packed, problems, &mut rng, &mut clock)?)?;
     let mut groups_seen: Vec<GroupOutcome> = groups.iter().map(Group::outcome).collect();
     let refilled = match ctx.cfg.dynamic_sampling {
@@ -295,6 +300,7 @@ fn score(ctx: &GrpoContext<'_>, rollouts: Vec<Rollout>) -> Result<Vec<Group>> {
                         reward: ctx.shaping.reward(&verdict, g.tokens.len()),
                         truncated: g.finish == policy::FinishReason::Length,
                         tokens: g.tokens,
+                        sampled_logps: g.logprobs,
                         text,
                         verdict,
                     })
@@ -396,6 +402,8 @@ struct MicroBatch<'a> {
     old_logps: Option<Tensor>,
     /// Log-probs under the frozen reference, when `beta > 0`.
     ref_logps: Option<Tensor>,
+    /// Per row, the log-probs its tokens were sampled with.
+    sampled_logps: Vec<&'a [f32]>,
 }
 
 /// Completions in batch order, split into `micro_batches` contiguous slices;
@@ -408,6 +416,7 @@ fn micro_batches<'a>(
 ) -> Result<Vec<MicroBatch<'a>>> {
     let device = ctx.model.policy.device();
     let mut rows: Vec<Row<'a>> = Vec::with_capacity(advantages.values.len());
+    let mut sampled: Vec<&'a [f32]> = Vec::with_capacity(rows.capacity());
     for g in groups {
         for c in &g.completions {
             rows.push(Row {
@@ -415,8 +424,10 @@ fn micro_batches<'a>(
                 completion: &c.tokens,
                 counts: ctx.counts(c),
             });
+            sampled.push(&c.sampled_logps);
         }
     }
+    let mut sampled = sampled.into_iter();
     let size = rows.len().div_ceil(ctx.cfg.micro_batches);
     let mut out = Vec::with_capacity(ctx.cfg.micro_batches);
     let mut adv = advantages.values.chunks(size);
@@ -454,6 +465,7 @@ fn micro_batches<'a>(
             advantages,
             old_logps: None,
             ref_logps,
+            sampled_logps: sampled.by_ref().take(size).collect(),
         });
     }
     Ok(out)
@@ -474,7 +486,44 @@ struct IterationLosses {
     clip_units: usize,
     /// Entropy summed over active tokens (first iteration only).
     entropy: Option<f64>,
+    /// How far the log-probs tokens were sampled with lie from the
+    /// trained model's (first iteration only).
+    sampling_gap: SamplingGap,
     tokens: usize,
+}
+
+/// |sampled log-prob - trained model's log-prob| over active tokens: 0 up
+/// to rounding when the decoder computes what training computes; about
+/// 1e-2 with a bfloat16 decoder (TRL logs the same with vLLM).
+#[derive(Default, Clone, Copy)]
+struct SamplingGap {
+    sum: f64,
+    max: f64,
+    tokens: usize,
+}
+
+impl SamplingGap {
+    /// Adds the active tokens of a micro-batch: `trained` its `[b, C]`
+    /// log-probs, `sampled` per row.
+    fn add(&mut self, trained: &Tensor, sampled: &[&[f32]], rows: &[Row<'_>]) -> Result<()> {
+        let trained = trained.detach().to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        for ((trained, sampled), row) in trained.iter().zip(sampled).zip(rows) {
+            if !row.counts {
+                continue;
+            }
+            for (&t, &s) in trained
+                .iter()
+                .zip(sampled.iter())
+                .take(row.completion.len())
+            {
+                let gap = (t as f64 - s as f64).abs();
+                self.sum += gap;
+                self.max = self.max.max(gap);
+                self.tokens += 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The policy loss of every micro-batch, backpropagated and accumulated.
@@ -531,6 +580,10 @@ fn loss_and_backward(
             .map(|c| out.cispo_clip.unwrap_or(0.0) + c * units);
         out.clip_units += m.clip_units;
         out.tokens += m.active_tokens;
+        if first {
+            out.sampling_gap
+                .add(&scores.logprobs, &mb.sampled_logps, &mb.rows)?;
+        }
         if let (true, Some(entropy)) = (first, &scores.entropy) {
             out.entropy = Some(out.entropy.unwrap_or(0.0) + masked_sum(entropy, &mb.mask)?);
         }
@@ -619,6 +672,14 @@ pub struct GrpoMetrics {
     /// only then).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cispo_clip_ratio: Option<f64>,
+    /// Mean over active tokens of |log-prob the token was sampled with -
+    /// the trained model's log-prob of it| (first update): rounding when
+    /// the decoder runs in float32, about 1e-2 in bfloat16.
+    #[serde(rename = "sampling/sampling_logp_difference/mean")]
+    pub sampling_logp_difference_mean: f64,
+    /// The largest such difference.
+    #[serde(rename = "sampling/sampling_logp_difference/max")]
+    pub sampling_logp_difference_max: f64,
     /// Fraction of groups whose rewards all agree, in the batch trained on.
     pub frac_reward_zero_std: f64,
     /// Groups replaced by dynamic sampling.
@@ -705,6 +766,9 @@ fn metrics(
             .kl
             .map(|_| over_updates(&|u| per_token(u.losses.kl.unwrap_or(0.0), &u.losses))),
         entropy: per_token(first.entropy.unwrap_or(0.0), first),
+        sampling_logp_difference_mean: first.sampling_gap.sum
+            / first.sampling_gap.tokens.max(1) as f64,
+        sampling_logp_difference_max: first.sampling_gap.max,
         clip_ratio_low: over_updates(&|u| per_unit(u.losses.clip_low, &u.losses)),
         clip_ratio_high: over_updates(&|u| per_unit(u.losses.clip_high, &u.losses)),
         clip_ratio_region: over_updates(&|u| per_unit(u.losses.clip_region, &u.losses)),

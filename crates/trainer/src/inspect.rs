@@ -14,7 +14,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use policy::{Generation, SamplingConfig, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
+use policy::{
+    DecodePrecision, Generation, GenerationCache, SamplingConfig, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tasks::{Mixture, MixtureEntry, Problem, Source, Verdict};
@@ -121,6 +123,7 @@ impl Checkpoint {
             temperature: e.temperature,
             max_new_tokens: config.eval_max_new_tokens(),
             batch_size: e.batch_size,
+            decode_precision: config.run.decode_precision,
         }
     }
 
@@ -265,14 +268,15 @@ impl Checkpoint {
     /// Samples `per_prompt` completions of each prompt, drawing from a
     /// generator seeded by `seed`. A prompt is formatted as training formats
     /// it, or with `raw` encoded exactly as given (no chat template, no
-    /// newline after it). Completions of problems get their verdicts.
+    /// newline after it). Completions of problems get their verdicts. The
+    /// CPU decoder multiplies in `precision`.
     pub fn sample(
         &self,
         prompts: &[SamplePrompt],
         per_prompt: usize,
         sampling: &SamplingConfig,
         raw: bool,
-        seed: u64,
+        (seed, precision): (u64, DecodePrecision),
     ) -> Result<Vec<Sample>> {
         let model = &self.model;
         let ids = prompts
@@ -296,8 +300,13 @@ impl Checkpoint {
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
         model.check_fits(longest, sampling.max_new_tokens, "max_new_tokens")?;
         let mut rng = StdRng::seed_from_u64(seed);
-        let generations =
-            policy::generate(&model.policy.model, &ids, per_prompt, sampling, &mut rng)?;
+        let generations = GenerationCache::with_precision(precision).generate(
+            &model.policy.model,
+            &ids,
+            per_prompt,
+            sampling,
+            &mut rng,
+        )?;
         generations
             .into_iter()
             .map(|generation| {

@@ -477,6 +477,7 @@ impl<'a> Run<'a> {
                 max_grad_norm: self.config.optimizer.max_grad_norm,
                 shaping: RewardShaping::from_config(cfg),
                 run_seed: self.config.run.seed,
+                decode_precision: self.config.run.decode_precision,
                 data_seed: seed_for(self.config.run.seed, Purpose::GrpoData, 0),
                 samples_per_step: self.config.log.samples_per_step,
             };
@@ -704,6 +705,7 @@ impl<'a> Run<'a> {
             temperature: e.temperature,
             max_new_tokens: self.config.eval_max_new_tokens(),
             batch_size: e.batch_size,
+            decode_precision: self.config.run.decode_precision,
         }
     }
 

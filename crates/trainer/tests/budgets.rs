@@ -49,6 +49,7 @@ fn budget_curve_matches_separate_evaluations_at_each_budget() {
         temperature: 1.0,
         max_new_tokens: 48,
         batch_size: 5,
+        ..checkpoint.eval_settings()
     };
     let budgets = [48, 2, 12, 24];
     let record = checkpoint

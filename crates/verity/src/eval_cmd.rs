@@ -9,6 +9,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use std::io::Write;
 
+use policy::DecodePrecision;
 use tasks::Problem;
 use trainer::{heldout_problems, render_table, Checkpoint, EvalRecord, EvalSettings, BUDGETS_FILE};
 
@@ -55,6 +56,11 @@ pub struct EvalArgs {
     /// `cpu`, `cuda` or `cuda:N`. Default: the run's device, else cpu.
     #[arg(long, value_name = "DEVICE")]
     device: Option<String>,
+    /// What the CPU decoder multiplies in: `float32` or `bfloat16` (faster
+    /// where the CPU has AVX-512 bf16, log-probabilities about 1e-2 off).
+    /// Default: the run's `run.decode_precision`, else float32.
+    #[arg(long, value_name = "P")]
+    decode_precision: Option<DecodePrecision>,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -256,6 +262,7 @@ fn settings(args: &EvalArgs, run: EvalSettings) -> Result<EvalSettings> {
         temperature,
         max_new_tokens,
         batch_size: run.batch_size,
+        decode_precision: args.decode_precision.unwrap_or(run.decode_precision),
     })
 }
 

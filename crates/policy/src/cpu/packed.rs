@@ -3,14 +3,21 @@
 //! `y = x W^T + b` with W stored as panels of [`NR`] output columns, each
 //! panel `[in, NR]` contiguous: the micro-kernel walks one panel top to
 //! bottom, keeping an `R x NR` block of outputs in registers, so each weight
-//! is loaded once per `R` rows. On AVX-512 this runs at the FMA peak of the
-//! core for any row count; a general matrix library tuned for large
+//! is loaded once per `R` rows. On AVX-512 this runs near the FMA peak of
+//! the core for any row count; a general matrix library tuned for large
 //! products loses most of that at the 8-64 rows of a decode step.
+//!
+//! In bfloat16 ([`DecodePrecision::Bfloat16`]) a panel holds pairs of
+//! input rows side by side, `[in / 2, NR]` 32-bit words of two bfloat16
+//! each, the layout AVX-512's `vdpbf16ps` multiplies: half the bytes and,
+//! where the CPU has it, twice the products per instruction.
 
+use std::cell::RefCell;
 use std::ops::Range;
 
 use crate::cpu::parallel::{par_for, SharedMut};
-use crate::cpu::simd::{level, Level};
+use crate::cpu::simd::{bf16_bits, bf16_value, has_bf16_dot, level, simd_fn, Level};
+use crate::request::DecodePrecision;
 
 /// Output columns per panel: two 16-lane vectors.
 pub(crate) const NR: usize = 32;
@@ -19,12 +26,21 @@ const R: usize = 8;
 
 #[derive(Debug, Clone)]
 pub(crate) struct PackedLinear {
-    /// `ceil(out / NR)` panels of `[in, NR]`; columns past `out` are zero.
-    panels: Vec<f32>,
+    panels: Panels,
     /// Padded to whole panels.
     bias: Option<Vec<f32>>,
     in_dim: usize,
     out_dim: usize,
+}
+
+/// `ceil(out / NR)` panels; columns past `out` are zero.
+#[derive(Debug, Clone)]
+enum Panels {
+    /// `[in, NR]` each.
+    F32(Vec<f32>),
+    /// `[ceil(in / 2), NR]` each: word `[i, c]` holds column c's weights
+    /// for inputs 2i (low half) and 2i + 1 (high half, 0 past the input).
+    Bf16(Vec<u32>),
 }
 
 /// What a product does with the output buffer.
@@ -36,44 +52,68 @@ pub(crate) enum Output {
     Accumulate,
 }
 
+thread_local! {
+    /// The rows of x rounded to bfloat16 for the product under way, in
+    /// pairs (one word each).
+    static ROUNDED: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
 impl PackedLinear {
     /// Packs `weight` ([out, in], row-major, as checkpoints store it).
     #[cfg(test)]
-    pub(crate) fn new(weight: &[f32], out_dim: usize, in_dim: usize, bias: Option<&[f32]>) -> Self {
+    pub(crate) fn new(
+        weight: &[f32],
+        out_dim: usize,
+        in_dim: usize,
+        bias: Option<&[f32]>,
+        precision: DecodePrecision,
+    ) -> Self {
         assert_eq!(weight.len(), out_dim * in_dim, "weight shape");
-        Self::stacked(&[weight], in_dim, bias.map(|b| vec![b]).as_deref())
+        Self::stacked(
+            &[weight],
+            in_dim,
+            bias.map(|b| vec![b]).as_deref(),
+            precision,
+        )
     }
 
     /// Packs weights stacked by output ([out_i, in] each, row-major, as
     /// checkpoints store them): q, k and v become one product. `bias`, if
     /// given, has one part per weight.
-    pub(crate) fn stacked(parts: &[&[f32]], in_dim: usize, bias: Option<&[&[f32]]>) -> Self {
+    pub(crate) fn stacked(
+        parts: &[&[f32]],
+        in_dim: usize,
+        bias: Option<&[&[f32]]>,
+        precision: DecodePrecision,
+    ) -> Self {
         let rows: Vec<&[f32]> = parts.iter().flat_map(|p| p.chunks_exact(in_dim)).collect();
         assert!(parts.iter().all(|p| p.len() % in_dim == 0), "weight shape");
         let out_dim = rows.len();
         let n_panels = out_dim.div_ceil(NR);
-        let panel_len = in_dim * NR;
-        let mut panels = vec![0f32; n_panels * panel_len];
-        let pack = |range: Range<usize>, out: SharedMut<f32>| {
-            for p in range {
-                // SAFETY: panel p's own span of `panels`, written by this call only.
-                let panel = unsafe { out.slice(p * panel_len..(p + 1) * panel_len) };
+        // Big matrices are packed on the worker threads (panels are
+        // disjoint); small ones here, leaving the workers idle rather than
+        // spinning.
+        let big = out_dim * in_dim >= 1 << 20;
+        let panels = match precision {
+            DecodePrecision::Float32 => Panels::F32(pack(n_panels, in_dim, big, |p, panel| {
                 for (col, row) in rows[p * NR..].iter().take(NR).enumerate() {
                     for (i, &w) in row.iter().enumerate() {
                         panel[i * NR + col] = w;
                     }
                 }
+            })),
+            DecodePrecision::Bfloat16 => {
+                let pairs = in_dim.div_ceil(2);
+                Panels::Bf16(pack(n_panels, pairs, big, |p, panel| {
+                    for (col, row) in rows[p * NR..].iter().take(NR).enumerate() {
+                        for (i, pair) in row.chunks(2).enumerate() {
+                            let high = pair.get(1).map_or(0, |&w| bf16_bits(w));
+                            panel[i * NR + col] = bf16_bits(pair[0]) as u32 | (high as u32) << 16;
+                        }
+                    }
+                }))
             }
         };
-        let out = SharedMut(panels.as_mut_ptr());
-        // Share big matrices out over the worker threads (panels are
-        // disjoint); small ones stay here, leaving the workers idle rather
-        // than spinning.
-        if out_dim * in_dim >= 1 << 20 {
-            par_for(n_panels, |range| pack(range, out));
-        } else {
-            pack(0..n_panels, out);
-        }
         let bias = bias.map(|parts| {
             let mut padded: Vec<f32> = parts.concat();
             assert_eq!(padded.len(), out_dim, "bias shape");
@@ -91,9 +131,22 @@ impl PackedLinear {
     /// Row `o` of the weight ([in]), gathered back from its panel: a tied
     /// LM head doubles as the embedding table.
     pub(crate) fn copy_row(&self, o: usize, out: &mut [f32]) {
-        let panel = self.panel(o / NR);
-        for (v, w) in out.iter_mut().zip(panel.iter().skip(o % NR).step_by(NR)) {
-            *v = *w;
+        let (p, col) = (o / NR, o % NR);
+        match &self.panels {
+            Panels::F32(panels) => {
+                let panel = &panels[p * self.in_dim * NR..(p + 1) * self.in_dim * NR];
+                for (v, w) in out.iter_mut().zip(panel.iter().skip(col).step_by(NR)) {
+                    *v = *w;
+                }
+            }
+            Panels::Bf16(panels) => {
+                let len = self.in_dim.div_ceil(2) * NR;
+                let panel = &panels[p * len..(p + 1) * len];
+                for (i, v) in out.iter_mut().enumerate().take(self.in_dim) {
+                    let word = panel[(i / 2) * NR + col];
+                    *v = bf16_value((word >> (16 * (i % 2))) as u16);
+                }
+            }
         }
     }
 
@@ -105,8 +158,10 @@ impl PackedLinear {
     /// `y[rows, out] (=|+=) x[rows, in] W^T + b`.
     pub(crate) fn forward(&self, x: &[f32], rows: usize, y: &mut [f32], output: Output) {
         assert!(x.len() >= rows * self.in_dim && y.len() >= rows * self.out_dim);
-        // SAFETY: y holds rows x out values (asserted) and this thread owns all of them.
-        unsafe { self.forward_panels(x, rows, y.as_mut_ptr(), 0..self.panels(), output) };
+        self.with_input(x, rows, |input| {
+            // SAFETY: y holds rows x out values (asserted) and this thread owns all of them.
+            unsafe { self.forward_panels(input, rows, y.as_mut_ptr(), 0..self.panels(), output) };
+        });
     }
 
     /// [`PackedLinear::forward`] with the output panels shared out over
@@ -115,20 +170,41 @@ impl PackedLinear {
     pub(crate) fn forward_split(&self, x: &[f32], rows: usize, y: &mut [f32], output: Output) {
         assert!(x.len() >= rows * self.in_dim && y.len() >= rows * self.out_dim);
         let out = SharedMut(y.as_mut_ptr());
-        par_for(self.panels(), |panels| {
-            // SAFETY: y holds rows x out values (asserted); each task writes
-            // only the columns of its own panels.
-            unsafe { self.forward_panels(x, rows, out.ptr(), panels, output) };
+        self.with_input(x, rows, |input| {
+            par_for(self.panels(), |panels| {
+                // SAFETY: y holds rows x out values (asserted); each task
+                // writes only the columns of its own panels.
+                unsafe { self.forward_panels(input, rows, out.ptr(), panels, output) };
+            });
         });
     }
 
-    /// Weights held, padding included.
-    pub(crate) fn len(&self) -> usize {
-        self.panels.len()
+    /// Bytes of weights held, padding included.
+    pub(crate) fn bytes(&self) -> usize {
+        match &self.panels {
+            Panels::F32(p) => 4 * p.len(),
+            Panels::Bf16(p) => 4 * p.len(),
+        }
     }
 
     fn panels(&self) -> usize {
         self.out_dim.div_ceil(NR)
+    }
+
+    /// Runs `f` on x as the panels multiply it: as it is in float32, rounded
+    /// to bfloat16 pairs (rows padded to whole pairs) in bfloat16.
+    fn with_input(&self, x: &[f32], rows: usize, f: impl FnOnce(Input)) {
+        match &self.panels {
+            Panels::F32(_) => f(Input::F32(x)),
+            Panels::Bf16(_) => ROUNDED.with_borrow_mut(|rounded| {
+                let (k, pairs) = (self.in_dim, self.in_dim.div_ceil(2));
+                rounded.resize(rows * pairs, 0);
+                for (r, words) in rounded.chunks_exact_mut(pairs).enumerate() {
+                    round_to_bf16_pairs(&x[r * k..(r + 1) * k], words);
+                }
+                f(Input::Bf16(&rounded[..rows * pairs]))
+            }),
+        }
     }
 
     /// The products for output panels `panels` only.
@@ -138,30 +214,126 @@ impl PackedLinear {
     /// no other thread touches meanwhile.
     unsafe fn forward_panels(
         &self,
-        x: &[f32],
+        x: Input,
         rows: usize,
         y: *mut f32,
         panels: Range<usize>,
         output: Output,
     ) {
-        match level() {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU has AVX-512F; the caller vouches for y.
-            Level::Avx512 => unsafe { avx512::forward(self, x, rows, y, panels, output) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU has AVX2 and FMA; the caller vouches for y.
-            Level::Avx2 => unsafe { portable::forward_avx2(self, x, rows, y, panels, output) },
-            // SAFETY: the caller vouches for y.
-            _ => unsafe { portable::forward_generic(self, x, rows, y, panels, output) },
+        match (x, &self.panels) {
+            (Input::F32(x), Panels::F32(weights)) => {
+                let w = Weights::new(self, weights, self.in_dim);
+                match level() {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the CPU has AVX-512F; the caller vouches for y.
+                    Level::Avx512 => unsafe { avx512::forward(&w, x, rows, y, panels, output) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the CPU has AVX2 and FMA; the caller vouches for y.
+                    Level::Avx2 => unsafe {
+                        portable::forward_avx2(&w, x, rows, y, panels, output)
+                    },
+                    // SAFETY: the caller vouches for y.
+                    _ => unsafe { portable::forward_generic(&w, x, rows, y, panels, output) },
+                }
+            }
+            (Input::Bf16(x), Panels::Bf16(weights)) => {
+                let w = Weights::new(self, weights, self.in_dim.div_ceil(2));
+                match level() {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the CPU has AVX-512 bf16; the caller vouches for y.
+                    _ if has_bf16_dot() => unsafe {
+                        avx512::forward_bf16(&w, x, rows, y, panels, output)
+                    },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the CPU has AVX2 and FMA (or more); the caller vouches for y.
+                    Level::Avx512 | Level::Avx2 => unsafe {
+                        portable::forward_bf16_avx2(&w, x, rows, y, panels, output)
+                    },
+                    // SAFETY: the caller vouches for y.
+                    _ => unsafe { portable::forward_bf16_generic(&w, x, rows, y, panels, output) },
+                }
+            }
+            _ => unreachable!("the input is prepared for the panels it meets"),
+        }
+    }
+}
+
+/// Packs `n_panels` panels of `steps * NR` values, `fill(p, panel)` writing
+/// panel p, on the worker threads when `parallel`.
+fn pack<T: Copy + Default + Send + Sync>(
+    n_panels: usize,
+    steps: usize,
+    parallel: bool,
+    fill: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let len = steps * NR;
+    let mut panels = vec![T::default(); n_panels * len];
+    let out = SharedMut(panels.as_mut_ptr());
+    let run = |range: Range<usize>| {
+        for p in range {
+            // SAFETY: panel p's own span of `panels`, written by this call only.
+            fill(p, unsafe { out.slice(p * len..(p + 1) * len) });
+        }
+    };
+    if parallel {
+        par_for(n_panels, run);
+    } else {
+        run(0..n_panels);
+    }
+    panels
+}
+
+simd_fn! {
+    /// `x` rounded to bfloat16, two to a word (`x[2i]` in the low half),
+    /// the last high half 0 when `x` is odd.
+    fn round_to_bf16_pairs(x: &[f32], out: &mut [u32]) => round_to_bf16_pairs_body
+}
+
+#[inline(always)]
+fn round_to_bf16_pairs_body(x: &[f32], out: &mut [u32]) {
+    let pairs = x.chunks_exact(2);
+    if let &[last] = pairs.remainder() {
+        out[x.len() / 2] = bf16_bits(last) as u32;
+    }
+    for (o, pair) in out.iter_mut().zip(pairs) {
+        *o = bf16_bits(pair[0]) as u32 | (bf16_bits(pair[1]) as u32) << 16;
+    }
+}
+
+/// x as a product reads it.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    F32(&'a [f32]),
+    /// Rows of `ceil(in / 2)` pairs of bfloat16, a word each (low half first).
+    Bf16(&'a [u32]),
+}
+
+/// One packed layer's panels in the element type a kernel reads: `T` is
+/// f32, or u32 for a pair of bfloat16; a panel is `[steps, NR]`.
+struct Weights<'a, T> {
+    panels: &'a [T],
+    bias: Option<&'a [f32]>,
+    /// Rows of a panel: inputs in float32, pairs of inputs in bfloat16.
+    steps: usize,
+    out_dim: usize,
+}
+
+impl<'a, T> Weights<'a, T> {
+    fn new(w: &'a PackedLinear, panels: &'a [T], steps: usize) -> Self {
+        Weights {
+            panels,
+            bias: w.bias.as_deref(),
+            steps,
+            out_dim: w.out_dim,
         }
     }
 
-    fn panel(&self, p: usize) -> &[f32] {
-        &self.panels[p * self.in_dim * NR..(p + 1) * self.in_dim * NR]
+    fn panel(&self, p: usize) -> &'a [T] {
+        &self.panels[p * self.steps * NR..(p + 1) * self.steps * NR]
     }
 
-    fn bias_panel(&self, p: usize) -> Option<&[f32]> {
-        self.bias.as_deref().map(|b| &b[p * NR..(p + 1) * NR])
+    fn bias_panel(&self, p: usize) -> Option<&'a [f32]> {
+        self.bias.map(|b| &b[p * NR..(p + 1) * NR])
     }
 }
 
@@ -169,14 +341,15 @@ impl PackedLinear {
 mod portable {
     use std::ops::Range;
 
-    use super::{Output, PackedLinear, NR, R};
+    use super::{Output, Weights, NR, R};
+    use crate::cpu::simd::bf16_value;
 
     /// # Safety
-    /// As [`PackedLinear::forward_panels`]; the CPU must have AVX2 and FMA.
+    /// As [`super::PackedLinear::forward_panels`]; the CPU must have AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn forward_avx2(
-        w: &PackedLinear,
+        w: &Weights<f32>,
         x: &[f32],
         rows: usize,
         y: *mut f32,
@@ -188,37 +361,107 @@ mod portable {
     }
 
     /// # Safety
-    /// As [`PackedLinear::forward_panels`].
+    /// As [`super::PackedLinear::forward_panels`]; the CPU must have AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn forward_bf16_avx2(
+        w: &Weights<u32>,
+        x: &[u32],
+        rows: usize,
+        y: *mut f32,
+        panels: Range<usize>,
+        output: Output,
+    ) {
+        // SAFETY: the caller vouches for y.
+        unsafe { forward_bf16_generic(w, x, rows, y, panels, output) };
+    }
+
+    /// # Safety
+    /// As [`super::PackedLinear::forward_panels`].
     #[inline(always)]
     pub(super) unsafe fn forward_generic(
-        w: &PackedLinear,
+        w: &Weights<f32>,
         x: &[f32],
         rows: usize,
         y: *mut f32,
         panels: Range<usize>,
         output: Output,
     ) {
-        let (k, n) = (w.in_dim, w.out_dim);
-        for p in panels {
-            let panel = w.panel(p);
-            let cols = NR.min(n - p * NR);
-            for r0 in (0..rows).step_by(R) {
-                let block = R.min(rows - r0);
-                let mut acc = [[0f32; NR]; R];
+        let k = w.steps;
+        // SAFETY: the caller vouches for y.
+        unsafe {
+            for_each_block(w, rows, y, panels, output, |panel, r0, acc| {
                 for (i, b) in panel.chunks_exact(NR).enumerate() {
-                    for (r, acc) in acc.iter_mut().enumerate().take(block) {
+                    for (r, acc) in acc.iter_mut().enumerate() {
                         let a = x[(r0 + r) * k + i];
                         for (c, &b) in acc.iter_mut().zip(b) {
                             *c += a * b;
                         }
                     }
                 }
-                for (r, acc) in acc.iter().enumerate().take(block) {
+            })
+        };
+    }
+
+    /// [`forward_generic`] on bfloat16 pairs: each product exact in float32,
+    /// the pair's two added to the sum in turn.
+    ///
+    /// # Safety
+    /// As [`super::PackedLinear::forward_panels`].
+    #[inline(always)]
+    pub(super) unsafe fn forward_bf16_generic(
+        w: &Weights<u32>,
+        x: &[u32],
+        rows: usize,
+        y: *mut f32,
+        panels: Range<usize>,
+        output: Output,
+    ) {
+        let pairs = w.steps;
+        let halves = |word: u32| (bf16_value(word as u16), bf16_value((word >> 16) as u16));
+        // SAFETY: the caller vouches for y.
+        unsafe {
+            for_each_block(w, rows, y, panels, output, |panel, r0, acc| {
+                for (i, b) in panel.chunks_exact(NR).enumerate() {
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let (a0, a1) = halves(x[(r0 + r) * pairs + i]);
+                        for (c, &b) in acc.iter_mut().zip(b) {
+                            let (b0, b1) = halves(b);
+                            *c = *c + a0 * b0 + a1 * b1;
+                        }
+                    }
+                }
+            })
+        };
+    }
+
+    /// Runs `block(panel, r0, acc)` for each panel and block of up to `R`
+    /// rows starting at r0 (`acc` as long as the block), then writes `acc`.
+    ///
+    /// # Safety
+    /// As [`super::PackedLinear::forward_panels`].
+    #[inline(always)]
+    unsafe fn for_each_block<T>(
+        w: &Weights<T>,
+        rows: usize,
+        y: *mut f32,
+        panels: Range<usize>,
+        output: Output,
+        block: impl Fn(&[T], usize, &mut [[f32; NR]]),
+    ) {
+        let n = w.out_dim;
+        for p in panels {
+            let cols = NR.min(n - p * NR);
+            let bias = w.bias_panel(p);
+            for r0 in (0..rows).step_by(R) {
+                let mut acc = [[0f32; NR]; R];
+                let acc = &mut acc[..R.min(rows - r0)];
+                block(w.panel(p), r0, acc);
+                for (r, acc) in acc.iter().enumerate() {
                     // SAFETY: row r0 + r, columns of panel p: the caller's to write.
                     let out = unsafe {
                         std::slice::from_raw_parts_mut(y.add((r0 + r) * n + p * NR), cols)
                     };
-                    let bias = w.bias_panel(p);
                     for (c, o) in out.iter_mut().enumerate() {
                         let v = acc[c] + bias.map_or(0.0, |b| b[c]);
                         *o = match output {
@@ -237,50 +480,102 @@ mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::{Output, PackedLinear, NR, R};
+    use super::{Output, Weights, NR, R};
+
+    /// Calls `$block::<ROWS>($args)` for the rows left, up to [`R`].
+    macro_rules! by_rows {
+        ($left:expr, $block:ident($($arg:expr),*)) => {
+            match $left {
+                1 => $block::<1>($($arg),*),
+                2 => $block::<2>($($arg),*),
+                3 => $block::<3>($($arg),*),
+                4 => $block::<4>($($arg),*),
+                5 => $block::<5>($($arg),*),
+                6 => $block::<6>($($arg),*),
+                7 => $block::<7>($($arg),*),
+                _ => $block::<R>($($arg),*),
+            }
+        };
+    }
 
     /// # Safety
-    /// As [`PackedLinear::forward_panels`]; the CPU must have AVX-512F.
+    /// As [`super::PackedLinear::forward_panels`]; the CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn forward(
-        w: &PackedLinear,
+        w: &Weights<f32>,
         x: &[f32],
         rows: usize,
         y: *mut f32,
         panels: Range<usize>,
         output: Output,
     ) {
-        let (k, n) = (w.in_dim, w.out_dim);
+        let k = w.steps;
+        // SAFETY (each block): rows r0.. of x hold k values each, and rows
+        // r0.. of y hold n values, p * NR + cols <= n of them here.
+        unsafe {
+            for_each_block(w, rows, y, panels, output, |r0, left, b, c, n, store| {
+                let a = x.as_ptr().add(r0 * k);
+                by_rows!(left, block(a, k, b, c, n, store))
+            })
+        };
+    }
+
+    /// [`forward`] on bfloat16 pairs, with the CPU's bf16 dot products.
+    ///
+    /// # Safety
+    /// As [`super::PackedLinear::forward_panels`]; the CPU must have AVX-512F and AVX-512 BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn forward_bf16(
+        w: &Weights<u32>,
+        x: &[u32],
+        rows: usize,
+        y: *mut f32,
+        panels: Range<usize>,
+        output: Output,
+    ) {
+        let pairs = w.steps;
+        // SAFETY (each block): rows r0.. of x hold `pairs` words each, and
+        // rows r0.. of y hold n values, p * NR + cols <= n of them here.
+        unsafe {
+            for_each_block(w, rows, y, panels, output, |r0, left, b, c, n, store| {
+                let a = x.as_ptr().add(r0 * pairs);
+                by_rows!(left, block_bf16(a, pairs, b, c, n, store))
+            })
+        };
+    }
+
+    /// Walks `panels` and blocks of up to [`R`] rows, calling
+    /// `block(r0, rows_left, (panel, next_panel), c, ldc, store)`.
+    ///
+    /// # Safety
+    /// As [`super::PackedLinear::forward_panels`].
+    #[inline(always)]
+    unsafe fn for_each_block<T>(
+        w: &Weights<T>,
+        rows: usize,
+        y: *mut f32,
+        panels: Range<usize>,
+        output: Output,
+        block: impl Fn(usize, usize, (*const T, *const T), *mut f32, usize, &Store),
+    ) {
+        let n = w.out_dim;
         for p in panels.clone() {
             let panel = w.panel(p).as_ptr();
             // The next panel is fetched into L2 while this one is computed,
             // so weights streamed from memory or L3 do not stall the first
             // rows of each panel.
             let ahead = w.panel(if p + 1 < panels.end { p + 1 } else { p }).as_ptr();
-            let bias = w.bias_panel(p).map(<[f32]>::as_ptr);
             let cols = NR.min(n - p * NR);
             let store = Store {
                 masks: lane_masks(cols),
-                bias,
+                bias: w.bias_panel(p).map(<[f32]>::as_ptr),
                 accumulate: output == Output::Accumulate,
             };
             let mut r0 = 0;
             while r0 < rows {
-                let a = x.as_ptr().add(r0 * k);
-                let c = y.add(r0 * n + p * NR);
-                let b = (panel, ahead);
-                // SAFETY (all arms): rows r0.. of x hold k values each, and
-                // rows r0.. of y hold n values, p * NR + cols <= n of them here.
-                match rows - r0 {
-                    1 => block::<1>(a, k, b, c, n, &store),
-                    2 => block::<2>(a, k, b, c, n, &store),
-                    3 => block::<3>(a, k, b, c, n, &store),
-                    4 => block::<4>(a, k, b, c, n, &store),
-                    5 => block::<5>(a, k, b, c, n, &store),
-                    6 => block::<6>(a, k, b, c, n, &store),
-                    7 => block::<7>(a, k, b, c, n, &store),
-                    _ => block::<R>(a, k, b, c, n, &store),
-                }
+                // SAFETY: row r0's outputs of panel p, the caller's to write.
+                let c = unsafe { y.add(r0 * n + p * NR) };
+                block(r0, rows - r0, (panel, ahead), c, n, &store);
                 r0 += R.min(rows - r0);
             }
         }
@@ -330,6 +625,50 @@ mod avx512 {
                 hi[r] = _mm512_fmadd_ps(x, b1, hi[r]);
             }
         }
+        write(&lo, &hi, c, ldc, store);
+    }
+
+    /// [`block`] on bfloat16: x rows of `pairs` words (two bfloat16 each),
+    /// a panel `[pairs, NR]` of words.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn block_bf16<const ROWS: usize>(
+        a: *const u32,
+        pairs: usize,
+        (panel, ahead): (*const u32, *const u32),
+        c: *mut f32,
+        ldc: usize,
+        store: &Store,
+    ) {
+        let mut lo = [_mm512_setzero_ps(); ROWS];
+        let mut hi = [_mm512_setzero_ps(); ROWS];
+        for i in 0..pairs {
+            _mm_prefetch::<_MM_HINT_T1>(ahead.add(i * NR).cast());
+            _mm_prefetch::<_MM_HINT_T1>(ahead.add(i * NR + 16).cast());
+            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(panel.add(i * NR).cast()));
+            let b1: __m512bh =
+                std::mem::transmute(_mm512_loadu_si512(panel.add(i * NR + 16).cast()));
+            for r in 0..ROWS {
+                let x: __m512bh =
+                    std::mem::transmute(_mm512_set1_epi32(*a.add(r * pairs + i) as i32));
+                lo[r] = _mm512_dpbf16_ps(lo[r], x, b0);
+                hi[r] = _mm512_dpbf16_ps(hi[r], x, b1);
+            }
+        }
+        write(&lo, &hi, c, ldc, store);
+    }
+
+    /// Adds the bias (and y, when accumulating) to a block's sums and
+    /// stores the real columns.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn write<const ROWS: usize>(
+        lo: &[__m512; ROWS],
+        hi: &[__m512; ROWS],
+        c: *mut f32,
+        ldc: usize,
+        store: &Store,
+    ) {
         let [m0, m1] = store.masks;
         let (bias0, bias1) = match store.bias {
             Some(b) => (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16))),
@@ -356,20 +695,26 @@ mod avx512 {
 mod tests {
     use super::*;
 
-    /// x W^T + b in f64, straight from the definition.
+    const PRECISIONS: [DecodePrecision; 2] = [DecodePrecision::Float32, DecodePrecision::Bfloat16];
+
+    /// x W^T + b in f64, straight from the definition, with x and W rounded
+    /// to bfloat16 first in that precision (the sums are float32's to check).
     fn reference(
         x: &[f32],
         w: &[f32],
         b: Option<&[f32]>,
-        rows: usize,
-        n: usize,
-        k: usize,
+        (rows, n, k): (usize, usize, usize),
+        precision: DecodePrecision,
     ) -> Vec<f64> {
+        let value = |v: f32| match precision {
+            DecodePrecision::Float32 => v as f64,
+            DecodePrecision::Bfloat16 => bf16_value(bf16_bits(v)) as f64,
+        };
         let mut y = vec![0f64; rows * n];
         for r in 0..rows {
             for o in 0..n {
                 let dot: f64 = (0..k)
-                    .map(|i| x[r * k + i] as f64 * w[o * k + i] as f64)
+                    .map(|i| value(x[r * k + i]) * value(w[o * k + i]))
                     .sum();
                 y[r * n + o] = dot + b.map_or(0.0, |b| b[o] as f64);
             }
@@ -393,6 +738,23 @@ mod tests {
         }
     }
 
+    /// The plain-Rust kernels' product, whatever the CPU has.
+    fn portable(packed: &PackedLinear, x: &[f32], rows: usize, y: &mut [f32], output: Output) {
+        let panels = 0..packed.panels();
+        packed.with_input(x, rows, |input| match (input, &packed.panels) {
+            // SAFETY (both): y holds rows x out values, all this thread's.
+            (Input::F32(x), Panels::F32(p)) => unsafe {
+                let w = Weights::new(packed, p, packed.in_dim);
+                portable::forward_generic(&w, x, rows, y.as_mut_ptr(), panels, output)
+            },
+            (Input::Bf16(x), Panels::Bf16(p)) => unsafe {
+                let w = Weights::new(packed, p, packed.in_dim.div_ceil(2));
+                portable::forward_bf16_generic(&w, x, rows, y.as_mut_ptr(), panels, output)
+            },
+            _ => unreachable!(),
+        });
+    }
+
     #[test]
     fn products_match_the_definition_at_every_shape() {
         // Row counts around the block size, widths with partial panels, odd depths.
@@ -408,55 +770,35 @@ mod tests {
         ] {
             let (x, w) = (values(rows * k, 1), values(n * k, 2));
             let b = values(n, 3);
-            for bias in [None, Some(&b[..])] {
-                let packed = PackedLinear::new(&w, n, k, bias);
-                let expected = reference(&x, &w, bias, rows, n, k);
+            for (bias, precision) in [None, Some(&b[..])]
+                .into_iter()
+                .flat_map(|b| PRECISIONS.map(|p| (b, p)))
+            {
+                let what = format!("{precision} {rows}x{k} * {n}");
+                let packed = PackedLinear::new(&w, n, k, bias, precision);
+                let expected = reference(&x, &w, bias, (rows, n, k), precision);
                 let mut y = vec![f32::NAN; rows * n];
                 packed.forward(&x, rows, &mut y, Output::Overwrite);
-                check(&y, &expected, &format!("{rows}x{k} * {n}"));
-                let mut portable_y = vec![f32::NAN; rows * n];
-                // SAFETY: the buffer holds rows x n values, all this thread's.
-                unsafe {
-                    portable::forward_generic(
-                        &packed,
-                        &x,
-                        rows,
-                        portable_y.as_mut_ptr(),
-                        0..n.div_ceil(NR),
-                        Output::Overwrite,
-                    )
-                };
+                check(&y, &expected, &what);
                 let mut split_y = vec![f32::NAN; rows * n];
                 packed.forward_split(&x, rows, &mut split_y, Output::Overwrite);
-                assert_eq!(split_y, y, "split over threads");
-                check(
-                    &portable_y,
-                    &expected,
-                    &format!("portable {rows}x{k} * {n}"),
-                );
+                assert_eq!(split_y, y, "{what}: split over threads");
+                let mut portable_y = vec![f32::NAN; rows * n];
+                portable(&packed, &x, rows, &mut portable_y, Output::Overwrite);
+                check(&portable_y, &expected, &format!("portable {what}"));
 
                 let start = values(rows * n, 4);
-                let mut acc = start.clone();
-                packed.forward(&x, rows, &mut acc, Output::Accumulate);
                 let plus: Vec<f64> = expected
                     .iter()
                     .zip(&start)
                     .map(|(e, &s)| e + s as f64)
                     .collect();
-                check(&acc, &plus, "accumulate");
+                let mut acc = start.clone();
+                packed.forward(&x, rows, &mut acc, Output::Accumulate);
+                check(&acc, &plus, &format!("{what} accumulate"));
                 let mut portable_acc = start.clone();
-                // SAFETY: as above.
-                unsafe {
-                    portable::forward_generic(
-                        &packed,
-                        &x,
-                        rows,
-                        portable_acc.as_mut_ptr(),
-                        0..n.div_ceil(NR),
-                        Output::Accumulate,
-                    )
-                };
-                check(&portable_acc, &plus, "portable accumulate");
+                portable(&packed, &x, rows, &mut portable_acc, Output::Accumulate);
+                check(&portable_acc, &plus, &format!("portable {what} accumulate"));
             }
         }
     }
@@ -466,15 +808,55 @@ mod tests {
         // y rows are exactly `out` wide: a write past column 2 would land in the next row.
         let (rows, n, k) = (5, 3, 4);
         let (x, w) = (values(rows * k, 5), values(n * k, 6));
-        let packed = PackedLinear::new(&w, n, k, None);
-        let mut y = vec![0f32; rows * n + 8];
-        y[rows * n..].fill(7.0);
-        packed.forward(&x, rows, &mut y, Output::Overwrite);
-        assert!(y[rows * n..].iter().all(|&v| v == 7.0));
-        check(
-            &y[..rows * n],
-            &reference(&x, &w, None, rows, n, k),
-            "narrow",
-        );
+        for precision in PRECISIONS {
+            let packed = PackedLinear::new(&w, n, k, None, precision);
+            let mut y = vec![0f32; rows * n + 8];
+            y[rows * n..].fill(7.0);
+            packed.forward(&x, rows, &mut y, Output::Overwrite);
+            assert!(y[rows * n..].iter().all(|&v| v == 7.0));
+            let expected = reference(&x, &w, None, (rows, n, k), precision);
+            check(&y[..rows * n], &expected, "narrow");
+        }
+    }
+
+    #[test]
+    fn rows_read_back_as_packed() {
+        let (n, k) = (40, 7);
+        let w = values(n * k, 8);
+        for precision in PRECISIONS {
+            let packed = PackedLinear::new(&w, n, k, None, precision);
+            for o in [0, 5, 31, 32, 39] {
+                let mut row = vec![f32::NAN; k];
+                packed.copy_row(o, &mut row);
+                let expected: Vec<f32> = w[o * k..(o + 1) * k]
+                    .iter()
+                    .map(|&v| match precision {
+                        DecodePrecision::Float32 => v,
+                        DecodePrecision::Bfloat16 => bf16_value(bf16_bits(v)),
+                    })
+                    .collect();
+                assert_eq!(row, expected, "{precision} row {o}");
+            }
+        }
+    }
+
+    #[test]
+    fn bfloat16_rounds_to_nearest_even() {
+        let cases: [(f32, u16); 7] = [
+            (1.0, 0x3f80),
+            (-2.5, 0xc020),
+            // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: to even (1).
+            (1.0 + 1.0 / 256.0, 0x3f80),
+            // 1 + 3 * 2^-8 lies halfway between two odd/even neighbours: up to even.
+            (1.0 + 3.0 / 256.0, 0x3f82),
+            (1.0 + 1.0 / 256.0 + 1.0 / 65536.0, 0x3f81),
+            (f32::MAX, 0x7f80),
+            (f32::INFINITY, 0x7f80),
+        ];
+        for (x, bits) in cases {
+            assert_eq!(bf16_bits(x), bits, "{x}");
+        }
+        assert!(bf16_value(bf16_bits(f32::NAN)).is_nan());
+        assert_eq!(bf16_value(0x3f80), 1.0);
     }
 }

@@ -47,6 +47,42 @@ fn detect() -> Level {
     Level::Baseline
 }
 
+/// Whether the CPU has AVX-512 bfloat16 dot products (`vdpbf16ps`), beside
+/// [`Level::Avx512`]; detected on first use.
+#[inline]
+pub(crate) fn has_bf16_dot() -> bool {
+    static BF16: OnceLock<bool> = OnceLock::new();
+    *BF16.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            level() == Level::Avx512 && std::is_x86_feature_detected!("avx512bf16")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// `x` rounded to the nearest bfloat16 (ties to even), as its 16 bits; a
+/// NaN stays a (quiet) NaN. Integer operations only, so loops over it
+/// vectorise and give the same bits on every CPU.
+#[inline(always)]
+pub(crate) fn bf16_bits(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x0040) as u16;
+    }
+    let round = 0x7fff + ((bits >> 16) & 1);
+    (bits.wrapping_add(round) >> 16) as u16
+}
+
+/// The float32 a bfloat16's bits stand for (exact).
+#[inline(always)]
+pub(crate) fn bf16_value(bits: u16) -> f32 {
+    f32::from_bits((bits as u32) << 16)
+}
+
 /// Defines `$name`, which runs `$body` compiled for the CPU's [`level`].
 macro_rules! simd_fn {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {

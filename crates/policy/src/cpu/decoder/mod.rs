@@ -24,6 +24,7 @@ use crate::config::ModelConfig;
 use crate::cpu::packed::PackedLinear;
 use crate::cpu::parallel::{cpu_slice, with_cpu};
 use crate::error::{Error, Result};
+use crate::request::DecodePrecision;
 use crate::weight_names::Weight;
 use ops::RopeTable;
 
@@ -82,6 +83,7 @@ pub(crate) struct CpuDecoder {
     rope: RopeTable,
     /// The weights this copy was packed from.
     fingerprint: Fingerprint,
+    precision: DecodePrecision,
 }
 
 impl CpuDecoder {
@@ -98,6 +100,7 @@ impl CpuDecoder {
         cfg: &ModelConfig,
         named: &[(String, Tensor)],
         fingerprint: Fingerprint,
+        precision: DecodePrecision,
     ) -> Result<Self> {
         let index: HashMap<&str, usize> = named
             .iter()
@@ -136,6 +139,7 @@ impl CpuDecoder {
                         &weights,
                         in_dim,
                         biases.as_deref(),
+                        precision,
                     ))
                 };
                 let norm = |weight: Weight| get(weight, l).map(<[f32]>::to_vec);
@@ -157,9 +161,9 @@ impl CpuDecoder {
             }
             let embed = get(Weight::Embed, 0)?;
             let (embed, lm_head) = if cfg.tie_word_embeddings {
-                (None, PackedLinear::stacked(&[embed], h, None))
+                (None, PackedLinear::stacked(&[embed], h, None, precision))
             } else {
-                let head = PackedLinear::stacked(&[get(Weight::LmHead, 0)?], h, None);
+                let head = PackedLinear::stacked(&[get(Weight::LmHead, 0)?], h, None, precision);
                 (Some(embed.to_vec()), head)
             };
             Ok((layers, get(Weight::Norm, 0)?.to_vec(), embed, lm_head))
@@ -188,12 +192,18 @@ impl CpuDecoder {
             lm_head,
             rope,
             fingerprint,
+            precision,
         })
     }
 
-    /// Whether this copy was packed from weights with this fingerprint.
-    pub(crate) fn packed_from(&self, fingerprint: &Fingerprint) -> bool {
-        &self.fingerprint == fingerprint
+    /// Whether this copy was packed from weights with this fingerprint, in
+    /// this precision.
+    pub(crate) fn packed_from(
+        &self,
+        fingerprint: &Fingerprint,
+        precision: DecodePrecision,
+    ) -> bool {
+        &self.fingerprint == fingerprint && self.precision == precision
     }
 
     /// Bytes of packed weights a forward pass reads.
@@ -201,9 +211,9 @@ impl CpuDecoder {
         let layers: usize = self
             .layers
             .iter()
-            .map(|l| l.qkv.len() + l.o_proj.len() + l.gate_up.len() + l.down_proj.len())
+            .map(|l| l.qkv.bytes() + l.o_proj.bytes() + l.gate_up.bytes() + l.down_proj.bytes())
             .sum();
-        4 * (layers + self.lm_head.len())
+        layers + self.lm_head.bytes()
     }
 
     /// Bytes of keys and values one cached token holds.
@@ -231,8 +241,14 @@ pub(crate) mod tests {
 
     /// `model` packed for decoding.
     pub(crate) fn packed(model: &Transformer) -> CpuDecoder {
+        packed_in(model, DecodePrecision::Float32)
+    }
+
+    /// `model` packed for decoding in `precision`.
+    pub(crate) fn packed_in(model: &Transformer, precision: DecodePrecision) -> CpuDecoder {
         let named = model.named_weights();
-        CpuDecoder::new(model.config(), &named, Fingerprint::of(&named).unwrap()).unwrap()
+        let fingerprint = Fingerprint::of(&named).unwrap();
+        CpuDecoder::new(model.config(), &named, fingerprint, precision).unwrap()
     }
 
     /// Runs `prompts` (each as one run), then `steps` (one token per
@@ -306,6 +322,45 @@ pub(crate) mod tests {
                     assert!((a - b).abs() < 1e-4, "{arch:?} row {s}: {a} vs {b}");
                 }
             }
+        }
+    }
+
+    /// In bfloat16 the decoder computes the model's logits to bfloat16's
+    /// precision (weights and activations rounded, sums in float32), the
+    /// same bits however the products are shared out.
+    #[test]
+    fn bfloat16_decoder_follows_the_model() {
+        for arch in [Architecture::Llama, Architecture::Qwen3] {
+            let mut cfg = ModelConfig::new(arch, 50, 64, 96, 2, 4, 2);
+            cfg.tie_word_embeddings = arch == Architecture::Llama;
+            let policy = Policy::random(&cfg, 5, &Device::Cpu).unwrap();
+            let decoder = packed_in(&policy.model, DecodePrecision::Bfloat16);
+            let prompt: Vec<u32> = (1..=11).collect();
+            let steps = [vec![12], vec![13]];
+            let (_, logits) = run(&decoder, &[&prompt], &steps, Split::Rows);
+            let split = run(&decoder, &[&prompt], &steps, Split::Columns).1;
+            assert_eq!(split, logits, "{arch:?} split products");
+            let ids: Vec<u32> = (1..=13).collect();
+            let input = Tensor::new(&ids[..], &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let expected = policy.model.forward(&input, None, None).unwrap();
+            let expected: Vec<f32> = expected
+                .get(0)
+                .and_then(|t| t.get(12))
+                .and_then(|t| t.to_vec1())
+                .unwrap();
+            let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = logits
+                .iter()
+                .zip(&expected)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            // bfloat16 keeps 8 bits: a few parts in a thousand of the
+            // logits' scale after two layers; a kernel that mixed up inputs
+            // or columns would be off by the scale itself.
+            assert!(worst < 0.02 * scale, "{arch:?}: {worst} of {scale}");
+            assert!(worst > 0.0, "{arch:?}: rounded nothing");
         }
     }
 
