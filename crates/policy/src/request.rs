@@ -60,6 +60,16 @@ pub enum DecodePrecision {
 }
 
 impl DecodePrecision {
+    /// Whether this CPU multiplies in this precision with instructions of
+    /// its own; bfloat16 without AVX-512 bf16 is emulated, slower than
+    /// float32.
+    pub fn is_native(self) -> bool {
+        match self {
+            DecodePrecision::Float32 => true,
+            DecodePrecision::Bfloat16 => crate::cpu::has_bf16_dot(),
+        }
+    }
+
     /// The name configuration files use.
     pub fn name(self) -> &'static str {
         match self {

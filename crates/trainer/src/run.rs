@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use policy::DeviceSpec;
 use tasks::{Mixture, Problem};
 
 use crate::checkpoint::{
@@ -357,6 +358,13 @@ impl<'a> Run<'a> {
             config.run.threads,
             run_dir.display()
         ));
+        let precision = config.run.decode_precision;
+        if config.run.device == DeviceSpec::Cpu && !precision.is_native() {
+            progress.message(&format!(
+                "warning: run.decode_precision = \"{precision}\": this CPU has no AVX-512 bf16 \
+                 dot products, so decoding emulates them, slower than float32"
+            ));
+        }
         Ok(Run {
             config,
             heldout: heldout_problems(&mixture, config.eval.problems)?,

@@ -83,6 +83,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         )));
     }
     let settings = settings(&args, checkpoint.eval_settings())?;
+    warn_if_emulated(settings.decode_precision);
     if args.budgets.contains(&0) {
         return Err(bad_input(anyhow!(
             "--budgets: every budget must be at least 1 token"
@@ -217,6 +218,16 @@ pub(crate) fn warn_dropped<'a>(
         );
     }
     Ok(())
+}
+
+/// Says so when the decoder will emulate `precision` (slower than float32).
+pub(crate) fn warn_if_emulated(precision: DecodePrecision) {
+    if !precision.is_native() {
+        eprintln!(
+            "warning: --decode-precision {precision}: this CPU has no AVX-512 bf16 dot \
+             products, so decoding emulates them, slower than float32"
+        );
+    }
 }
 
 /// Usage errors (a bad folder, task or setting) exit with code 2, the rest with 1.

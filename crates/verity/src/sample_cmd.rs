@@ -10,7 +10,7 @@ use policy::{DecodePrecision, FinishReason};
 use trainer::{Checkpoint, Sample, SamplePrompt};
 
 use crate::bad_input;
-use crate::eval_cmd::{into_anyhow, open, warn_dropped};
+use crate::eval_cmd::{into_anyhow, open, warn_dropped, warn_if_emulated};
 
 #[derive(Args)]
 #[command(group(ArgGroup::new("source").required(true).args(["task", "prompt"])))]
@@ -100,6 +100,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
     let run = checkpoint.eval_settings();
     let max_new_tokens = args.max_new_tokens.unwrap_or(run.max_new_tokens);
     let precision = args.decode_precision.unwrap_or(run.decode_precision);
+    warn_if_emulated(precision);
     let mut sampling = checkpoint
         .model
         .sampling(args.temperature, 1.0, 0, max_new_tokens);

@@ -148,6 +148,9 @@ const MAX_TILES: usize = 16;
 /// Narrowest tile: below this the repeated packing of the other operand
 /// outweighs the work.
 const MIN_BLOCK: usize = 64;
+/// Column tiles are multiples of this: gemm's f32 register block along a
+/// row-major product's columns on AVX-512.
+const COLUMN_BLOCK: usize = 64;
 /// Summed-dimension length per partial product when it is split (weight
 /// gradients sum over all rows of a batch).
 const DEPTH_BLOCK: usize = 1024;
@@ -170,12 +173,26 @@ impl Tiling {
         } else {
             1
         };
-        let mut tiles = (len / MIN_BLOCK).clamp(1, MAX_TILES / depth_parts.min(4));
-        if tiles > 1 && !tiles.is_multiple_of(2) {
-            tiles -= 1;
-        }
-        // Tiles a multiple of 16 wide (the kernels' vector width), so only the last is ragged.
-        let block = len.div_ceil(tiles).next_multiple_of(16).min(len);
+        let most = MAX_TILES / depth_parts.min(4);
+        let block = if by_rows {
+            // Rows are gemm's narrow (6-wide) register block: any width
+            // a multiple of 16 wastes little; an even count keeps two
+            // threads alike.
+            let mut tiles = (len / MIN_BLOCK).clamp(1, most);
+            if tiles > 1 && !tiles.is_multiple_of(2) {
+                tiles -= 1;
+            }
+            len.div_ceil(tiles).next_multiple_of(16).min(len)
+        } else {
+            // gemm computes a row-major product transposed, so columns are
+            // its 64-wide register block (4 vectors of 16): whole blocks of
+            // 64, since a ragged 16 or 32 runs its slow edge kernels in
+            // every tile, which costs more than one thread doing a block
+            // more than the other.
+            let units = len.div_ceil(COLUMN_BLOCK);
+            let tiles = units.clamp(1, most);
+            (units.div_ceil(tiles) * COLUMN_BLOCK).min(len)
+        };
         Tiling {
             by_rows,
             block,
@@ -350,18 +367,26 @@ mod tests {
     fn tiling_keeps_pieces_even_and_wide() {
         for (m, n, k) in [
             (384, 960, 576),
+            (384, 576, 576),
+            (384, 1536, 576),
             (5120, 704, 256),
             (768, 256, 5120),
             (49152, 576, 256),
         ] {
             let t = Tiling::new(m, n, k);
             let len = if t.by_rows { m } else { n };
-            assert!(t.tiles == 1 || t.tiles.is_multiple_of(2), "{t:?}");
             assert!(
                 t.block >= MIN_BLOCK && (t.tiles - 1) * t.block < len,
                 "{t:?}"
             );
+            if t.by_rows {
+                assert!(t.tiles == 1 || t.tiles.is_multiple_of(2), "{t:?}");
+            } else {
+                // Whole register blocks of columns: no ragged tile but the last.
+                assert!(t.block.is_multiple_of(COLUMN_BLOCK), "{t:?}");
+            }
         }
+        assert_eq!(Tiling::new(384, 576, 576).tiles, 9);
         assert_eq!(Tiling::new(768, 256, 5120).depth_parts, 5);
     }
 }

@@ -1,10 +1,11 @@
 //! Log-probabilities of chosen tokens, and the entropy of each position's
 //! distribution, straight from hidden states through the LM head, a chunk of
 //! positions at a time: the [positions, vocabulary] logits never exist
-//! whole (at a 150k vocabulary they were gigabytes per micro-batch). The
-//! backward pass computes each chunk's logits again instead of keeping them.
+//! whole (at a 150k vocabulary they were gigabytes per micro-batch). When a
+//! gradient may follow, the forward keeps the chunks' logits up to
+//! [`KEPT_BYTES`] for the backward pass, which computes the others again.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor};
 
@@ -15,6 +16,9 @@ use crate::error::Result;
 
 /// Positions scored per chunk: its logits are CHUNK x vocabulary floats.
 const CHUNK: usize = 256;
+/// Logits kept from the forward pass for the backward, at most: a chunk
+/// past it is computed again (one product of the LM head's size).
+const KEPT_BYTES: usize = 256 << 20;
 
 /// Marks a slot of [`Picks`] that scores nothing (its outputs are 0).
 pub(crate) const NO_ROW: u32 = u32::MAX;
@@ -43,6 +47,8 @@ pub(crate) fn token_logprobs(
     let op = TokenLogprobs {
         picks,
         inv_temperature: 1.0 / temperature,
+        keep: hidden.track_op() || weight.track_op(),
+        kept: Mutex::default(),
     };
     Ok(hidden.contiguous()?.apply_op2(&weight.contiguous()?, op)?)
 }
@@ -50,6 +56,19 @@ pub(crate) fn token_logprobs(
 struct TokenLogprobs {
     picks: Arc<Picks>,
     inv_temperature: f64,
+    /// Whether a gradient may be asked for, so logits are worth keeping.
+    keep: bool,
+    /// The first chunks' logits, from the forward pass to the backward.
+    kept: Mutex<Kept>,
+}
+
+/// Chunks' logits kept in the forward pass's precision.
+#[derive(Default)]
+enum Kept {
+    #[default]
+    Nothing,
+    F32(Vec<Vec<f32>>),
+    F64(Vec<Vec<f64>>),
 }
 
 trait HeadFloat: Float + candle_core::WithDType {
@@ -58,6 +77,10 @@ trait HeadFloat: Float + candle_core::WithDType {
     /// Overwrites the raw logits `z` with the gradient of `g_lp * log
     /// p(target) + g_ent * entropy` with respect to them.
     fn grad(z: &mut [Self], scale: Self, target: usize, out: (Self, Self), g: (Self, Self));
+    /// `chunks` as [`Kept`].
+    fn kept(chunks: Vec<Vec<Self>>) -> Kept;
+    /// The chunks `kept` holds in this precision (none in another).
+    fn unkept(kept: Kept) -> Vec<Vec<Self>>;
 }
 
 #[inline(always)]
@@ -124,6 +147,15 @@ impl HeadFloat for f32 {
     fn grad(z: &mut [f32], scale: f32, target: usize, out: (f32, f32), g: (f32, f32)) {
         grad_f32(z, scale, target, out, g)
     }
+    fn kept(chunks: Vec<Vec<f32>>) -> Kept {
+        Kept::F32(chunks)
+    }
+    fn unkept(kept: Kept) -> Vec<Vec<f32>> {
+        match kept {
+            Kept::F32(chunks) => chunks,
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl HeadFloat for f64 {
@@ -132,6 +164,15 @@ impl HeadFloat for f64 {
     }
     fn grad(z: &mut [f64], scale: f64, target: usize, out: (f64, f64), g: (f64, f64)) {
         grad_row(z, scale, target, out, g)
+    }
+    fn kept(chunks: Vec<Vec<f64>>) -> Kept {
+        Kept::F64(chunks)
+    }
+    fn unkept(kept: Kept) -> Vec<Vec<f64>> {
+        match kept {
+            Kept::F64(chunks) => chunks,
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -159,6 +200,8 @@ impl TokenLogprobs {
         let scale = <T as Float>::from_f64(self.inv_temperature);
         let mut out = vec![T::ZERO; 2 * self.picks.rows.len()];
         let dst = SharedMut(out.as_mut_ptr());
+        let mut kept = Vec::new();
+        let mut room = if self.keep { KEPT_BYTES } else { 0 };
         for slots in self.chunks() {
             let xs = self.gather(hidden, h, &slots);
             // The weight [V, H] as an [H, V] view.
@@ -174,8 +217,22 @@ impl TokenLogprobs {
                     pair[1] = ent;
                 }
             });
+            // A prefix of the chunks, as the backward pass takes them.
+            let bytes = std::mem::size_of_val(&logits[..]);
+            if bytes <= room {
+                room -= bytes;
+                kept.push(logits);
+            } else {
+                room = 0;
+            }
         }
+        *self.lock() = T::kept(kept);
         out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // A panic while keeping leaves at worst nothing kept: recomputed.
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Gradients for the hidden states and the weight.
@@ -187,9 +244,14 @@ impl TokenLogprobs {
         let scale = <T as Float>::from_f64(self.inv_temperature);
         let mut dhidden = vec![T::ZERO; rows * h];
         let mut dweight: Option<Vec<T>> = None;
+        // Taken, not borrowed: a second backward computes them all again.
+        let mut kept = T::unkept(std::mem::take(&mut *self.lock())).into_iter();
         for slots in self.chunks() {
             let xs = self.gather(hidden, h, &slots);
-            let mut dlogits = product(slots.len(), v, h, (&xs, h, 1), (weight, 1, h));
+            let mut dlogits = match kept.next() {
+                Some(logits) => logits,
+                None => product(slots.len(), v, h, (&xs, h, 1), (weight, 1, h)),
+            };
             let dst = SharedMut(dlogits.as_mut_ptr());
             par_for(slots.len(), |range| {
                 for i in range {
@@ -361,7 +423,11 @@ mod tests {
                 let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
                 let diff = max_diff(&f64_of(&ours), &f64_of(&theirs));
                 assert!(diff < tol, "{dtype:?} T={t} forward diff {diff}");
-                let g1 = (ours * &w)?.sum_all()?.backward()?;
+                let loss = (ours * &w)?.sum_all()?;
+                // The first backward uses the logits the forward kept; a
+                // second one, with nothing kept, computes them again.
+                let g1 = loss.backward()?;
+                let again = loss.backward()?;
                 let g2 = (theirs * &w)?.sum_all()?.backward()?;
                 for (name, var) in [("hidden", &hidden), ("weight", &weight)] {
                     let (a, b) = (g1.get(var).expect("grad"), g2.get(var).expect("grad"));
@@ -371,6 +437,8 @@ mod tests {
                         diff < tol * (1.0 + scale),
                         "{dtype:?} T={t} d{name} diff {diff}"
                     );
+                    let recomputed = again.get(var).expect("grad");
+                    assert_eq!(max_diff(a, recomputed), 0.0, "{dtype:?} T={t} d{name}");
                 }
             }
         }
