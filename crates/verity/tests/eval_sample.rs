@@ -305,6 +305,46 @@ fn greedy_samples_are_the_transformers_greedy_tokens_and_repeat() {
     }
 }
 
+/// `--decode-precision bfloat16` samples from the bfloat16-rounded model:
+/// the first token's log-prob (whose logits the fixture holds) close to
+/// transformers' float32 one, but not the float32 decoder's to the bit.
+#[test]
+fn bfloat16_decoding_stays_near_the_float32_model() {
+    let (want_ids, step_logits) = reference_greedy();
+    let first = |precision: &str| {
+        #[rustfmt::skip]
+        let out = ok(&[
+            "sample", "--checkpoint", s(tiny_qwen2()), "--prompt", "12+3=", "--raw",
+            "--temperature", "0", "--max-new-tokens", "1", "--n", "1", "--json",
+            "--decode-precision", precision,
+        ]);
+        let sample = json_lines(&out).remove(0);
+        assert_eq!(ids(&sample["token_ids"]), want_ids[..1], "{precision}");
+        floats(&sample["logprobs"])[0]
+    };
+    let want = logprob(&step_logits[0], want_ids[0]);
+    let (f32, bf16) = (first("float32"), first("bfloat16"));
+    assert!((f32 - want).abs() < 1e-4, "float32 {f32} vs {want}");
+    assert!((bf16 - want).abs() < 5e-2, "bfloat16 {bf16} vs {want}");
+    assert_ne!(bf16, f32, "bfloat16 decoding computed float32's numbers");
+
+    let out = verity(&[
+        "sample",
+        "--checkpoint",
+        s(tiny_qwen2()),
+        "--prompt",
+        "hi",
+        "--decode-precision",
+        "bf17",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: invalid value 'bf17' for '--decode-precision"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn sampled_logprobs_are_untempered() {
     let (_, step_logits) = reference_greedy();
