@@ -201,6 +201,20 @@ const SPECS: &[(&str, &[Spec])] = &[
                 skip_all_zero: false,
             },
             Spec {
+                id: "sampling-gap",
+                title: "Sampler against trained model",
+                note: "Mean |sampled − trained log-prob| per token.",
+                y_label: "nats per token",
+                y_axis: YAxis::Linear,
+                lines: &[metric(
+                    "sampling/sampling_logp_difference/mean",
+                    Stroke::Solid,
+                    "mean gap",
+                )],
+                band: None,
+                skip_all_zero: false,
+            },
+            Spec {
                 id: "clip",
                 title: "Clipped ratios",
                 note: "Share of tokens whose probability ratio hit the clip range.",

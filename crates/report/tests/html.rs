@@ -17,6 +17,7 @@ fn grpo_line(global_step: u64, step: u64, kl: Option<f64>, extra: &str) -> Strin
          \"reward\":{r},\"reward_std\":0.3,\"accuracy\":{r},\"format_rate\":0.9,\
          \"completions/mean_length\":20.5,\"completions/min_length\":12,\"completions/max_length\":31,\
          \"completions/clipped_ratio\":0.0,\"kl\":{kl},\"entropy\":0.8,\"clip_ratio/low_mean\":0.0,\
+         \"sampling/sampling_logp_difference/mean\":0.008,\
          \"clip_ratio/high_mean\":0.01,\"clip_ratio/region_mean\":0.01,\"frac_reward_zero_std\":0.25,\
          \"groups_resampled\":0,\"learning_rate\":0.0001,\"grad_norm\":0.5,\"num_tokens\":2000,\
          \"tokens_per_s\":900.0,\"rollout_s\":0.4,\"update_s\":0.3,\"step_s\":0.7{extra}}}\n"
@@ -127,7 +128,7 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
-const STEP_PLOTS: [&str; 14] = [
+const STEP_PLOTS: [&str; 15] = [
     "heldout",
     "format",
     "reward",
@@ -136,6 +137,7 @@ const STEP_PLOTS: [&str; 14] = [
     "truncated",
     "kl",
     "entropy",
+    "sampling-gap",
     "clip",
     "loss",
     "grad-norm",
