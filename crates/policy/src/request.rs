@@ -45,17 +45,18 @@ impl Default for SamplingConfig {
 /// as bf16 inference engines compute. The sampled tokens then come from a
 /// slightly different model than the one trained: log-probabilities shift
 /// by about 1e-2, where float32 reproduces the training forward to 1e-5.
+///
+/// Configs and the command line spell it as [`DecodePrecision::name`]
+/// says (or `f32` / `bf16`), read by its `FromStr`.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String", into = "String")]
 pub enum DecodePrecision {
     /// float32 weights and products (the default).
     #[default]
-    #[serde(alias = "f32")]
     Float32,
     /// bfloat16 weights and products with float32 sums.
-    #[serde(alias = "bf16")]
     Bfloat16,
 }
 
@@ -90,6 +91,20 @@ impl std::str::FromStr for DecodePrecision {
                 "decode precision {other:?} is not one of \"float32\", \"bfloat16\""
             ))),
         }
+    }
+}
+
+impl TryFrom<String> for DecodePrecision {
+    type Error = Error;
+
+    fn try_from(name: String) -> Result<Self> {
+        name.parse()
+    }
+}
+
+impl From<DecodePrecision> for String {
+    fn from(precision: DecodePrecision) -> String {
+        precision.name().to_string()
     }
 }
 

@@ -251,6 +251,19 @@ pub(crate) mod tests {
         CpuDecoder::new(model.config(), &named, fingerprint, precision).unwrap()
     }
 
+    /// The tensor model's logits after the last of `ids`.
+    fn last_logits(model: &Transformer, ids: &[u32]) -> Vec<f32> {
+        let input = Tensor::new(ids, &Device::Cpu)
+            .and_then(|t| t.unsqueeze(0))
+            .unwrap();
+        let logits = model.forward(&input, None, None).unwrap();
+        logits
+            .get(0)
+            .and_then(|t| t.get(ids.len() - 1))
+            .and_then(|t| t.to_vec1())
+            .unwrap()
+    }
+
     /// Runs `prompts` (each as one run), then `steps` (one token per
     /// sequence each): the caches and the last pass's logits.
     fn run(
@@ -307,16 +320,7 @@ pub(crate) mod tests {
                 let mut ids = prompt.to_vec();
                 ids.extend(steps.iter().map(|step| step[s]));
                 assert_eq!(seqs[s].len(), ids.len());
-                let input = Tensor::new(&ids[..], &Device::Cpu)
-                    .unwrap()
-                    .unsqueeze(0)
-                    .unwrap();
-                let expected = policy.model.forward(&input, None, None).unwrap();
-                let expected: Vec<f32> = expected
-                    .get(0)
-                    .and_then(|t| t.get(ids.len() - 1))
-                    .and_then(|t| t.to_vec1())
-                    .unwrap();
+                let expected = last_logits(&policy.model, &ids);
                 let ours = &logits[s * 50..(s + 1) * 50];
                 for (a, b) in ours.iter().zip(&expected) {
                     assert!((a - b).abs() < 1e-4, "{arch:?} row {s}: {a} vs {b}");
@@ -341,16 +345,7 @@ pub(crate) mod tests {
             let split = run(&decoder, &[&prompt], &steps, Split::Columns).1;
             assert_eq!(split, logits, "{arch:?} split products");
             let ids: Vec<u32> = (1..=13).collect();
-            let input = Tensor::new(&ids[..], &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap();
-            let expected = policy.model.forward(&input, None, None).unwrap();
-            let expected: Vec<f32> = expected
-                .get(0)
-                .and_then(|t| t.get(12))
-                .and_then(|t| t.to_vec1())
-                .unwrap();
+            let expected = last_logits(&policy.model, &ids);
             let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
             let worst = logits
                 .iter()
