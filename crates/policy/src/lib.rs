@@ -95,6 +95,7 @@ mod weights;
 pub use cache::KvCache;
 pub use chat_template::{ChatMessage, ChatTemplate, SpecialTokens};
 pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use cpu::ProductTally;
 pub use device::{parse_device, DeviceSpec};
 pub use error::{Error, Result};
 pub use generate::{generate, generate_until, GenerationCache};

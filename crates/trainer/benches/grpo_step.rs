@@ -25,7 +25,10 @@
 //! The header measures what bounds all of it on this machine: f32 GEMM at
 //! 2048^3 and memory bandwidth. Each figure is followed by its floor at
 //! those rates (6 x parameters x tokens at the GEMM rate; the optimizer's
-//! bytes at the memory rate), the ceiling the machine sets.
+//! bytes at the memory rate), the ceiling the machine sets. Beside it, the
+//! time of the pass's (or step's) own matrix products at their shapes,
+//! timed inside it ([`policy::ProductTally`]), and what that leaves the
+//! rest of the work at the target ratio.
 //!
 //! `cargo bench -p verity-trainer --bench grpo_step`. Environment:
 //! `VERITY_BENCH_ONLY` (comma list of `tiny`, `small`, `train`, `grpo`),
@@ -41,7 +44,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use policy::{completion_logprobs, Architecture, DecodePrecision, ModelConfig, Policy};
+use policy::{
+    completion_logprobs, Architecture, DecodePrecision, ModelConfig, Policy, ProductTally,
+};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;
 use trainer::{grpo_loss, Accumulation, AdamWConfig, Config, LossConfig, LossInputs};
@@ -56,6 +61,8 @@ struct Shape {
     grpo: Vec<GrpoCase>,
     /// The GRPO step's speed-up over the peer that verity aims for.
     target_ratio: f64,
+    /// The training pass's.
+    train_target_ratio: f64,
 }
 
 /// One GRPO workload.
@@ -96,6 +103,7 @@ fn shapes() -> Vec<Shape> {
                 betas: &[0.0, 0.04],
             }],
             target_ratio: 2.5,
+            train_target_ratio: 1.3,
         },
         Shape {
             name: "bench-small",
@@ -122,6 +130,7 @@ fn shapes() -> Vec<Shape> {
                 },
             ],
             target_ratio: 3.0,
+            train_target_ratio: 1.5,
         },
     ]
 }
@@ -366,8 +375,8 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
         max_completion_length: c,
         ..LossConfig::default()
     };
-    let mut once = || -> [f64; 4] {
-        let (start, cpu_start) = (Instant::now(), cpu_seconds());
+    let mut once = || -> [f64; 6] {
+        let (start, cpu_start, tally) = (Instant::now(), cpu_seconds(), ProductTally::now());
         let logps = completion_logprobs(&policy.model, &ids, &mask, c, 1.0).expect("log-probs");
         let inputs = LossInputs {
             new_logps: &logps,
@@ -386,15 +395,18 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
         let backward = start.elapsed().as_secs_f64() - forward;
         grads.clip_norm(1.0).expect("clip");
         optimizer.step(&grads, 1e-5).expect("AdamW");
+        let products = ProductTally::now().since(tally);
         [
             forward,
             backward,
             start.elapsed().as_secs_f64() - forward - backward,
             cpu_seconds() - cpu_start,
+            products.seconds,
+            products.multiply_adds as f64,
         ]
     };
     once();
-    let runs: Vec<[f64; 4]> = (0..reps).map(|_| once()).collect();
+    let runs: Vec<[f64; 6]> = (0..reps).map(|_| once()).collect();
     let mut totals: Vec<f64> = runs.iter().map(|r| r[..3].iter().sum()).collect();
     let best = totals.iter().copied().fold(f64::INFINITY, f64::min);
     let med = median(&mut totals);
@@ -426,6 +438,24 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
             tokens / med / r
         ))
     );
+    // The pass's own products at their shapes, timed inside it: what the
+    // rest (attention, element-wise kernels, gradient bookkeeping, AdamW)
+    // has left to it at a target.
+    let products = part(4);
+    println!(
+        "    its matrix products {products:.3} s at {:.0} GFLOP/s ({:.0}% of the pass), the rest {:.3} s",
+        2.0 * part(5) / products / 1e9,
+        100.0 * products / med,
+        med - products
+    );
+    if let Some(r) = peer_rate {
+        let target = tokens / (r * shape.train_target_ratio);
+        println!(
+            "    target {:.1}x = {target:.3} s: the products leave the rest {:.3} s",
+            shape.train_target_ratio,
+            target - products
+        );
+    }
 }
 
 // ------------------------------------------------------------------ GRPO step
@@ -557,7 +587,10 @@ samples_per_step = 0
         ),
     )?;
     let config = Config::load(&config_path, &[])?;
+    let tally = ProductTally::now();
     trainer::train(&config, &mut trainer::Silent)?;
+    // Every step does the same products (the decoder's are not counted).
+    let products = ProductTally::now().since(tally);
 
     let metrics = std::fs::read_to_string(work.path().join("bench").join(trainer::METRICS_FILE))?;
     let lines: Vec<Value> = metrics
@@ -623,14 +656,22 @@ samples_per_step = 0
             s / step
         ))
     );
+    let step_products = products.seconds / steps as f64;
+    println!(
+        "    matrix products of the update{} {step_products:.3} s/step at {:.0} GFLOP/s; generation and the rest {:.3} s",
+        if beta > 0.0 { " and reference" } else { "" },
+        products.flops() / 1e9,
+        step - step_products
+    );
     if let Some(peer_step) = peer_step {
         // How close to the machine's ceiling the target asks the step to run.
         let target = peer_step / shape.target_ratio;
         println!(
-            "    target {:.1}x = {target:.3} s/step: {:.0}% of the ceiling's speed; this step {:.0}%",
+            "    target {:.1}x = {target:.3} s/step: {:.0}% of the ceiling's speed; this step {:.0}%; the products leave the rest {:.3} s",
             shape.target_ratio,
             100.0 * floor / target,
-            100.0 * floor / step
+            100.0 * floor / step,
+            target - step_products
         );
     }
     Ok(())

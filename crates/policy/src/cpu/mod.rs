@@ -25,4 +25,5 @@ pub(crate) use kernels::{
     causal_attention, fused_cpu, linear, rms_norm, rope, softmax_last_dim, swiglu, swiglu_block,
     token_logprobs, AttentionDims, Picks, Sequence, SequenceLayout, NO_ROW,
 };
+pub use parallel::ProductTally;
 pub(crate) use simd::has_bf16_dot;

@@ -2,6 +2,8 @@
 //! tensors' CPU storage from a backward pass.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use candle_core::{CpuStorage, Layout, Storage, Tensor, WithDType};
 
@@ -207,6 +209,46 @@ impl Tiling {
     }
 }
 
+/// Wall time spent in [`product`] and [`product_into`] so far, in
+/// nanoseconds, and the multiply-adds they did: process-wide, for
+/// benchmarks that split a pass into its products and the rest.
+static PRODUCT_NANOS: AtomicU64 = AtomicU64::new(0);
+static PRODUCT_MACS: AtomicU64 = AtomicU64::new(0);
+
+/// The matrix products of the CPU training kernels (forward and backward
+/// of every linear layer, the MLP and the LM head; not attention's small
+/// per-head products, nor decoding's) run in this process so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProductTally {
+    /// Wall time inside the products, on the thread that called them.
+    pub seconds: f64,
+    /// Multiply-adds done (a product of [m, k] and [k, n] does m k n).
+    pub multiply_adds: u64,
+}
+
+impl ProductTally {
+    /// The tally so far.
+    pub fn now() -> ProductTally {
+        ProductTally {
+            seconds: PRODUCT_NANOS.load(Ordering::Relaxed) as f64 * 1e-9,
+            multiply_adds: PRODUCT_MACS.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What was added since `earlier`.
+    pub fn since(self, earlier: ProductTally) -> ProductTally {
+        ProductTally {
+            seconds: self.seconds - earlier.seconds,
+            multiply_adds: self.multiply_adds - earlier.multiply_adds,
+        }
+    }
+
+    /// Floating-point operations per second (two per multiply-add).
+    pub fn flops(&self) -> f64 {
+        2.0 * self.multiply_adds as f64 / self.seconds
+    }
+}
+
 /// `lhs [m, k] * rhs [k, n]` into a new row-major [m, n], on candle's CPU
 /// worker threads (the ones the other kernels use, so none of them spins
 /// while another pool computes), in pieces fixed by the shape ([`Tiling`]).
@@ -263,6 +305,7 @@ unsafe fn product_unchecked<T: Float + WithDType>(
     if m == 0 || n == 0 {
         return;
     }
+    let start = Instant::now();
     let plan = Tiling::new(m, n, k);
     // Partial products past the first go to their own buffers.
     let mut partial = if plan.depth_parts > 1 {
@@ -320,6 +363,8 @@ unsafe fn product_unchecked<T: Float + WithDType>(
             }
         });
     }
+    PRODUCT_NANOS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    PRODUCT_MACS.fetch_add((m * n * k) as u64, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -352,7 +397,11 @@ mod tests {
             // lhs row-major, rhs as the transpose of a row-major [n, k].
             let (lhs, rhs) = ((&a[..], k, 1), (&b[..], 1, k));
             let want = reference(m, n, k, lhs, rhs);
+            let before = ProductTally::now();
             let got = product(m, n, k, lhs, rhs);
+            // Other tests' products may land in the tally meanwhile.
+            let tally = ProductTally::now().since(before);
+            assert!(tally.multiply_adds >= (m * n * k) as u64 && tally.seconds > 0.0);
             let mut twice = got.clone();
             product_into(m, n, k, &mut twice, true, lhs, rhs);
             for i in 0..m * n {
