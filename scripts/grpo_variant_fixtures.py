@@ -136,9 +136,11 @@ class Accelerator:
         return x
 
 
-def trl_loss(settings, rows, accumulation, num_items):
+def trl_loss(settings, rows, accumulation, num_items, sampler_ratio=None):
     """TRL's loss of `rows` with gradient accumulation `accumulation`;
-    returns (loss, d loss / d new log-probs of those rows, metrics)."""
+    returns (loss, d loss / d new log-probs of those rows, metrics).
+    `sampler_ratio` ([B, T] or [B, 1]), when given, is TRL's
+    `importance_sampling_ratio` for vLLM rollouts."""
     trainer = GRPOTrainer.__new__(GRPOTrainer)
     args = types.SimpleNamespace(
         use_bias_correction_kl=settings.get("use_bias_correction_kl", True),
@@ -164,8 +166,8 @@ def trl_loss(settings, rows, accumulation, num_items):
         loss_type=settings["loss_type"],
         epsilon_low=settings.get("epsilon_low", 0.2),
         epsilon_high=settings.get("epsilon_high", 0.2),
-        use_vllm=False,
-        vllm_importance_sampling_correction=False,
+        use_vllm=sampler_ratio is not None,
+        vllm_importance_sampling_correction=sampler_ratio is not None,
         current_gradient_accumulation_steps=accumulation,
         max_completion_length=MAX_COMPLETION_LENGTH,
         accelerator=Accelerator(),
@@ -185,6 +187,8 @@ def trl_loss(settings, rows, accumulation, num_items):
         "ref_per_token_logps": REF[rows].clone(),
         "num_items_in_batch": torch.tensor(float(num_items)),
     }
+    if sampler_ratio is not None:
+        inputs["importance_sampling_ratio"] = sampler_ratio[rows].clone()
     loss = GRPOTrainer._compute_loss(trainer, None, inputs)
     loss.backward()
     metrics = {k: v[0] for k, v in trainer._metrics["train"].items()}

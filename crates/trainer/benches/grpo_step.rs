@@ -385,6 +385,7 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
             entropies: None,
             advantages: &advantages,
             completion_mask: &completion_mask,
+            sampler_weights: None,
         };
         let loss = grpo_loss(&loss_cfg, &inputs, Accumulation::single(b * c)).expect("loss");
         let forward = start.elapsed().as_secs_f64();

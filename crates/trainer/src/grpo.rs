@@ -53,6 +53,7 @@ use crate::model::Model;
 use crate::optim::{AdamW, Applied, Gradients};
 use crate::progress::Phase;
 use crate::rewards::RewardShaping;
+use crate::sampler_correction::{sampler_weights, WeightSpread};
 use crate::seeds::{rng_for, Purpose};
 
 /// Everything a GRPO step reads but does not change.
@@ -404,6 +405,9 @@ struct MicroBatch<'a> {
     ref_logps: Option<Tensor>,
     /// Per row, the log-probs its tokens were sampled with.
     sampled_logps: Vec<&'a [f32]>,
+    /// With `grpo.sampler_correction`: the policy loss's weights, taken
+    /// in the first iteration and kept for the later ones.
+    sampler_weights: Option<Tensor>,
 }
 
 /// Completions in batch order, split into `micro_batches` contiguous slices;
@@ -466,6 +470,7 @@ fn micro_batches<'a>(
             old_logps: None,
             ref_logps,
             sampled_logps: sampled.by_ref().take(size).collect(),
+            sampler_weights: None,
         });
     }
     Ok(out)
@@ -489,6 +494,8 @@ struct IterationLosses {
     /// How far the log-probs tokens were sampled with lie from the
     /// trained model's (first iteration only).
     sampling_gap: SamplingGap,
+    /// The sampler correction's weights (first iteration, when on).
+    sampler_weights: Option<WeightSpread>,
     tokens: usize,
 }
 
@@ -553,6 +560,23 @@ fn loss_and_backward(
             ctx.cfg.temperature,
             first || loss_cfg.needs_entropy(),
         )?;
+        if first {
+            let sampled = sampled_logps(&mb.sampled_logps, scores.logprobs.dims2()?)?;
+            let weights = sampler_weights(
+                loss_cfg.sampler_correction,
+                (
+                    loss_cfg.sampler_correction_min,
+                    loss_cfg.sampler_correction_max,
+                ),
+                &scores.logprobs,
+                &sampled,
+                &mb.mask,
+            )?;
+            if let Some((weights, spread)) = weights {
+                mb.sampler_weights = Some(weights);
+                out.sampler_weights = Some(out.sampler_weights.unwrap_or_default().merge(spread));
+            }
+        }
         let inputs = LossInputs {
             new_logps: &scores.logprobs,
             old_logps: mb.old_logps.as_ref(),
@@ -560,6 +584,7 @@ fn loss_and_backward(
             entropies: scores.entropy.as_ref(),
             advantages: &mb.advantages,
             completion_mask: &mb.mask,
+            sampler_weights: mb.sampler_weights.as_ref(),
         };
         let loss = grpo_loss(&loss_cfg, &inputs, accumulation)?;
         let backward_start = Instant::now();
@@ -592,6 +617,21 @@ fn loss_and_backward(
         }
     }
     Ok((grads, out))
+}
+
+/// The log-probs rows were sampled with as `[rows, width]`, 0 past each
+/// row's end.
+fn sampled_logps(rows: &[&[f32]], (b, width): (usize, usize)) -> Result<Tensor> {
+    let mut padded = vec![0f32; b * width];
+    for (dst, row) in padded.chunks_exact_mut(width.max(1)).zip(rows) {
+        let n = row.len().min(width);
+        dst[..n].copy_from_slice(&row[..n]);
+    }
+    Ok(Tensor::from_vec(
+        padded,
+        (b, width),
+        &candle_core::Device::Cpu,
+    )?)
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -680,6 +720,25 @@ pub struct GrpoMetrics {
     /// The largest such difference.
     #[serde(rename = "sampling/sampling_logp_difference/max")]
     pub sampling_logp_difference_max: f64,
+    /// With `grpo.sampler_correction`: the smallest weight of the policy
+    /// loss over tokens (completions in the sequence modes), first update.
+    #[serde(
+        rename = "sampling/importance_sampling_ratio/min",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub importance_sampling_ratio_min: Option<f64>,
+    /// Their mean.
+    #[serde(
+        rename = "sampling/importance_sampling_ratio/mean",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub importance_sampling_ratio_mean: Option<f64>,
+    /// The largest.
+    #[serde(
+        rename = "sampling/importance_sampling_ratio/max",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub importance_sampling_ratio_max: Option<f64>,
     /// Fraction of groups whose rewards all agree, in the batch trained on.
     pub frac_reward_zero_std: f64,
     /// Groups replaced by dynamic sampling.
@@ -769,6 +828,9 @@ fn metrics(
         sampling_logp_difference_mean: first.sampling_gap.sum
             / first.sampling_gap.tokens.max(1) as f64,
         sampling_logp_difference_max: first.sampling_gap.max,
+        importance_sampling_ratio_min: first.sampler_weights.map(|w| w.min),
+        importance_sampling_ratio_mean: first.sampler_weights.map(|w| w.mean()),
+        importance_sampling_ratio_max: first.sampler_weights.map(|w| w.max),
         clip_ratio_low: over_updates(&|u| per_unit(u.losses.clip_low, &u.losses)),
         clip_ratio_high: over_updates(&|u| per_unit(u.losses.clip_high, &u.losses)),
         clip_ratio_region: over_updates(&|u| per_unit(u.losses.clip_region, &u.losses)),

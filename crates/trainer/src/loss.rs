@@ -52,6 +52,7 @@ use std::str::FromStr;
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 
+use crate::sampler_correction::SamplerCorrection;
 use crate::{Error, Result};
 
 /// The loss: an objective and a way to average it (TRL's `loss_type`).
@@ -230,6 +231,13 @@ pub struct LossConfig {
     /// The configured completion length limit: `dr_grpo`'s constant
     /// denominator (not the padded width of a batch).
     pub max_completion_length: usize,
+    /// Weights for a sampler that differs from the trained model, taken
+    /// from [`LossInputs::sampler_weights`]; this says how they were made.
+    pub sampler_correction: SamplerCorrection,
+    /// Their lower bound (none when unset).
+    pub sampler_correction_min: Option<f64>,
+    /// Their upper bound.
+    pub sampler_correction_max: f64,
 }
 
 impl Default for LossConfig {
@@ -248,6 +256,9 @@ impl Default for LossConfig {
             top_entropy_quantile: 1.0,
             off_policy_mask_threshold: None,
             max_completion_length: 256,
+            sampler_correction: SamplerCorrection::None,
+            sampler_correction_min: None,
+            sampler_correction_max: 3.0,
         }
     }
 }
@@ -322,6 +333,23 @@ impl LossConfig {
         if let Some(threshold) = self.off_policy_mask_threshold {
             finite_at_least("grpo.off_policy_mask_threshold", threshold, 0.0)?;
         }
+        let max = self.sampler_correction_max;
+        if !(max.is_finite() && max > 0.0) {
+            return Err(Error::invalid(
+                "grpo.sampler_correction_max",
+                format!("must be a finite number > 0, got {max}"),
+            ));
+        }
+        if let Some(min) = self.sampler_correction_min {
+            if !(min.is_finite() && min >= 0.0 && min < max) {
+                return Err(Error::invalid(
+                    "grpo.sampler_correction_min",
+                    format!(
+                        "must be >= 0 and below grpo.sampler_correction_max ({max}), got {min}"
+                    ),
+                ));
+            }
+        }
         if self.max_completion_length == 0 {
             return Err(Error::invalid(
                 "grpo.max_completion_length",
@@ -387,6 +415,10 @@ pub struct LossInputs<'a> {
     /// 1 for completion tokens that count, 0 for padding and masked
     /// completions, `[B, T]`, any dtype.
     pub completion_mask: &'a Tensor,
+    /// Weights of each token's policy loss for a sampler that is not the
+    /// trained model (TRL's `importance_sampling_ratio` with vLLM), `[B,
+    /// T]`, constants; see [`crate::sampler_weights`]. None weighs 1.
+    pub sampler_weights: Option<&'a Tensor>,
 }
 
 /// Per-token pieces of the loss, all `[B, T]` in the dtype of `new_logps`.
@@ -553,6 +585,10 @@ pub fn per_token_loss(cfg: &LossConfig, inputs: &LossInputs<'_>) -> Result<PerTo
         policy_mask = (policy_mask * high.to_dtype(dtype)?)?;
     }
     let mut loss = (policy * &policy_mask)?;
+    if let Some(weights) = inputs.sampler_weights {
+        // Before the KL term, as TRL weights it.
+        loss = (loss * keep(weights)?.detach())?;
+    }
 
     let kl = if cfg.beta != 0.0 {
         let reference = inputs.ref_logps.ok_or_else(|| {
@@ -897,6 +933,7 @@ mod tests {
             entropies: None,
             advantages: &adv,
             completion_mask: &mask,
+            sampler_weights: None,
         };
         let out = grpo_loss(&cfg, &inputs, Accumulation::single(3)).unwrap();
         let loss = out.loss.to_scalar::<f64>().unwrap();
@@ -940,6 +977,7 @@ mod tests {
                         entropies: Some(&entropies),
                         advantages: &adv,
                         completion_mask: &mask,
+                        sampler_weights: None,
                     };
                     let at = format!("{lt} {importance_sampling:?} {kl_estimator:?}");
                     let out = grpo_loss(&cfg, &inputs, Accumulation::single(1)).unwrap();
@@ -972,6 +1010,7 @@ mod tests {
             entropies: None,
             advantages: &adv,
             completion_mask: &mask,
+            sampler_weights: None,
         };
         let out = grpo_loss(&config(LossType::Grpo), &inputs, Accumulation::single(5)).unwrap();
         assert_eq!(out.loss.dtype(), DType::F32);
@@ -1003,6 +1042,7 @@ mod tests {
                 entropies: None,
                 advantages: &adv,
                 completion_mask: &mask,
+                sampler_weights: None,
             };
             grpo_loss(&cfg, &inputs, Accumulation::single(t)).unwrap()
         };
@@ -1032,6 +1072,7 @@ mod tests {
                 entropies: None,
                 advantages: adv,
                 completion_mask: mask,
+                sampler_weights: None,
             };
             grpo_loss(&cfg, &inputs, Accumulation::single(3)).map(|_| ())
         };

@@ -222,6 +222,7 @@ impl Batch {
             entropies: None,
             advantages: &self.advantages,
             completion_mask: &self.mask,
+            sampler_weights: None,
         }
     }
 }
@@ -470,6 +471,7 @@ fn two_micro_batches_accumulate_the_expected_gradient() {
                         entropies: None,
                         advantages: &advantages,
                         completion_mask: &mask,
+                        sampler_weights: None,
                     };
                     let out = grpo_loss(&lc, &micro, accumulation).unwrap();
                     losses.push(scalar(&out.loss));

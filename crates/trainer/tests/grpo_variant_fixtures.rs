@@ -178,6 +178,7 @@ fn loss_config(s: &Settings, max_completion_length: usize) -> LossConfig {
         top_entropy_quantile: s.top_entropy_quantile.unwrap_or(1.0),
         off_policy_mask_threshold: s.off_policy_mask_threshold,
         max_completion_length,
+        ..LossConfig::default()
     }
 }
 
@@ -227,6 +228,7 @@ impl Batch {
             entropies: Some(&self.entropies),
             advantages: &self.advantages,
             completion_mask: &self.mask,
+            sampler_weights: None,
         }
     }
 }

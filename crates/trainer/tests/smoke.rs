@@ -254,6 +254,42 @@ fn bfloat16_decoding_runs_reproducibly() {
     }
 }
 
+/// The sampler correction weighs bfloat16 rollouts' policy loss (two
+/// updates per batch, so the first update's weights are kept for the
+/// second) and logs TRL's spread of the weights; without it none is logged.
+#[test]
+fn sampler_correction_weighs_bfloat16_rollouts() {
+    let run = |correction| {
+        let out = tempfile::tempdir().unwrap();
+        let mut config = micro_config(out.path(), "");
+        config.run.decode_precision = policy::DecodePrecision::Bfloat16;
+        config.grpo.sampler_correction = correction;
+        config.grpo.num_iterations = 2;
+        train(&config, &mut Silent).unwrap();
+        lines(&out.path().join("micro").join("metrics.jsonl"))
+    };
+    let key = |stat: &str| format!("sampling/importance_sampling_ratio/{stat}");
+    let grpo = |metrics: Vec<Value>| -> Vec<Value> {
+        metrics
+            .into_iter()
+            .filter(|m| m["phase"] == "grpo")
+            .collect()
+    };
+    let weighed = grpo(run(trainer::SamplerCorrection::TokenTruncate));
+    assert_eq!(weighed.len(), 2);
+    for m in &weighed {
+        let stat = |s: &str| m[key(s).as_str()].as_f64().unwrap();
+        let (min, mean, max) = (stat("min"), stat("mean"), stat("max"));
+        assert!(min <= mean && mean <= max && max <= 3.0, "{m}");
+        // Per-token gaps of about 1e-2: weights near 1, not all exactly 1.
+        assert!((mean - 1.0).abs() < 0.05 && max > min, "{m}");
+        assert!(m["loss"].as_f64().unwrap().is_finite(), "{m}");
+    }
+    for m in grpo(run(trainer::SamplerCorrection::None)) {
+        assert!(m.get(key("mean")).is_none(), "{m}");
+    }
+}
+
 #[test]
 fn a_used_run_folder_is_not_overwritten() {
     let out = tempfile::tempdir().unwrap();

@@ -19,6 +19,7 @@ use policy::{Architecture, DecodePrecision, DeviceSpec};
 use crate::advantages::{AdvantageEstimator, ScaleRewards};
 use crate::loss::{ImportanceSampling, KlEstimator, LossConfig, LossType};
 use crate::optim::AdamWConfig;
+use crate::sampler_correction::SamplerCorrection;
 use crate::schedule::{Decay, LrSchedule};
 use schema::section;
 
@@ -303,6 +304,21 @@ section! {
         /// `num_iterations > 1` (rollouts come from the model being
         /// trained). Unset turns it off.
         off_policy_mask_threshold: Option<f64> = None,
+        /// Weigh each token's policy loss for a sampler that is not the
+        /// trained model (TRL's `vllm_importance_sampling_mode`, for vLLM
+        /// rollouts): by `exp(trained - sampled log-prob)` per token
+        /// (`token_truncate`: clamped to the bounds, `token_mask`: 0
+        /// outside them) or per completion, the exp of its summed
+        /// differences (`sequence_truncate`, `sequence_mask`, TRL's
+        /// default). For `run.decode_precision = "bfloat16"`, whose
+        /// log-probs lie about 1e-2 from the float32 model's; `none`
+        /// weighs 1 (the float32 decoder computes what training does).
+        sampler_correction: SamplerCorrection = SamplerCorrection::None,
+        /// Upper bound of those weights (TRL's
+        /// `vllm_importance_sampling_clip_max`).
+        sampler_correction_max: f64 = 3.0,
+        /// Lower bound; unset leaves them unbounded below.
+        sampler_correction_min: Option<f64> = None,
         /// Weight of the KL penalty to the frozen starting model; 0 turns
         /// it off (and no reference model is kept).
         beta: f64 = 0.0,
@@ -517,6 +533,9 @@ impl GrpoSection {
             top_entropy_quantile: self.top_entropy_quantile,
             off_policy_mask_threshold: self.off_policy_mask_threshold,
             max_completion_length: self.max_completion_length,
+            sampler_correction: self.sampler_correction,
+            sampler_correction_min: self.sampler_correction_min,
+            sampler_correction_max: self.sampler_correction_max,
         }
     }
 }

@@ -428,6 +428,14 @@ mod tests {
                 Box::new(|c| c.grpo.off_policy_mask_threshold = Some(-0.5)),
             ),
             (
+                "grpo.sampler_correction_max",
+                Box::new(|c| c.grpo.sampler_correction_max = 0.0),
+            ),
+            (
+                "grpo.sampler_correction_min",
+                Box::new(|c| c.grpo.sampler_correction_min = Some(5.0)),
+            ),
+            (
                 "grpo.sapo_temperature_neg",
                 Box::new(|c| c.grpo.sapo_temperature_neg = 0.0),
             ),
