@@ -12,6 +12,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+mod common;
+use common::values;
+
 use candle_core::{DType, Device, Tensor, Var};
 use serde::Deserialize;
 use trainer::{
@@ -154,15 +157,6 @@ fn matrix(m: &Matrix, dtype: DType) -> Tensor {
     Tensor::from_vec(flat(m), (rows, cols), &Device::Cpu)
         .unwrap()
         .to_dtype(dtype)
-        .unwrap()
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
         .unwrap()
 }
 

@@ -23,6 +23,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+mod common;
+use common::values;
+
 use candle_core::{DType, Device, Tensor, Var};
 use serde::Deserialize;
 use trainer::{
@@ -148,15 +151,6 @@ fn assert_close(what: &str, got: &[f64], want: &[f64]) {
 
 fn flat(m: &Matrix) -> Vec<f64> {
     m.iter().flatten().copied().collect()
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 fn scalar(t: &Tensor) -> f64 {

@@ -12,7 +12,10 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor, Var};
+mod common;
+use common::values;
+
+use candle_core::{Device, Tensor, Var};
 use serde::Deserialize;
 use trainer::{
     grpo_loss, sampler_weights, Accumulation, LossConfig, LossInputs, LossType, SamplerCorrection,
@@ -69,15 +72,6 @@ fn fixture() -> Fixture {
 fn matrix(m: &Matrix) -> Tensor {
     let flat: Vec<f64> = m.iter().flatten().copied().collect();
     Tensor::from_vec(flat, (m.len(), m[0].len()), &Device::Cpu).unwrap()
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 fn assert_close(what: &str, got: &[f64], want: &[f64]) {
