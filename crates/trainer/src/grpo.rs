@@ -53,7 +53,7 @@ use crate::model::Model;
 use crate::optim::{AdamW, Applied, Gradients};
 use crate::progress::Phase;
 use crate::rewards::RewardShaping;
-use crate::sampler_correction::{sampler_weights, WeightSpread};
+use crate::sampler_correction::{sampler_weights, SamplerCorrection, WeightSpread};
 use crate::seeds::{rng_for, Purpose};
 
 /// Everything a GRPO step reads but does not change.
@@ -560,7 +560,7 @@ fn loss_and_backward(
             ctx.cfg.temperature,
             first || loss_cfg.needs_entropy(),
         )?;
-        if first {
+        if first && loss_cfg.sampler_correction != SamplerCorrection::None {
             let sampled = sampled_logps(&mb.sampled_logps, scores.logprobs.dims2()?)?;
             let weights = sampler_weights(
                 loss_cfg.sampler_correction,
