@@ -74,6 +74,48 @@ impl Attention {
         }
     }
 
+    /// `x + forward(norm(x))` as one fused CPU operation, for `x` [rows,
+    /// hidden] in f32 / f64 over the sequences of `layout`, without biases
+    /// or query/key norms; None where that does not apply.
+    pub(crate) fn residual_block(
+        &self,
+        x: &Tensor,
+        norm: &RmsNorm,
+        angles: &RopeAngles,
+        layout: &Arc<SequenceLayout>,
+    ) -> Result<Option<Tensor>> {
+        let projections = [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj];
+        let plain = projections.iter().all(|l| l.bias().is_none()) && self.q_norm.is_none();
+        if !(plain && x.rank() == 2 && crate::cpu::fused_cpu(x)) {
+            return Ok(None);
+        }
+        // The query, key, value and norm weights concatenate (a cheap node)
+        // so the block is one operation of three inputs.
+        let norm_weight = norm.weight().unsqueeze(0)?;
+        let weights = Tensor::cat(
+            &[
+                self.q_proj.weight(),
+                self.k_proj.weight(),
+                self.v_proj.weight(),
+                &norm_weight,
+            ],
+            0,
+        )?;
+        let attending = crate::cpu::Attending {
+            dims: crate::cpu::AttentionDims {
+                heads: self.num_heads,
+                kv_heads: self.num_kv_heads,
+                head_dim: self.head_dim,
+            },
+            layout: layout.clone(),
+            cos: angles.cos_host.clone(),
+            sin: angles.sin_host.clone(),
+        };
+        let block =
+            crate::cpu::attention_block(x, &weights, self.o_proj.weight(), attending, norm.eps())?;
+        Ok(Some(block))
+    }
+
     /// `x`: [B*T, hidden], rows batch-major; returns the same shape.
     /// `mask`: additive, [B, 1, 1, T, S] where S counts cached plus new
     /// tokens (None: every key is visible). `layout`: without a cache, the

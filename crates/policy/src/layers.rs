@@ -154,6 +154,10 @@ impl RmsNorm {
         &self.weight
     }
 
+    pub(crate) fn eps(&self) -> f64 {
+        self.eps
+    }
+
     pub(crate) fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
         match kernels {
             Kernels::ForwardOnly => Ok(candle_nn::ops::rms_norm(

@@ -55,17 +55,29 @@ impl DecoderLayer {
         ctx: &ForwardContext,
         cache: Option<LayerCache>,
     ) -> Result<Tensor> {
-        let attn_in = self.input_layernorm.forward(x, ctx.kernels)?;
-        let attn_out = self.self_attn.forward(
-            &attn_in,
-            ctx.batch_seq,
-            &ctx.angles,
-            ctx.mask.as_ref(),
-            ctx.layout.as_ref(),
-            cache,
-            ctx.kernels,
-        )?;
-        let x = (x + attn_out)?;
+        let fused = match (&ctx.layout, &cache, ctx.kernels) {
+            (Some(layout), None, Kernels::Trainable) => {
+                self.self_attn
+                    .residual_block(x, &self.input_layernorm, &ctx.angles, layout)?
+            }
+            _ => None,
+        };
+        let x = match fused {
+            Some(x) => x,
+            None => {
+                let attn_in = self.input_layernorm.forward(x, ctx.kernels)?;
+                let attn_out = self.self_attn.forward(
+                    &attn_in,
+                    ctx.batch_seq,
+                    &ctx.angles,
+                    ctx.mask.as_ref(),
+                    ctx.layout.as_ref(),
+                    cache,
+                    ctx.kernels,
+                )?;
+                (x + attn_out)?
+            }
+        };
         if ctx.kernels == Kernels::Trainable {
             if let Some(out) = self
                 .mlp

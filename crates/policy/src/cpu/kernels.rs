@@ -7,6 +7,7 @@
 use candle_core::{DType, Tensor};
 
 mod attention;
+mod attention_block;
 mod linear;
 mod lm_head;
 mod mlp;
@@ -17,6 +18,7 @@ mod softmax;
 mod swiglu;
 
 pub(crate) use attention::{causal_attention, AttentionDims};
+pub(crate) use attention_block::{attention_block, Attending};
 pub(crate) use linear::linear;
 pub(crate) use lm_head::{token_logprobs, Picks, NO_ROW};
 pub(crate) use mlp::swiglu_block;

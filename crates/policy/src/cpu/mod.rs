@@ -2,8 +2,9 @@
 //! by other means on the CPU, for speed.
 //!
 //! - [`kernels`]: fused training kernels (attention, RMSNorm, RoPE, SwiGLU,
-//!   softmax, the LM head's log-probs) that pass gradients, which the tensor
-//!   model's layers call for f32 / f64 CPU tensors ([`fused_cpu`]);
+//!   softmax, the LM head's log-probs, and each half of a decoder layer as
+//!   one residual block) that pass gradients, which the tensor model's layers
+//!   call for f32 / f64 CPU tensors ([`fused_cpu`]);
 //! - [`decoder`]: generation without tensors for float32 CPU models, over
 //!   weights packed for products of few rows ([`packed`]);
 //! - [`parallel`]: the worker threads every loop above is split over;
@@ -22,8 +23,9 @@ pub(crate) mod simd;
 
 pub(crate) use decoder::{generate as decode, CpuDecoder, Fingerprint};
 pub(crate) use kernels::{
-    causal_attention, fused_cpu, linear, rms_norm, rope, softmax_last_dim, swiglu, swiglu_block,
-    token_logprobs, AttentionDims, Picks, Sequence, SequenceLayout, NO_ROW,
+    attention_block, causal_attention, fused_cpu, linear, rms_norm, rope, softmax_last_dim, swiglu,
+    swiglu_block, token_logprobs, Attending, AttentionDims, Picks, Sequence, SequenceLayout,
+    NO_ROW,
 };
 pub use parallel::ProductTally;
 pub(crate) use simd::has_bf16_dot;

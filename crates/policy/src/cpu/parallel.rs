@@ -59,6 +59,39 @@ pub(crate) fn zeros<T: Float>(n: usize) -> Vec<T> {
     v
 }
 
+/// `rows` rows of `width` elements that `fill(some rows, those rows)` writes
+/// on the workers, every row once. Each piece of a few rows is zeroed just
+/// before `fill` gets it, in the cache, rather than in a pass of its own over
+/// memory as [`zeros`] does.
+pub(crate) fn filled_rows<T: Float>(
+    rows: usize,
+    width: usize,
+    fill: impl Fn(Range<usize>, &mut [T]) + Sync,
+) -> Vec<T> {
+    const PIECE_BYTES: usize = 16 << 10;
+    let piece = (PIECE_BYTES / (width * std::mem::size_of::<T>()).max(1)).max(1);
+    let n = rows * width;
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    let dst = SharedMut(v.as_mut_ptr());
+    par_for(rows, |range| {
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + piece).min(range.end);
+            let span = start * width..end * width;
+            // SAFETY: inside the capacity, and this task's rows only; zeroed
+            // (0.0 for the floats this crate uses) before a slice is made.
+            unsafe {
+                dst.ptr().add(span.start).write_bytes(0, span.len());
+                fill(start..end, dst.slice(span));
+            }
+            start = end;
+        }
+    });
+    // SAFETY: the tasks covered rows 0..rows, every element written above.
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// Calls `f` with the CPU storage and layout of each tensor.
 pub(crate) fn with_cpu<R>(
     tensors: &[&Tensor],
@@ -329,12 +362,9 @@ unsafe fn tiled_product<T: Float + WithDType>(
     lhs: View<T>,
     rhs: View<T>,
 ) {
-    // Partial products past the first go to their own buffers.
-    let mut partial = if plan.depth_parts > 1 {
-        zeros::<T>((plan.depth_parts - 1) * m * n)
-    } else {
-        Vec::new()
-    };
+    // Partial products past the first go to their own buffers, which the
+    // pieces below write whole.
+    let mut partial: Vec<T> = Vec::with_capacity((plan.depth_parts - 1) * m * n);
     let (out, rest) = (SharedMut(dst), SharedMut(partial.as_mut_ptr()));
     par_for(plan.tiles * plan.depth_parts, |range| {
         for piece in range {
@@ -369,6 +399,9 @@ unsafe fn tiled_product<T: Float + WithDType>(
             }
         }
     });
+    // SAFETY: every (part, row, column) of the partial products was written
+    // by exactly one piece above (gemm without accumulating writes them all).
+    unsafe { partial.set_len((plan.depth_parts - 1) * m * n) };
     if plan.depth_parts > 1 {
         // Partial sums added in order, element by element.
         const CHUNK: usize = 1 << 14;

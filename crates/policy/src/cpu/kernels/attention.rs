@@ -42,17 +42,11 @@ pub(crate) fn causal_attention(
     cos: Arc<Vec<f32>>,
     sin: Arc<Vec<f32>>,
 ) -> Result<Tensor> {
-    let op = CausalAttention {
-        dims,
-        layout,
-        cos,
-        sin,
-        saved: Mutex::new(None),
-    };
+    let op = CausalAttention::new(dims, layout, cos, sin);
     Ok(qkv.contiguous()?.apply_op1(op)?)
 }
 
-struct CausalAttention {
+pub(super) struct CausalAttention {
     dims: AttentionDims,
     layout: Arc<SequenceLayout>,
     cos: Arc<Vec<f32>>,
@@ -67,7 +61,7 @@ struct CausalAttention {
 type View<'a, T> = (&'a [T], usize, usize);
 
 /// The float types the kernel runs on.
-trait AttnFloat: Float + candle_core::WithDType {
+pub(super) trait AttnFloat: Float + candle_core::WithDType {
     fn from_f32(v: f32) -> Self;
     /// Causal softmax of each row i of `p` [rows, width] over its first
     /// `width - rows + i + 1` keys (a prefix, then its own sequence up to
@@ -167,6 +161,21 @@ unsafe fn matmul<T: AttnFloat>(
 }
 
 impl CausalAttention {
+    pub(super) fn new(
+        dims: AttentionDims,
+        layout: Arc<SequenceLayout>,
+        cos: Arc<Vec<f32>>,
+        sin: Arc<Vec<f32>>,
+    ) -> Self {
+        CausalAttention {
+            dims,
+            layout,
+            cos,
+            sin,
+            saved: Mutex::new(None),
+        }
+    }
+
     /// RoPE (or, with `transpose`, its transpose) of the `heads` heads of
     /// `src`, times `scale`, written to `dst` (pointer, row stride, first column).
     fn rotate<T: AttnFloat>(
@@ -213,6 +222,10 @@ impl CausalAttention {
                 false => T::NEG_INFINITY,
             });
         }
+    }
+
+    pub(super) fn dims(&self) -> AttentionDims {
+        self.dims
     }
 
     fn scale<T: AttnFloat>(&self) -> T {
@@ -268,7 +281,7 @@ impl CausalAttention {
 
     /// The output [rows, heads*D] and what the backward needs: the
     /// probabilities.
-    fn forward<T: AttnFloat>(&self, qkv: &[T]) -> (Vec<T>, Vec<T>) {
+    pub(super) fn forward<T: AttnFloat>(&self, qkv: &[T]) -> (Vec<T>, Vec<T>) {
         let AttentionDims {
             heads,
             kv_heads,
@@ -348,7 +361,13 @@ impl CausalAttention {
 
     /// The gradient for `qkv` from the output `o`, its gradient `dout` and
     /// the forward's probabilities.
-    fn backward<T: AttnFloat>(&self, qkv: &[T], o: &[T], dout: &[T], probs: &[T]) -> Vec<T> {
+    pub(super) fn backward<T: AttnFloat>(
+        &self,
+        qkv: &[T],
+        o: &[T],
+        dout: &[T],
+        probs: &[T],
+    ) -> Vec<T> {
         let AttentionDims {
             heads,
             kv_heads,
@@ -492,6 +511,11 @@ impl CausalAttention {
     }
 
     fn check(&self, l: &Layout) -> candle_core::Result<()> {
+        self.check_dims(l.dims())
+    }
+
+    /// Whether `qkv` of these dims fits the heads, the sequences and the angles.
+    pub(super) fn check_dims(&self, qkv: &[usize]) -> candle_core::Result<()> {
         let AttentionDims {
             heads,
             kv_heads,
@@ -501,11 +525,11 @@ impl CausalAttention {
         let ok = kv_heads > 0
             && heads % kv_heads == 0
             && head_dim % 2 == 0
-            && l.dims() == [rows, self.columns().0]
+            && qkv == [rows, self.columns().0]
             && self.cos.len() == rows * head_dim / 2
             && self.sin.len() == self.cos.len();
         if !ok {
-            candle_core::bail!("attention: qkv {:?} does not fit {:?}", l.dims(), self.dims)
+            candle_core::bail!("attention: qkv {:?} does not fit {:?}", qkv, self.dims)
         }
         Ok(())
     }

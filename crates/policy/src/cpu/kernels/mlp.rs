@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
 use super::rms_norm::{self, RmsFloat};
 use super::swiglu::sigmoid;
-use crate::cpu::parallel::{cpu_slice, par_for, product, with_cpu, zeros, SharedMut};
+use crate::cpu::parallel::{cpu_slice, filled_rows, par_for, product, with_cpu, SharedMut};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::Float;
 use crate::error::Result;
@@ -100,14 +100,21 @@ fn rows_par<T: Send + Sync>(rows: usize, out: &mut [T], f: impl Fn(usize, &mut [
     });
 }
 
+/// [rows, width] from `f(row, that row)` for every row, in parallel.
+fn by_rows<T: Float>(rows: usize, width: usize, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
+    filled_rows(rows, width, |range, out| {
+        for (row, out) in range.zip(out.chunks_exact_mut(width)) {
+            f(row, out);
+        }
+    })
+}
+
 /// The activation `silu(gate) * up` [rows, I] of the projections `gu` [rows, 2I].
 fn activate<T: MlpFloat>(gu: &[T], rows: usize, inter: usize) -> Vec<T> {
-    let mut h = zeros::<T>(rows * inter);
-    rows_par(rows, &mut h, |row, out| {
+    by_rows(rows, inter, |row, out| {
         let gu = &gu[row * 2 * inter..(row + 1) * 2 * inter];
         T::swiglu(&gu[..inter], &gu[inter..], out);
-    });
-    h
+    })
 }
 
 impl SwigluBlock {
@@ -158,8 +165,7 @@ impl SwigluBlock {
         let d_down = product(hidden, inter, rows, (dy, 1, hidden), (&h, inter, 1));
         drop(h);
         let dh = product(rows, inter, hidden, (dy, hidden, 1), (down, inter, 1));
-        let mut dgu = zeros::<T>(rows * 2 * inter);
-        rows_par(rows, &mut dgu, |row, out| {
+        let dgu = by_rows(rows, 2 * inter, |row, out| {
             let gu = &gu[row * 2 * inter..(row + 1) * 2 * inter];
             let (d_gate, d_up) = out.split_at_mut(inter);
             let dh = &dh[row * inter..(row + 1) * inter];

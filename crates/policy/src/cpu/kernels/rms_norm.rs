@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor};
 
-use crate::cpu::parallel::{cpu_slice, par_for, with_cpu, zeros, SharedMut};
+use crate::cpu::parallel::{cpu_slice, filled_rows, par_for, with_cpu, SharedMut};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::{dot3, Float};
 use crate::error::Result;
@@ -95,14 +95,9 @@ impl RmsFloat for f64 {
 
 pub(super) fn forward<T: RmsFloat>(x: &[T], w: &[T], eps: f64) -> Vec<T> {
     let d = w.len();
-    let mut out = zeros::<T>(x.len());
-    let dst = SharedMut(out.as_mut_ptr());
-    par_for(x.len() / d, |rows| {
-        let span = rows.start * d..rows.end * d;
-        // SAFETY: these rows of `out` belong to this task only.
-        T::forward(&x[span.clone()], w, eps, unsafe { dst.slice(span) });
-    });
-    out
+    filled_rows(x.len() / d, d, |rows, out| {
+        T::forward(&x[rows.start * d..rows.end * d], w, eps, out)
+    })
 }
 
 /// The gradients for `x` and `w`; `residual`, when given, is added to x's
@@ -117,7 +112,8 @@ pub(super) fn backward<T: RmsFloat>(
     let d = w.len();
     let rows = x.len() / d;
     let blocks = rows.div_ceil(BLOCK);
-    let mut dx = zeros::<T>(x.len());
+    // Written block by block below, each block zeroed first in the cache.
+    let mut dx: Vec<T> = Vec::with_capacity(x.len());
     let mut partial = vec![T::ZERO; blocks * d];
     let (dx_ptr, partial_ptr) = (SharedMut(dx.as_mut_ptr()), SharedMut(partial.as_mut_ptr()));
     par_for(blocks, |range| {
@@ -126,6 +122,7 @@ pub(super) fn backward<T: RmsFloat>(
             // SAFETY: these rows of `dx` and this block's partial sum belong
             // to this task only.
             let (dx, dw) = unsafe {
+                dx_ptr.ptr().add(span.start).write_bytes(0, span.len());
                 (
                     dx_ptr.slice(span.clone()),
                     partial_ptr.slice(block * d..(block + 1) * d),
@@ -140,6 +137,8 @@ pub(super) fn backward<T: RmsFloat>(
             }
         }
     });
+    // SAFETY: the blocks cover every row of dx, each zeroed then written.
+    unsafe { dx.set_len(x.len()) };
     let dw = (0..d)
         .map(|j| {
             partial

@@ -1,0 +1,335 @@
+//! The first half of a decoder layer, `x + attention(n Wqkv^T) Wo^T` with
+//! `n = rms_norm(x)`, as one operation with its backward pass. As five
+//! nodes (norm, projection, attention, output projection, residual add),
+//! candle's backward allocated, zeroed and added a full-size gradient for
+//! each node's input, x twice; here x gets one.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+
+use super::attention::{AttnFloat, CausalAttention};
+use super::rms_norm::{self, RmsFloat};
+use super::{AttentionDims, SequenceLayout};
+use crate::cpu::parallel::{cpu_slice, par_for, product, with_cpu, SharedMut};
+use crate::error::Result;
+
+/// How the block attends: the heads, the sequences of the rows and the
+/// rotary angles (as [`super::causal_attention`] takes them).
+pub(crate) struct Attending {
+    pub(crate) dims: AttentionDims,
+    pub(crate) layout: Arc<SequenceLayout>,
+    pub(crate) cos: Arc<Vec<f32>>,
+    pub(crate) sin: Arc<Vec<f32>>,
+}
+
+/// `x + attention(rms_norm(x) Wqkv^T) Wo^T` for `x` [rows, hidden].
+/// `weights` [W + 1, hidden] holds the query, key and value weights' rows
+/// (W = (heads + 2 kv_heads) * head_dim), then the norm's weight; `o_proj`
+/// is [hidden, heads * head_dim].
+pub(crate) fn attention_block(
+    x: &Tensor,
+    weights: &Tensor,
+    o_proj: &Tensor,
+    attending: Attending,
+    eps: f64,
+) -> Result<Tensor> {
+    let Attending {
+        dims,
+        layout,
+        cos,
+        sin,
+    } = attending;
+    let op = AttentionBlock {
+        attention: CausalAttention::new(dims, layout, cos, sin),
+        eps,
+        saved: Mutex::new(None),
+    };
+    Ok(x.contiguous()?
+        .apply_op3(&weights.contiguous()?, &o_proj.contiguous()?, op)?)
+}
+
+struct AttentionBlock {
+    attention: CausalAttention,
+    eps: f64,
+    /// From the forward, for the backward: the projections, the attention
+    /// output and its probabilities (what the separate nodes held). The
+    /// normalised input is computed again from x (a cheap pass).
+    saved: Mutex<Option<Saved>>,
+}
+
+struct Saved {
+    qkv: CpuStorage,
+    attended: CpuStorage,
+    probs: CpuStorage,
+}
+
+trait BlockFloat: AttnFloat + RmsFloat {}
+impl BlockFloat for f32 {}
+impl BlockFloat for f64 {}
+
+/// The block's sizes: rows, hidden, the projections' width W, and the
+/// attention output's width.
+#[derive(Clone, Copy)]
+struct Sizes {
+    rows: usize,
+    hidden: usize,
+    width: usize,
+    attended: usize,
+}
+
+impl AttentionBlock {
+    fn sizes(&self, lx: &Layout, lw: &Layout, lo: &Layout) -> candle_core::Result<Sizes> {
+        let (rows, hidden) = lx.shape().dims2()?;
+        let (weight_rows, w_in) = lw.shape().dims2()?;
+        let (o_out, attended) = lo.shape().dims2()?;
+        let width = weight_rows.saturating_sub(1);
+        let dims = self.attention.dims();
+        if w_in != hidden || o_out != hidden || attended != dims.heads * dims.head_dim {
+            candle_core::bail!(
+                "attention block: x {:?}, weights {:?}, o_proj {:?} do not fit",
+                lx.dims(),
+                lw.dims(),
+                lo.dims()
+            )
+        }
+        self.attention.check_dims(&[rows, width])?;
+        Ok(Sizes {
+            rows,
+            hidden,
+            width,
+            attended,
+        })
+    }
+
+    fn forward<T: BlockFloat>(&self, x: &[T], weights: &[T], o_proj: &[T], s: Sizes) -> Vec<T> {
+        let (qkv_weight, norm) = weights.split_at(s.width * s.hidden);
+        let xn = rms_norm::forward(x, norm, self.eps);
+        // The weights as [in, out] views.
+        let qkv = product(
+            s.rows,
+            s.width,
+            s.hidden,
+            (&xn, s.hidden, 1),
+            (qkv_weight, 1, s.hidden),
+        );
+        drop(xn);
+        let (attended, probs) = self.attention.forward(&qkv);
+        let mut out = product(
+            s.rows,
+            s.hidden,
+            s.attended,
+            (&attended, s.attended, 1),
+            (o_proj, 1, s.attended),
+        );
+        add_rows(&mut out, x, s.hidden);
+        *self.saved.lock().expect("attention block activations") = Some(Saved {
+            qkv: T::to_cpu_storage_owned(qkv),
+            attended: T::to_cpu_storage_owned(attended),
+            probs: T::to_cpu_storage_owned(probs),
+        });
+        out
+    }
+
+    /// Gradients for x, the weights and o_proj from the output's gradient `dy`.
+    #[allow(clippy::type_complexity)]
+    fn backward<T: BlockFloat>(
+        &self,
+        (x, weights, o_proj, dy): (&[T], &[T], &[T], &[T]),
+        s: Sizes,
+    ) -> candle_core::Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let saved = self.saved.lock().expect("attention block activations");
+        let Some(saved) = saved.as_ref() else {
+            candle_core::bail!("attention block: backward before forward")
+        };
+        let qkv = T::cpu_storage_as_slice(&saved.qkv)?;
+        let attended = T::cpu_storage_as_slice(&saved.attended)?;
+        let probs = T::cpu_storage_as_slice(&saved.probs)?;
+        let (qkv_weight, norm) = weights.split_at(s.width * s.hidden);
+        let d_o_proj = product(
+            s.hidden,
+            s.attended,
+            s.rows,
+            (dy, 1, s.hidden),
+            (attended, s.attended, 1),
+        );
+        let d_attended = product(
+            s.rows,
+            s.attended,
+            s.hidden,
+            (dy, s.hidden, 1),
+            (o_proj, s.attended, 1),
+        );
+        let dqkv = self.attention.backward(qkv, attended, &d_attended, probs);
+        drop(d_attended);
+        let xn = rms_norm::forward(x, norm, self.eps);
+        let mut d_weights = product(
+            s.width,
+            s.hidden,
+            s.rows,
+            (&dqkv, 1, s.width),
+            (&xn, s.hidden, 1),
+        );
+        drop(xn);
+        let dxn = product(
+            s.rows,
+            s.hidden,
+            s.width,
+            (&dqkv, s.width, 1),
+            (qkv_weight, s.hidden, 1),
+        );
+        // The residual passes dy straight through to x.
+        let (dx, d_norm) = rms_norm::backward(x, norm, &dxn, self.eps, Some(dy));
+        d_weights.extend_from_slice(&d_norm);
+        Ok((dx, d_weights, d_o_proj))
+    }
+}
+
+/// `out += x`, both [rows, width], row by row on the workers.
+fn add_rows<T: BlockFloat>(out: &mut [T], x: &[T], width: usize) {
+    let dst = SharedMut(out.as_mut_ptr());
+    par_for(out.len() / width.max(1), |range| {
+        let span = range.start * width..range.end * width;
+        // SAFETY: these rows of `out` belong to this task only.
+        let out = unsafe { dst.slice(span.clone()) };
+        for (o, &r) in out.iter_mut().zip(&x[span]) {
+            let y = *o;
+            *o = y + r;
+        }
+    });
+}
+
+impl CustomOp3 for AttentionBlock {
+    fn name(&self) -> &'static str {
+        "verity-attention-block"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        w: &CpuStorage,
+        lw: &Layout,
+        o: &CpuStorage,
+        lo: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let sizes = self.sizes(lx, lw, lo)?;
+        fn run<T: BlockFloat>(
+            op: &AttentionBlock,
+            cpu: [(&CpuStorage, &Layout); 3],
+            sizes: Sizes,
+        ) -> candle_core::Result<CpuStorage> {
+            let (x, w, o) = (cpu_slice(cpu[0])?, cpu_slice(cpu[1])?, cpu_slice(cpu[2])?);
+            Ok(T::to_cpu_storage_owned(op.forward::<T>(x, w, o, sizes)))
+        }
+        let cpu = [(x, lx), (w, lw), (o, lo)];
+        let out = match x {
+            CpuStorage::F32(_) => run::<f32>(self, cpu, sizes)?,
+            CpuStorage::F64(_) => run::<f64>(self, cpu, sizes)?,
+            _ => candle_core::bail!("attention block: only f32 and f64 on the CPU"),
+        };
+        Ok((out, lx.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weights: &Tensor,
+        o_proj: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        fn run<T: BlockFloat>(
+            op: &AttentionBlock,
+            cpu: &[(&CpuStorage, &Layout)],
+            like: [&Tensor; 3],
+        ) -> candle_core::Result<[Tensor; 3]> {
+            let sizes = op.sizes(cpu[0].1, cpu[1].1, cpu[2].1)?;
+            let s = |i: usize| cpu_slice::<T>(cpu[i]);
+            let (dx, d_weights, d_o) = op.backward((s(0)?, s(1)?, s(2)?, s(3)?), sizes)?;
+            let wrap = |g: Vec<T>, like: &Tensor| Tensor::from_vec(g, like.shape(), &Device::Cpu);
+            Ok([
+                wrap(dx, like[0])?,
+                wrap(d_weights, like[1])?,
+                wrap(d_o, like[2])?,
+            ])
+        }
+        let like = [x, weights, o_proj];
+        let [dx, d_weights, d_o] = with_cpu(&[x, weights, o_proj, &grad], |cpu| match cpu[0].0 {
+            CpuStorage::F32(_) => run::<f32>(self, cpu, like),
+            CpuStorage::F64(_) => run::<f64>(self, cpu, like),
+            _ => candle_core::bail!("attention block: only f32 and f64 on the CPU"),
+        })?;
+        Ok((Some(dx), Some(d_weights), Some(d_o)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::kernels::{causal_attention, linear, max_diff, rms_norm};
+    use candle_core::{DType, Var};
+
+    /// The block equals the chain of the separate kernels (each held to
+    /// candle's operations by its own test), forward and backward.
+    #[test]
+    fn block_matches_the_separate_kernels_forward_and_backward() -> Result<()> {
+        let dev = Device::Cpu;
+        let dims = AttentionDims {
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 4,
+        };
+        let (b, t, hidden) = (3, 9, 12);
+        let rows = b * t;
+        let valid: Vec<bool> = (0..rows).map(|i| i / t != 1 || i % t < 6).collect();
+        let layout = Arc::new(SequenceLayout::rectangular(b, t, valid));
+        let angles = Tensor::randn(0f32, 2.0, rows * dims.head_dim / 2, &dev)?;
+        let host = |t: Tensor| Arc::new(t.to_vec1::<f32>().unwrap());
+        let (cos, sin) = (host(angles.cos()?), host(angles.sin()?));
+        let attending = || Attending {
+            dims,
+            layout: layout.clone(),
+            cos: cos.clone(),
+            sin: sin.clone(),
+        };
+        let width = (dims.heads + 2 * dims.kv_heads) * dims.head_dim;
+        for dtype in [DType::F64, DType::F32] {
+            let var = |shape: &[usize], mean: f64, std: f64| -> Result<Var> {
+                Ok(Var::from_tensor(
+                    &Tensor::randn(mean, std, shape, &dev)?.to_dtype(dtype)?,
+                )?)
+            };
+            let x = var(&[rows, hidden], 0.0, 1.0)?;
+            let norm = var(&[hidden], 1.0, 0.3)?;
+            let qkv_w = var(&[width, hidden], 0.0, 0.5)?;
+            let o_w = var(&[hidden, dims.heads * dims.head_dim], 0.0, 0.5)?;
+            let w = Tensor::randn(0f64, 1.0, (rows, hidden), &dev)?.to_dtype(dtype)?;
+            let weights = Tensor::cat(&[qkv_w.as_tensor(), &norm.unsqueeze(0)?], 0)?;
+            let ours = attention_block(&x, &weights, &o_w, attending(), 1e-6)?;
+            let n = rms_norm(&x, &norm, 1e-6)?;
+            let a = causal_attention(
+                &linear(&n, &qkv_w)?,
+                dims,
+                layout.clone(),
+                cos.clone(),
+                sin.clone(),
+            )?;
+            let theirs = (x.as_tensor() + linear(&a, &o_w)?)?;
+            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-4 };
+            let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+            let diff = max_diff(&f64_of(&ours), &f64_of(&theirs));
+            assert!(diff < tol, "{dtype:?} forward diff {diff}");
+            let g1 = (ours * &w)?.sum_all()?.backward()?;
+            let g2 = (theirs * &w)?.sum_all()?.backward()?;
+            for (name, var) in [("x", &x), ("norm", &norm), ("qkv", &qkv_w), ("o", &o_w)] {
+                let (a, b) = (g1.get(var).expect("grad"), g2.get(var).expect("grad"));
+                let diff = max_diff(&f64_of(a), &f64_of(b));
+                let scale = f64_of(b).abs()?.max_all()?.to_scalar::<f64>()?;
+                assert!(diff < tol * (1.0 + scale), "{dtype:?} d{name} diff {diff}");
+            }
+        }
+        Ok(())
+    }
+}
