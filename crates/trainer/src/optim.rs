@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Tensor, Var};
+use candle_core::{CpuStorage, DType, InplaceOp2, Layout, Tensor, Var};
 use candle_nn::VarMap;
 
 use crate::error::{Error, Result};
@@ -173,22 +173,19 @@ impl AdamW {
                 .iter()
                 .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous());
             if host_f32 {
-                // The same update as below in three passes over memory, in place.
-                let ema = |beta: f64, square: bool| Ema {
-                    beta: beta as f32,
-                    rest: (1.0 - beta) as f32,
+                // The same update as below in one pass over memory, in place.
+                let update = AdamUpdate {
+                    beta1: beta1 as f32,
+                    rest1: (1.0 - beta1) as f32,
+                    beta2: beta2 as f32,
+                    rest2: (1.0 - beta2) as f32,
                     scale: grads.scale as f32,
-                    square,
-                };
-                slot.exp_avg.inplace_op2(g, &ema(beta1, false))?;
-                slot.exp_avg_sq.inplace_op2(g, &ema(beta2, true))?;
-                let apply = ApplyAdam {
                     step_size: step_size as f32,
                     inv_bias_correction2_sqrt: (1.0 / bias_correction2_sqrt) as f32,
                     eps: eps as f32,
                     decay: if slot.decay { decay as f32 } else { 1.0 },
                 };
-                param.inplace_op3(&slot.exp_avg, &slot.exp_avg_sq, &apply)?;
+                update.apply(param, g, &slot.exp_avg, &slot.exp_avg_sq)?;
                 continue;
             }
             let scaled;
@@ -418,15 +415,6 @@ fn par_chunks(n: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
     });
 }
 
-/// `m <- beta m + (1 - beta) (scale g)` (or of `(scale g)^2`), in place.
-struct Ema {
-    beta: f32,
-    /// 1 - beta, rounded once from f64.
-    rest: f32,
-    scale: f32,
-    square: bool,
-}
-
 fn slices<'a>((s, l): (&'a CpuStorage, &Layout), name: &str) -> candle_core::Result<&'a [f32]> {
     match (s, l.contiguous_offsets()) {
         (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
@@ -445,50 +433,121 @@ fn slice_mut<'a>(
     }
 }
 
-impl InplaceOp2 for Ema {
-    fn name(&self) -> &'static str {
-        "verity-adamw-moment"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<()> {
-        let m = slice_mut(s1, l1, self.name())?;
-        let g = slices((s2, l2), self.name())?;
-        if m.len() != g.len() {
-            candle_core::bail!("{}: moment and gradient differ in size", self.name())
-        }
-        let (beta, rest, scale) = (self.beta, self.rest, self.scale);
-        let out = Shared(m.as_mut_ptr());
-        par_chunks(g.len(), |span| {
-            // SAFETY: this task's span of the moment only.
-            let m =
-                unsafe { std::slice::from_raw_parts_mut(out.get().add(span.start), span.len()) };
-            for (m, &g) in m.iter_mut().zip(&g[span]) {
-                let g = g * scale;
-                let x = if self.square { g * g } else { g };
-                *m = *m * beta + x * rest;
-            }
-        });
-        Ok(())
-    }
-}
-
-/// `p <- p * decay - step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)`, in place.
-struct ApplyAdam {
+/// One AdamW update of a float32 CPU parameter, element by element in a
+/// single pass (with `g` scaled by `scale`):
+///
+/// ```text
+/// m <- beta1 m + (1 - beta1) g
+/// v <- beta2 v + (1 - beta2) g^2
+/// p <- p decay - step_size m / (sqrt(v) / bias_correction2_sqrt + eps)
+/// ```
+#[derive(Clone, Copy)]
+struct AdamUpdate {
+    beta1: f32,
+    /// 1 - beta1, rounded once from f64.
+    rest1: f32,
+    beta2: f32,
+    rest2: f32,
+    scale: f32,
     step_size: f32,
     inv_bias_correction2_sqrt: f32,
     eps: f32,
     decay: f32,
 }
 
-impl InplaceOp3 for ApplyAdam {
+impl AdamUpdate {
+    /// Updates `param`, `m` and `v` in place from `grad`. candle hands out
+    /// one tensor's storage mutably per in-place operation, so the three
+    /// nest: m's operation holds m while it runs v's, which runs the
+    /// parameter's with the gradient.
+    fn apply(self, param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor) -> Result<()> {
+        m.inplace_op1(&Moment {
+            update: self,
+            param,
+            grad,
+            v,
+        })?;
+        Ok(())
+    }
+
+    fn run(self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g * self.scale;
+            *m = *m * self.beta1 + g * self.rest1;
+            *v = *v * self.beta2 + g * g * self.rest2;
+            let denom = v.sqrt() * self.inv_bias_correction2_sqrt + self.eps;
+            *p = *p * self.decay - *m / denom * self.step_size;
+        }
+    }
+}
+
+/// The outer in-place operation, on the first moment.
+struct Moment<'a> {
+    update: AdamUpdate,
+    param: &'a Tensor,
+    grad: &'a Tensor,
+    v: &'a Tensor,
+}
+
+/// The middle one, on the second moment.
+struct SecondMoment<'a> {
+    update: AdamUpdate,
+    param: &'a Tensor,
+    grad: &'a Tensor,
+    m: Shared<f32>,
+    len: usize,
+}
+
+/// The inner one, on the parameter with the gradient.
+struct Parameter {
+    update: AdamUpdate,
+    m: Shared<f32>,
+    v: Shared<f32>,
+    len: usize,
+}
+
+impl candle_core::InplaceOp1 for Moment<'_> {
     fn name(&self) -> &'static str {
-        "verity-adamw-apply"
+        "verity-adamw"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        let m = slice_mut(s, l, self.name())?;
+        self.v.inplace_op1(&SecondMoment {
+            update: self.update,
+            param: self.param,
+            grad: self.grad,
+            m: Shared(m.as_mut_ptr()),
+            len: m.len(),
+        })
+    }
+}
+
+impl candle_core::InplaceOp1 for SecondMoment<'_> {
+    fn name(&self) -> &'static str {
+        "verity-adamw"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        let v = slice_mut(s, l, self.name())?;
+        if v.len() != self.len {
+            candle_core::bail!("{}: the moments differ in size", self.name())
+        }
+        self.param.inplace_op2(
+            self.grad,
+            &Parameter {
+                update: self.update,
+                m: self.m,
+                v: Shared(v.as_mut_ptr()),
+                len: self.len,
+            },
+        )
+    }
+}
+
+impl InplaceOp2 for Parameter {
+    fn name(&self) -> &'static str {
+        "verity-adamw"
     }
 
     fn cpu_fwd(
@@ -497,26 +556,24 @@ impl InplaceOp3 for ApplyAdam {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> candle_core::Result<()> {
         let p = slice_mut(s1, l1, self.name())?;
-        let (m, v) = (
-            slices((s2, l2), self.name())?,
-            slices((s3, l3), self.name())?,
-        );
-        if p.len() != m.len() || p.len() != v.len() {
-            candle_core::bail!("{}: parameter and moments differ in size", self.name())
+        let g = slices((s2, l2), self.name())?;
+        if p.len() != self.len || g.len() != self.len {
+            candle_core::bail!(
+                "{}: parameter, gradient and moments differ in size",
+                self.name()
+            )
         }
-        let out = Shared(p.as_mut_ptr());
-        par_chunks(p.len(), |span| {
-            // SAFETY: this task's span of the parameter only.
-            let p =
-                unsafe { std::slice::from_raw_parts_mut(out.get().add(span.start), span.len()) };
-            for ((p, &m), &v) in p.iter_mut().zip(&m[span.clone()]).zip(&v[span]) {
-                let denom = v.sqrt() * self.inv_bias_correction2_sqrt + self.eps;
-                *p = *p * self.decay - m / denom * self.step_size;
-            }
+        let (p_out, m, v) = (Shared(p.as_mut_ptr()), self.m, self.v);
+        par_chunks(self.len, |span| {
+            // SAFETY: this task's span of the parameter and of both moments,
+            // whose storages the enclosing operations hold mutably.
+            let part = |ptr: Shared<f32>| unsafe {
+                std::slice::from_raw_parts_mut(ptr.get().add(span.start), span.len())
+            };
+            self.update
+                .run(part(p_out), &g[span.clone()], part(m), part(v));
         });
         Ok(())
     }
