@@ -196,8 +196,13 @@ impl CausalAttention {
                     &self.sin[row * half..(row + 1) * half],
                 );
                 let start = row * dst_stride + dst_col;
-                // SAFETY: these columns of row `row` of `dst`, written by this task only.
-                let o = unsafe { dst.slice(start..start + heads * d) };
+                // SAFETY: these columns of row `row` of `dst`, written by this
+                // task only; zeroed first (in the cache), so `dst` may be
+                // fresh memory: every element is overwritten below anyway.
+                let o = unsafe {
+                    dst.ptr().add(start).write_bytes(0, heads * d);
+                    dst.slice(start..start + heads * d)
+                };
                 let start = row * src_stride + src_col;
                 let x = &src[start..start + heads * d];
                 // cos and sin (negated for the transpose) in T, times the scale.
@@ -269,13 +274,18 @@ impl CausalAttention {
         } = self.dims;
         let (width, k_col, _) = self.columns();
         let rows = qkv.len() / width;
-        let mut qr = zeros::<T>(rows * heads * d);
-        let mut kr = zeros::<T>(rows * kv_heads * d);
         let (qw, kw) = (heads * d, kv_heads * d);
+        let mut qr: Vec<T> = Vec::with_capacity(rows * qw);
+        let mut kr: Vec<T> = Vec::with_capacity(rows * kw);
         let q_dst = (SharedMut(qr.as_mut_ptr()), qw, 0);
         self.rotate((qkv, width, 0), heads, false, self.scale(), q_dst);
         let k_dst = (SharedMut(kr.as_mut_ptr()), kw, 0);
         self.rotate((qkv, width, k_col), kv_heads, false, T::ONE, k_dst);
+        // SAFETY: `rotate` wrote every head of every row of both.
+        unsafe {
+            qr.set_len(rows * qw);
+            kr.set_len(rows * kw);
+        }
         (qr, kr)
     }
 
@@ -292,8 +302,10 @@ impl CausalAttention {
         let kw = kv_heads * d;
         let (qr, kr) = self.rotated(qkv);
         let offsets = self.probs_offsets();
-        let mut out = zeros::<T>(self.layout.rows() * qw);
-        let mut probs = zeros::<T>(offsets[offsets.len() - 1]);
+        // Both written whole below: the sequences tile the rows, and each
+        // (sequence, head) writes its output columns and its probabilities.
+        let mut out: Vec<T> = Vec::with_capacity(self.layout.rows() * qw);
+        let mut probs: Vec<T> = Vec::with_capacity(offsets[offsets.len() - 1]);
         let (dst, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
         par_for(self.layout.sequences().len() * heads, |range| {
             let mut bias = Vec::new();
@@ -305,15 +317,15 @@ impl CausalAttention {
                 let kvh = h / (heads / kv_heads);
                 self.key_bias(s, &mut bias);
                 let block = offsets[s] + h * len * w;
-                // SAFETY: the probabilities of (s, h), written by this task only.
-                let p = unsafe { probs_ptr.slice(block..block + len * w) };
+                // The probabilities of (s, h), written by this task only.
+                let p_ptr = probs_ptr.ptr().wrapping_add(block);
                 let q0 = qr[seq.start * qw + h * d..].as_ptr();
                 // SAFETY (all products): [rows, D] blocks at their row strides
                 // inside their buffers; the output block of (s, h) is this task's.
                 unsafe {
                     let keys = |start: usize| kr[start * kw + kvh * d..].as_ptr();
                     if p_len > 0 {
-                        let dst = (p.as_mut_ptr(), w, 1);
+                        let dst = (p_ptr, w, 1);
                         matmul(
                             len,
                             p_len,
@@ -324,7 +336,7 @@ impl CausalAttention {
                             false,
                         );
                     }
-                    let dst = (p.as_mut_ptr().add(p_len), w, 1);
+                    let dst = (p_ptr.add(p_len), w, 1);
                     matmul(
                         len,
                         len,
@@ -335,6 +347,8 @@ impl CausalAttention {
                         false,
                     );
                 }
+                // SAFETY: the products above wrote all len x w scores.
+                let p = unsafe { probs_ptr.slice(block..block + len * w) };
                 T::masked_softmax(p, &bias);
                 let values = |start: usize| qkv[start * width + v_col + kvh * d..].as_ptr();
                 unsafe {
@@ -356,6 +370,11 @@ impl CausalAttention {
                 }
             }
         });
+        // SAFETY: every (sequence, head) above wrote its block of both.
+        unsafe {
+            out.set_len(self.layout.rows() * qw);
+            probs.set_len(offsets[offsets.len() - 1]);
+        }
         (out, probs)
     }
 
