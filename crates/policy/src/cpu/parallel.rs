@@ -92,6 +92,23 @@ pub(crate) fn filled_rows<T: Float>(
     v
 }
 
+/// `out += x` element by element on the workers (a residual connection).
+pub(crate) fn add_assign<T: Float>(out: &mut [T], x: &[T]) {
+    assert_eq!(out.len(), x.len(), "add_assign sizes");
+    const CHUNK: usize = 1 << 14;
+    let n = out.len();
+    let dst = SharedMut(out.as_mut_ptr());
+    par_for(n.div_ceil(CHUNK), |range| {
+        let span = range.start * CHUNK..(range.end * CHUNK).min(n);
+        // SAFETY: this task's span of `out` only.
+        let out = unsafe { dst.slice(span.clone()) };
+        for (o, &r) in out.iter_mut().zip(&x[span]) {
+            let y = *o;
+            *o = y + r;
+        }
+    });
+}
+
 /// Calls `f` with the CPU storage and layout of each tensor.
 pub(crate) fn with_cpu<R>(
     tensors: &[&Tensor],

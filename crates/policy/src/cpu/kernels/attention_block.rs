@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 use super::attention::{AttnFloat, CausalAttention};
 use super::rms_norm::{self, RmsFloat};
 use super::{AttentionDims, SequenceLayout};
-use crate::cpu::parallel::{cpu_slice, par_for, product, with_cpu, SharedMut};
+use crate::cpu::parallel::{add_assign, cpu_slice, product, with_cpu};
 use crate::error::Result;
 
 /// How the block attends: the heads, the sequences of the rows and the
@@ -122,7 +122,7 @@ impl AttentionBlock {
             (&attended, s.attended, 1),
             (o_proj, 1, s.attended),
         );
-        add_rows(&mut out, x, s.hidden);
+        add_assign(&mut out, x);
         *self.saved.lock().expect("attention block activations") = Some(Saved {
             qkv: T::to_cpu_storage_owned(qkv),
             attended: T::to_cpu_storage_owned(attended),
@@ -183,20 +183,6 @@ impl AttentionBlock {
         d_weights.extend_from_slice(&d_norm);
         Ok((dx, d_weights, d_o_proj))
     }
-}
-
-/// `out += x`, both [rows, width], row by row on the workers.
-fn add_rows<T: BlockFloat>(out: &mut [T], x: &[T], width: usize) {
-    let dst = SharedMut(out.as_mut_ptr());
-    par_for(out.len() / width.max(1), |range| {
-        let span = range.start * width..range.end * width;
-        // SAFETY: these rows of `out` belong to this task only.
-        let out = unsafe { dst.slice(span.clone()) };
-        for (o, &r) in out.iter_mut().zip(&x[span]) {
-            let y = *o;
-            *o = y + r;
-        }
-    });
 }
 
 impl CustomOp3 for AttentionBlock {

@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
 use super::rms_norm::{self, RmsFloat};
 use super::swiglu::sigmoid;
-use crate::cpu::parallel::{cpu_slice, filled_rows, par_for, product, with_cpu, SharedMut};
+use crate::cpu::parallel::{add_assign, cpu_slice, filled_rows, product, with_cpu};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::Float;
 use crate::error::Result;
@@ -88,18 +88,6 @@ impl MlpFloat for f64 {
     }
 }
 
-/// Calls `f(row, that row of out)` for every row of `out` [rows, width], in parallel.
-fn rows_par<T: Send + Sync>(rows: usize, out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
-    let width = out.len() / rows.max(1);
-    let dst = SharedMut(out.as_mut_ptr());
-    par_for(rows, |range| {
-        for row in range {
-            // SAFETY: row `row` of `out`, written by this task only.
-            f(row, unsafe { dst.slice(row * width..(row + 1) * width) });
-        }
-    });
-}
-
 /// [rows, width] from `f(row, that row)` for every row, in parallel.
 fn by_rows<T: Float>(rows: usize, width: usize, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
     filled_rows(rows, width, |range, out| {
@@ -137,12 +125,7 @@ impl SwigluBlock {
         );
         let h = activate(&gu, rows, inter);
         let mut out = product(rows, hidden, inter, (&h, inter, 1), (down, 1, inter));
-        rows_par(rows, &mut out, |row, out| {
-            for (o, &r) in out.iter_mut().zip(&x[row * hidden..(row + 1) * hidden]) {
-                let y = *o;
-                *o = y + r;
-            }
-        });
+        add_assign(&mut out, x);
         *self.saved.lock().expect("mlp activations") = Some(T::to_cpu_storage_owned(gu));
         out
     }
