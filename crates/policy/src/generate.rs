@@ -19,6 +19,9 @@ use crate::config::ModelConfig;
 use crate::cpu::{CpuDecoder, Fingerprint};
 use crate::error::Result;
 use crate::layers::Kernels;
+use crate::logprobs::{
+    check_groups, check_temperature, grouped_completion_scores, scoring_temperature, PromptGroup,
+};
 use crate::model::Transformer;
 use crate::request::{stops, DecodePrecision, FinishReason, Generation, Request, SamplingConfig};
 
@@ -53,9 +56,10 @@ where
     GenerationCache::new().generate_until(model, prompts, samples_per_prompt, config, rng, is_done)
 }
 
-/// The weights of a float32 CPU model packed for generation, kept between
-/// calls while they stay the same: hold one across calls that share weights
-/// (an evaluation's greedy and sampled passes, a training step's rollouts).
+/// The weights of a float32 CPU model packed for generation (and for
+/// scoring without gradients), kept between calls while they stay the
+/// same: hold one across calls that share weights (an evaluation's greedy
+/// and sampled passes, a training step's rollouts, a frozen reference).
 ///
 /// Each call checks the model's weights against those the copy was packed
 /// from (one read of the weights, several times cheaper than packing) and
@@ -135,6 +139,48 @@ impl GenerationCache {
             return crate::cpu::decode(&decoder, &request, threads, &is_done);
         }
         generate_batched(model, &request, &is_done)
+    }
+
+    /// Log-probabilities [n, C] of the tokens of every completion of
+    /// `groups`, without gradient: rows in order (the first group's
+    /// completions, then the next group's), C the longest completion. The
+    /// numbers of [`grouped_completion_scores`] (logits divided by
+    /// `temperature`), computed from the packed copy in the cache's
+    /// precision where the decoder handles the model, through the tensor
+    /// model elsewhere: how a frozen model such as GRPO's KL reference
+    /// scores a batch. Values past a completion's end are meaningless (0
+    /// from the decoder): mask them.
+    pub fn completion_logprobs(
+        &self,
+        model: &Transformer,
+        groups: &[PromptGroup<'_>],
+        temperature: f64,
+    ) -> Result<Tensor> {
+        if !CpuDecoder::handles(model.device(), model.dtype()) {
+            let scores = grouped_completion_scores(model, groups, temperature)?;
+            return Ok(scores.logprobs.detach());
+        }
+        check_temperature(temperature)?;
+        check_groups(groups, model.config().vocab_size)?;
+        let decoder = self.decoder(model)?;
+        let groups: Vec<(&[u32], &[&[u32]])> = groups
+            .iter()
+            .map(|g| (g.prompt, &g.completions[..]))
+            .collect();
+        let scale = (1.0 / scoring_temperature(temperature)) as f32;
+        let threads = candle_core::utils::get_num_threads();
+        let scores = crate::cpu::decoder_scores(&decoder, &groups, scale, threads);
+        let width = scores.iter().map(Vec::len).max().unwrap_or(0);
+        let mut padded = Vec::with_capacity(scores.len() * width);
+        for row in &scores {
+            padded.extend_from_slice(row);
+            padded.resize(padded.len() + width - row.len(), 0.0);
+        }
+        Ok(Tensor::from_vec(
+            padded,
+            (scores.len(), width),
+            model.device(),
+        )?)
     }
 
     /// Frees the packed copy; the next call packs again.
@@ -424,6 +470,67 @@ mod tests {
         cache.clear();
         assert!(cache.lock().is_none());
         assert_eq!(run(&cache), after);
+    }
+
+    /// A cache scores completions as the tensor path does, whichever path
+    /// it takes (the decoder for float32, the tensor model for bfloat16
+    /// weights), and names bad input.
+    #[test]
+    fn completion_logprobs_follow_the_tensor_path() {
+        let (_, policy) = models().remove(0);
+        let prompts: [&[u32]; 2] = [&[1, 2, 3], &[4]];
+        let completions: [&[u32]; 3] = [&[5, 6], &[7, 8, 9, 10], &[11]];
+        let groups = [
+            PromptGroup {
+                prompt: prompts[0],
+                completions: vec![completions[0], completions[1]],
+            },
+            PromptGroup {
+                prompt: prompts[1],
+                completions: vec![completions[2]],
+            },
+        ];
+        for model in [
+            policy.model.clone(),
+            policy.to_dtype(DType::BF16).unwrap().model,
+        ] {
+            let tolerance = if model.dtype() == DType::F32 {
+                1e-4
+            } else {
+                1e-2
+            };
+            let expected = grouped_completion_scores(&model, &groups, 0.0)
+                .and_then(|s| Ok(s.logprobs.to_dtype(DType::F32)?.to_vec2::<f32>()?))
+                .unwrap();
+            let ours = GenerationCache::new()
+                .completion_logprobs(&model, &groups, 0.0)
+                .and_then(|t| Ok(t.to_dtype(DType::F32)?.to_vec2::<f32>()?))
+                .unwrap();
+            assert_eq!(ours.len(), 3);
+            for ((ours, expected), c) in ours.iter().zip(&expected).zip(completions) {
+                for (a, b) in ours.iter().zip(expected).take(c.len()) {
+                    assert!((a - b).abs() < tolerance, "{:?}: {a} vs {b}", model.dtype());
+                }
+            }
+        }
+        let cache = GenerationCache::new();
+        let outside = [2, policy.config.vocab_size as u32];
+        let bad = [
+            PromptGroup {
+                prompt: &[],
+                completions: vec![&[1]],
+            },
+            PromptGroup {
+                prompt: &[1],
+                completions: vec![&outside],
+            },
+        ];
+        for group in bad {
+            let err = cache.completion_logprobs(&policy.model, &[group], 1.0);
+            assert!(err.is_err());
+        }
+        let err = cache.completion_logprobs(&policy.model, &groups, -1.0);
+        assert!(err.is_err());
     }
 
     /// Half-precision models stay on the tensor path, which keeps their rounding.

@@ -35,8 +35,10 @@
 //! over `RAYON_NUM_THREADS` worker threads that take sequences from a shared
 //! queue (the samples do not depend on the thread count). Packing costs
 //! about one pass over the weights: a [`GenerationCache`] keeps the packed
-//! copy between calls while the weights stay the same. Other devices and
-//! dtypes generate through the tensor model. Two
+//! copy between calls while the weights stay the same, and also scores
+//! completions without gradients on it
+//! ([`GenerationCache::completion_logprobs`], a frozen reference's job).
+//! Other devices and dtypes generate through the tensor model. Two
 //! process-wide settings matter to a program using the crate: set
 //! `RAYON_NUM_THREADS` (otherwise candle re-reads `/proc/cpuinfo` on every
 //! matrix product), and keep glibc from returning large freed blocks to the

@@ -155,12 +155,7 @@ pub fn grouped_completion_scores(
     temperature: f64,
 ) -> Result<TokenScores> {
     check_temperature(temperature)?;
-    if let Some(g) = groups.iter().find(|g| g.prompt.is_empty()) {
-        return Err(Error::Input(format!(
-            "a prompt has no tokens (its group has {} completions)",
-            g.completions.len()
-        )));
-    }
+    check_groups(groups, model.config().vocab_size)?;
     let width = groups
         .iter()
         .flat_map(|g| g.completions.iter().map(|c| c.len()))
@@ -249,8 +244,28 @@ fn padded_group_scores(
     completion_logprobs_and_entropy(model, &ids, &mask, width, temperature)
 }
 
+/// Every prompt has a token, and every token is in the vocabulary.
+pub(crate) fn check_groups(groups: &[PromptGroup<'_>], vocab: usize) -> Result<()> {
+    if let Some(g) = groups.iter().find(|g| g.prompt.is_empty()) {
+        return Err(Error::Input(format!(
+            "a prompt has no tokens (its group has {} completions)",
+            g.completions.len()
+        )));
+    }
+    let mut tokens = groups.iter().flat_map(|g| {
+        let completions = g.completions.iter().flat_map(|c| c.iter());
+        g.prompt.iter().chain(completions)
+    });
+    if let Some(&id) = tokens.find(|&&id| id as usize >= vocab) {
+        return Err(Error::Input(format!(
+            "token id {id} is outside the vocabulary of {vocab}"
+        )));
+    }
+    Ok(())
+}
+
 /// The temperature the logits are divided by: 0 (greedy) scores at 1.
-fn scoring_temperature(temperature: f64) -> f64 {
+pub(crate) fn scoring_temperature(temperature: f64) -> f64 {
     if temperature > 0.0 {
         temperature
     } else {
@@ -258,7 +273,7 @@ fn scoring_temperature(temperature: f64) -> f64 {
     }
 }
 
-fn check_temperature(temperature: f64) -> Result<()> {
+pub(crate) fn check_temperature(temperature: f64) -> Result<()> {
     if !temperature.is_finite() || temperature < 0.0 {
         return Err(Error::Input(format!(
             "temperature {temperature} must be >= 0"

@@ -38,7 +38,8 @@
 //! when present, its figures and the ratios are printed alongside),
 //! `VERITY_BENCH_DECODE` (`run.decode_precision` of the GRPO steps, default
 //! `float32` as the peer; `bfloat16` rollouts have a ceiling with the
-//! sampling forward at twice the GEMM rate).
+//! sampling forward at twice the GEMM rate), `VERITY_BENCH_REFERENCE`
+//! (`grpo.reference_precision`, default the same as the rollouts').
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -564,6 +565,10 @@ fn grpo_steps(
     let precision: DecodePrecision = std::env::var("VERITY_BENCH_DECODE")
         .unwrap_or_else(|_| "float32".into())
         .parse()?;
+    let reference: DecodePrecision = match std::env::var("VERITY_BENCH_REFERENCE") {
+        Ok(name) => name.parse()?,
+        Err(_) => precision,
+    };
     let work = tempfile::tempdir()?;
     let model = work.path().join("model");
     model_dir(shape, &model)?;
@@ -597,6 +602,7 @@ micro_batches = 1
 max_completion_length = {completion}
 lr = 1e-5
 beta = {beta}
+reference_precision = "{reference}"
 temperature = 1.0
 
 [eval]
@@ -646,9 +652,14 @@ samples_per_step = 0
         .fold(0.0, f64::max);
     println!(
         "GRPO step {prompts} x {group} x ({prompt_tokens} + {completion}), beta {beta}{}: {step:.3} s/step (median of {}): generation {:.3}, reference {:.3}, loss forward {:.3}, backward {:.3}, optimizer {:.3}; peak RSS {peak:.0} MB",
-        match precision {
-            DecodePrecision::Float32 => "",
-            DecodePrecision::Bfloat16 => ", bf16 rollouts",
+        match (precision, beta > 0.0, reference) {
+            (DecodePrecision::Float32, false, _)
+            | (DecodePrecision::Float32, true, DecodePrecision::Float32) => "",
+            (DecodePrecision::Bfloat16, true, DecodePrecision::Bfloat16) => {
+                ", bf16 rollouts and reference"
+            }
+            (DecodePrecision::Bfloat16, _, _) => ", bf16 rollouts",
+            (DecodePrecision::Float32, true, DecodePrecision::Bfloat16) => ", bf16 reference",
         },
         kept.len(),
         med("time/generation_s"),
@@ -659,15 +670,20 @@ samples_per_step = 0
     );
     // Floor: each prompt once per group and every completion token through
     // the model for sampling (and the reference), then forward and backward
-    // (3 forwards' worth) for the update, all at the GEMM rate; AdamW's
-    // bytes at memory speed.
+    // (3 forwards' worth) for the update, all at the GEMM rate (twice it in
+    // bfloat16); AdamW's bytes at memory speed.
     let params = shape.config.num_parameters() as f64;
     let tokens = (prompts * prompt_tokens + prompts * group * completion) as f64;
-    let sampling = match precision {
+    let forward_cost = |p: DecodePrecision| match p {
         DecodePrecision::Float32 => 1.0,
         DecodePrecision::Bfloat16 => 0.5,
     };
-    let forwards = sampling + if beta > 0.0 { 1.0 } else { 0.0 } + 3.0;
+    let scoring = if beta > 0.0 {
+        forward_cost(reference)
+    } else {
+        0.0
+    };
+    let forwards = forward_cost(precision) + scoring + 3.0;
     let floor = forwards * 2.0 * params * tokens / (machine.gemm_gflops * 1e9)
         + optimizer_floor(shape.config.num_parameters(), machine);
     let peer_step = match prompt_tokens {
@@ -683,8 +699,7 @@ samples_per_step = 0
     );
     let step_products = products.seconds / steps as f64;
     println!(
-        "    matrix products of the update{} {step_products:.3} s/step at {:.0} GFLOP/s; generation and the rest {:.3} s",
-        if beta > 0.0 { " and reference" } else { "" },
+        "    matrix products of the update {step_products:.3} s/step at {:.0} GFLOP/s; generation, reference and the rest {:.3} s",
         products.flops() / 1e9,
         step - step_products
     );

@@ -13,7 +13,7 @@
 //! with one pass, so its value and gradients are the same.
 
 use candle_core::{DType, Device, Tensor};
-use policy::{PromptGroup, Transformer};
+use policy::{GenerationCache, PromptGroup, Transformer};
 
 use crate::error::Result;
 
@@ -125,7 +125,16 @@ fn score_groups(
     temperature: f64,
     with_entropy: bool,
 ) -> Result<Scores> {
-    let mut groups: Vec<PromptGroup<'_>> = Vec::new();
+    let scores = policy::grouped_completion_scores(model, &groups(rows), temperature)?;
+    Ok(Scores {
+        logprobs: scores.logprobs,
+        entropy: with_entropy.then_some(scores.entropy),
+    })
+}
+
+/// Consecutive rows of the same prompt as one group.
+fn groups<'a>(rows: &[Row<'a>]) -> Vec<PromptGroup<'a>> {
+    let mut groups: Vec<PromptGroup<'a>> = Vec::new();
     for row in rows {
         match groups.last_mut() {
             Some(group) if group.prompt == row.prompt => group.completions.push(row.completion),
@@ -135,11 +144,25 @@ fn score_groups(
             }),
         }
     }
-    let scores = policy::grouped_completion_scores(model, &groups, temperature)?;
-    Ok(Scores {
-        logprobs: scores.logprobs,
-        entropy: with_entropy.then_some(scores.entropy),
-    })
+    groups
+}
+
+/// The frozen model of GRPO's KL penalty and its weights packed for
+/// scoring (on the CPU, in `grpo.reference_precision`), packed once.
+pub(crate) struct Reference {
+    pub model: Transformer,
+    pub packed: GenerationCache,
+}
+
+impl Reference {
+    /// `[B, C]` log-probs of every row's completion tokens under the
+    /// reference, without gradient (0 past a row's completion).
+    pub fn logprobs(&self, rows: &[Row<'_>], temperature: f64) -> Result<Tensor> {
+        let groups = groups(rows);
+        Ok(self
+            .packed
+            .completion_logprobs(&self.model, &groups, temperature)?)
+    }
 }
 
 /// Rows packed into one forward pass.

@@ -38,12 +38,12 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use policy::{DecodePrecision, Generation, GenerationCache, Transformer};
+use policy::{DecodePrecision, Generation, GenerationCache};
 use serde::Serialize;
 use tasks::{Mixture, Problem, Split, Verdict};
 
 use crate::advantages::{compute_advantages, estimate_advantages, Advantages, ScaleRewards};
-use crate::batch::{completion_mask, masked_sum, score_rows, Row};
+use crate::batch::{completion_mask, masked_sum, score_rows, Reference, Row};
 use crate::config::GrpoSection;
 use crate::curriculum::GroupOutcome;
 use crate::error::Result;
@@ -61,7 +61,7 @@ pub(crate) struct GrpoContext<'a> {
     /// The policy being trained.
     pub model: &'a Model,
     /// The frozen starting model, when `beta > 0`.
-    pub reference: Option<&'a Transformer>,
+    pub reference: Option<&'a Reference>,
     /// Where prompts come from.
     pub mixture: &'a Mixture,
     /// The phase's settings.
@@ -448,17 +448,9 @@ fn micro_batches<'a>(
         let (mask, active_tokens) = completion_mask(&chunk, device)?;
         let reference_start = Instant::now();
         let ref_logps = match ctx.reference {
-            Some(reference) if ctx.cfg.beta != 0.0 => Some(
-                score_rows(
-                    reference,
-                    &chunk,
-                    ctx.model.pad_id(),
-                    ctx.cfg.temperature,
-                    false,
-                )?
-                .logprobs
-                .detach(),
-            ),
+            Some(reference) if ctx.cfg.beta != 0.0 => {
+                Some(reference.logprobs(&chunk, ctx.cfg.temperature)?)
+            }
             _ => None,
         };
         clock.reference_s += reference_start.elapsed().as_secs_f64();

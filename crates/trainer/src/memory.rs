@@ -35,7 +35,7 @@ mod tests {
         reset_peak_rss();
         let before = peak_rss_mb().expect("VmHWM on Linux");
         // 200 MB, touched so it is resident.
-        let block = vec![1u8; 200_000_000];
+        let block = std::hint::black_box(vec![1u8; 200_000_000]);
         let during = peak_rss_mb().unwrap();
         assert!(during >= before + 150.0, "{before} -> {during}");
         drop(block);

@@ -21,9 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use policy::DeviceSpec;
+use policy::{DeviceSpec, GenerationCache};
 use tasks::{Mixture, Problem};
 
+use crate::batch::Reference;
 use crate::checkpoint::{
     latest_checkpoint, prune_checkpoints, write_checkpoint_with, TrainerState, OPTIMIZER_FILE,
     REFERENCE_FILE,
@@ -358,12 +359,25 @@ impl<'a> Run<'a> {
             config.run.threads,
             run_dir.display()
         ));
-        let precision = config.run.decode_precision;
-        if config.run.device == DeviceSpec::Cpu && !precision.is_native() {
-            progress.message(&format!(
-                "warning: run.decode_precision = \"{precision}\": this CPU has no AVX-512 bf16 \
-                 dot products, so decoding emulates them, slower than float32"
-            ));
+        let precisions = [
+            (
+                "run.decode_precision",
+                config.run.decode_precision,
+                "decoding",
+            ),
+            (
+                "grpo.reference_precision",
+                config.grpo.reference_precision,
+                "reference scoring",
+            ),
+        ];
+        for (key, precision, what) in precisions {
+            if config.run.device == DeviceSpec::Cpu && !precision.is_native() {
+                progress.message(&format!(
+                    "warning: {key} = \"{precision}\": this CPU has no AVX-512 bf16 \
+                     dot products, so {what} emulates them, slower than float32"
+                ));
+            }
         }
         Ok(Run {
             config,
@@ -601,7 +615,7 @@ impl<'a> Run<'a> {
 
     /// The frozen reference of the KL penalty (`grpo.beta > 0`): the model as
     /// GRPO found it, kept in memory and in every GRPO checkpoint.
-    fn reference_model(&mut self) -> Result<Option<policy::Transformer>> {
+    fn reference_model(&mut self) -> Result<Option<Reference>> {
         if self.config.grpo.beta == 0.0 {
             return Ok(None);
         }
@@ -622,7 +636,8 @@ impl<'a> Run<'a> {
             candle_nn::VarBuilder::from_tensors(weights.clone(), policy.dtype(), policy.device());
         let model = policy::Transformer::new(&policy.config, vb)?;
         self.reference = Some(weights);
-        Ok(Some(model))
+        let packed = GenerationCache::with_precision(self.config.grpo.reference_precision);
+        Ok(Some(Reference { model, packed }))
     }
 
     /// Counts steps whose loss or gradient was not finite (they made no

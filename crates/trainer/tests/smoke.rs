@@ -254,6 +254,50 @@ fn bfloat16_decoding_runs_reproducibly() {
     }
 }
 
+/// The KL reference scores through the CPU decoder: before GRPO's first
+/// update the policy is the reference, so the first step's KL is 0 up to
+/// the float32 decoder's rounding, and of the order of bfloat16's rounding
+/// squared with a bfloat16 reference; each run is reproducible.
+#[test]
+fn the_reference_scores_the_starting_policy() {
+    let run = |precision| {
+        let out = tempfile::tempdir().unwrap();
+        let mut config = micro_config(out.path(), "");
+        config.grpo.num_iterations = 1;
+        config.grpo.reference_precision = precision;
+        train(&config, &mut Silent).unwrap();
+        let metrics = lines(&out.path().join("micro").join("metrics.jsonl"));
+        let kl: Vec<f64> = metrics
+            .iter()
+            .filter(|m| m["phase"] == "grpo")
+            .map(|m| m["kl"].as_f64().unwrap())
+            .collect();
+        (
+            kl,
+            metrics
+                .into_iter()
+                .map(without_measurements)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (f32_kl, _) = run(policy::DecodePrecision::Float32);
+    let (bf16_kl, bf16) = run(policy::DecodePrecision::Bfloat16);
+    assert_eq!((f32_kl.len(), bf16_kl.len()), (2, 2));
+    assert!(
+        f32_kl[0].abs() < 1e-9,
+        "float32 reference: kl {}",
+        f32_kl[0]
+    );
+    assert!(
+        bf16_kl[0] > 1e-9 && bf16_kl[0] < 1e-4,
+        "bfloat16 reference: kl {}",
+        bf16_kl[0]
+    );
+    // After an update the policy has moved from its reference.
+    assert!(f32_kl[1] > 1e-7, "float32 reference: kl {}", f32_kl[1]);
+    assert_eq!(bf16, run(policy::DecodePrecision::Bfloat16).1);
+}
+
 /// The sampler correction weighs bfloat16 rollouts' policy loss (two
 /// updates per batch, so the first update's weights are kept for the
 /// second) and logs TRL's spread of the weights; without it none is logged.

@@ -20,7 +20,7 @@ mod swiglu;
 pub(crate) use attention::{causal_attention, AttentionDims};
 pub(crate) use attention_block::{attention_block, Attending};
 pub(crate) use linear::linear;
-pub(crate) use lm_head::{token_logprobs, Picks, NO_ROW};
+pub(crate) use lm_head::{token_logprobs, token_stats_f32, Picks, NO_ROW};
 pub(crate) use mlp::swiglu_block;
 pub(crate) use rms_norm::rms_norm;
 pub(crate) use rotary::rope;

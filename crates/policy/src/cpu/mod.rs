@@ -5,8 +5,9 @@
 //!   softmax, the LM head's log-probs, and each half of a decoder layer as
 //!   one residual block) that pass gradients, which the tensor model's layers
 //!   call for f32 / f64 CPU tensors ([`fused_cpu`]);
-//! - [`decoder`]: generation without tensors for float32 CPU models, over
-//!   weights packed for products of few rows ([`packed`]);
+//! - [`decoder`]: generation (and scoring without gradients) without
+//!   tensors for float32 CPU models, over weights packed for products of
+//!   few rows ([`packed`]);
 //! - [`parallel`]: the worker threads every loop above is split over;
 //! - [`simd`]: the one choice of vector instructions for the running CPU.
 //!
@@ -21,7 +22,7 @@ pub(crate) mod packed;
 pub(crate) mod parallel;
 pub(crate) mod simd;
 
-pub(crate) use decoder::{generate as decode, CpuDecoder, Fingerprint};
+pub(crate) use decoder::{generate as decode, score as decoder_scores, CpuDecoder, Fingerprint};
 pub(crate) use kernels::{
     attention_block, causal_attention, fused_cpu, linear, rms_norm, rope, softmax_last_dim, swiglu,
     swiglu_block, token_logprobs, Attending, AttentionDims, Picks, Sequence, SequenceLayout,

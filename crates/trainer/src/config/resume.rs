@@ -15,7 +15,8 @@ use crate::run::CONFIG_FILE;
 /// config. `run.threads` never changes a result, so a run resumed on
 /// another number of threads continues bit for bit as it would have; but
 /// changing `steps` stretches a decaying learning-rate schedule, and
-/// changing `run.device` or `run.decode_precision` changes float rounding,
+/// changing `run.device`, `run.decode_precision` or
+/// `grpo.reference_precision` changes float rounding,
 /// so the resumed run then no longer matches an uninterrupted one bit for
 /// bit.
 pub const RESUMABLE_KEYS: &[&str] = &[
@@ -29,6 +30,7 @@ pub const RESUMABLE_KEYS: &[&str] = &[
     "sft.check_every",
     "grpo.steps",
     "grpo.micro_batches",
+    "grpo.reference_precision",
     "eval.*",
     "checkpoint.*",
     "log.*",

@@ -114,6 +114,52 @@ impl CpuDecoder {
         split: Split,
     ) -> &'s [f32] {
         let d = &self.dims;
+        let s = scratch;
+        self.layers(runs, s, split);
+
+        // The final norm and LM head for the last token of each run only.
+        s.last.clear();
+        let mut end = 0;
+        for run in runs.iter() {
+            end += run.tokens.len();
+            s.last
+                .extend_from_slice(&s.x[(end - 1) * d.hidden..end * d.hidden]);
+        }
+        rms_norm_in_place(&mut s.last, &self.norm, d.eps);
+        resize(&mut s.logits, runs.len() * d.vocab);
+        self.product(
+            &self.lm_head,
+            &s.last,
+            runs.len(),
+            &mut s.logits,
+            Output::Overwrite,
+            split,
+        );
+        &s.logits
+    }
+
+    /// Runs every run through the model, appending to the runs' caches,
+    /// and returns every row's final hidden state (after the last norm),
+    /// `[rows, hidden]`, runs in order: what the LM head reads to score
+    /// each token's successor.
+    pub(crate) fn forward_hidden<'s>(
+        &self,
+        runs: &mut [Run],
+        scratch: &'s mut Scratch,
+        split: Split,
+    ) -> &'s [f32] {
+        let d = &self.dims;
+        let rows = self.layers(runs, scratch, split);
+        let x = &mut scratch.x[..rows * d.hidden];
+        rms_norm_in_place(x, &self.norm, d.eps);
+        x
+    }
+
+    /// The embedding and the decoder layers over every run, appending to
+    /// the runs' caches; leaves the residual stream in `scratch.x` and
+    /// returns its rows.
+    fn layers(&self, runs: &mut [Run], scratch: &mut Scratch, split: Split) -> usize {
+        let d = &self.dims;
         let rows: usize = runs.iter().map(|r| r.tokens.len()).sum();
         let qkv_width = (d.heads + 2 * d.kv_heads) * d.head_dim;
         let s = scratch;
@@ -137,26 +183,7 @@ impl CpuDecoder {
         for run in runs.iter_mut() {
             run.cache.len += run.tokens.len();
         }
-
-        // The final norm and LM head for the last token of each run only.
-        s.last.clear();
-        let mut end = 0;
-        for run in runs.iter() {
-            end += run.tokens.len();
-            s.last
-                .extend_from_slice(&s.x[(end - 1) * d.hidden..end * d.hidden]);
-        }
-        rms_norm_in_place(&mut s.last, &self.norm, d.eps);
-        resize(&mut s.logits, runs.len() * d.vocab);
-        self.product(
-            &self.lm_head,
-            &s.last,
-            runs.len(),
-            &mut s.logits,
-            Output::Overwrite,
-            split,
-        );
-        &s.logits
+        rows
     }
 
     /// `x += o_proj(attention(input_layernorm(x)))`, caching the new keys and values.
@@ -283,7 +310,7 @@ impl CpuDecoder {
 
 impl CpuDecoder {
     /// `w.forward`, on this thread or split over the worker threads.
-    fn product(
+    pub(super) fn product(
         &self,
         w: &PackedLinear,
         x: &[f32],

@@ -15,6 +15,7 @@ mod fingerprint;
 mod forward;
 mod ops;
 mod schedule;
+mod score;
 
 use std::collections::HashMap;
 
@@ -30,6 +31,7 @@ use ops::RopeTable;
 
 pub(crate) use fingerprint::Fingerprint;
 pub(crate) use schedule::generate;
+pub(crate) use score::score;
 
 /// The sizes a forward pass needs.
 #[derive(Debug, Clone)]

@@ -134,7 +134,9 @@ fn grad_row<T: Float>(
 }
 
 simd_fn! {
-    fn stats_f32(z: &[f32], scale: f32, target: usize) -> (f32, f32) => stats_row
+    /// (log p(target), entropy) of the row of raw logits `z` under
+    /// softmax(z * scale).
+    pub(crate) fn token_stats_f32(z: &[f32], scale: f32, target: usize) -> (f32, f32) => stats_row
 }
 simd_fn! {
     fn grad_f32(z: &mut [f32], scale: f32, target: usize, out: (f32, f32), g: (f32, f32)) => grad_row
@@ -142,7 +144,7 @@ simd_fn! {
 
 impl HeadFloat for f32 {
     fn stats(z: &[f32], scale: f32, target: usize) -> (f32, f32) {
-        stats_f32(z, scale, target)
+        token_stats_f32(z, scale, target)
     }
     fn grad(z: &mut [f32], scale: f32, target: usize, out: (f32, f32), g: (f32, f32)) {
         grad_f32(z, scale, target, out, g)
