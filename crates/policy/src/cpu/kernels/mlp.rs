@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
 use super::rms_norm::{self, RmsFloat};
 use super::swiglu::sigmoid;
-use crate::cpu::parallel::{add_assign, cpu_slice, filled_rows, product, with_cpu};
+use crate::cpu::parallel::{add_assign, cpu_slice, filled_rows, product, with_cpu, SharedMut};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::Float;
 use crate::error::Result;
@@ -43,8 +43,14 @@ struct SwigluBlock {
 
 trait MlpFloat: RmsFloat {
     fn swiglu(gate: &[Self], up: &[Self], out: &mut [Self]);
-    fn swiglu_grad(gate: &[Self], up: &[Self], dh: &[Self], d_gate: &mut [Self], d_up: &mut [Self]);
+    /// The activation into `h` and its gradients for the gate and up
+    /// projections from the activation's gradient `dh`, in one pass.
+    fn swiglu_with_grad(gate: &[Self], up: &[Self], dh: &[Self], grads: Grads<'_, Self>);
 }
+
+/// Where [`MlpFloat::swiglu_with_grad`] writes: the activation, then the
+/// gradients for the gate and up projections.
+type Grads<'a, T> = (&'a mut [T], &'a mut [T], &'a mut [T]);
 
 #[inline(always)]
 fn swiglu_slices<T: Float>(gate: &[T], up: &[T], out: &mut [T]) {
@@ -54,10 +60,13 @@ fn swiglu_slices<T: Float>(gate: &[T], up: &[T], out: &mut [T]) {
 }
 
 #[inline(always)]
-fn swiglu_grad_slices<T: Float>(gate: &[T], up: &[T], dh: &[T], d_gate: &mut [T], d_up: &mut [T]) {
+fn swiglu_with_grad_slices<T: Float>(gate: &[T], up: &[T], dh: &[T], grads: Grads<'_, T>) {
+    let (h, d_gate, d_up) = grads;
     for i in 0..gate.len() {
         let (g, u, dy) = (gate[i], up[i], dh[i]);
         let s = sigmoid(g);
+        // The forward's arithmetic, in its order: the same bits.
+        h[i] = g * s * u;
         d_up[i] = dy * g * s;
         d_gate[i] = dy * u * s * (T::ONE + g * (T::ONE - s));
     }
@@ -67,15 +76,15 @@ simd_fn! {
     fn swiglu_f32(gate: &[f32], up: &[f32], out: &mut [f32]) => swiglu_slices
 }
 simd_fn! {
-    fn swiglu_grad_f32(gate: &[f32], up: &[f32], dh: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) => swiglu_grad_slices
+    fn swiglu_with_grad_f32(gate: &[f32], up: &[f32], dh: &[f32], grads: Grads<'_, f32>) => swiglu_with_grad_slices
 }
 
 impl MlpFloat for f32 {
     fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
         swiglu_f32(gate, up, out)
     }
-    fn swiglu_grad(gate: &[f32], up: &[f32], dh: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
-        swiglu_grad_f32(gate, up, dh, d_gate, d_up)
+    fn swiglu_with_grad(gate: &[f32], up: &[f32], dh: &[f32], grads: Grads<'_, f32>) {
+        swiglu_with_grad_f32(gate, up, dh, grads)
     }
 }
 
@@ -83,8 +92,8 @@ impl MlpFloat for f64 {
     fn swiglu(gate: &[f64], up: &[f64], out: &mut [f64]) {
         swiglu_slices(gate, up, out)
     }
-    fn swiglu_grad(gate: &[f64], up: &[f64], dh: &[f64], d_gate: &mut [f64], d_up: &mut [f64]) {
-        swiglu_grad_slices(gate, up, dh, d_gate, d_up)
+    fn swiglu_with_grad(gate: &[f64], up: &[f64], dh: &[f64], grads: Grads<'_, f64>) {
+        swiglu_with_grad_slices(gate, up, dh, grads)
     }
 }
 
@@ -103,6 +112,37 @@ fn activate<T: MlpFloat>(gu: &[T], rows: usize, inter: usize) -> Vec<T> {
         let gu = &gu[row * 2 * inter..(row + 1) * 2 * inter];
         T::swiglu(&gu[..inter], &gu[inter..], out);
     })
+}
+
+/// From the projections `gu` [rows, 2I] and the activation's gradient `dh`
+/// [rows, I], in one pass: the activation `silu(gate) * up` [rows, I] and
+/// the projections' gradient [rows, 2I].
+fn activate_with_grad<T: MlpFloat>(
+    gu: &[T],
+    dh: &[T],
+    rows: usize,
+    inter: usize,
+) -> (Vec<T>, Vec<T>) {
+    let mut h: Vec<T> = Vec::with_capacity(rows * inter);
+    let h_ptr = SharedMut(h.as_mut_ptr());
+    let dgu = filled_rows(rows, 2 * inter, |range, out| {
+        for (row, out) in range.zip(out.chunks_exact_mut(2 * inter)) {
+            let gu = &gu[row * 2 * inter..(row + 1) * 2 * inter];
+            let dh = &dh[row * inter..(row + 1) * inter];
+            let (d_gate, d_up) = out.split_at_mut(inter);
+            let span = row * inter..(row + 1) * inter;
+            // SAFETY: row `row` of h, inside its capacity and written by
+            // this task only; zeroed before a slice is made.
+            let h = unsafe {
+                h_ptr.ptr().add(span.start).write_bytes(0, inter);
+                h_ptr.slice(span)
+            };
+            T::swiglu_with_grad(&gu[..inter], &gu[inter..], dh, (h, d_gate, d_up));
+        }
+    });
+    // SAFETY: filled_rows ran every row, so every row of h was written.
+    unsafe { h.set_len(rows * inter) };
+    (h, dgu)
 }
 
 impl SwigluBlock {
@@ -144,16 +184,11 @@ impl SwigluBlock {
         let gu = T::cpu_storage_as_slice(gu)?;
         let (gate_up, norm) = weights.split_at(2 * inter * hidden);
         let xn = rms_norm::forward(x, norm, self.eps);
-        let h = activate(gu, rows, inter);
+        let dh = product(rows, inter, hidden, (dy, hidden, 1), (down, inter, 1));
+        let (h, dgu) = activate_with_grad(gu, &dh, rows, inter);
+        drop(dh);
         let d_down = product(hidden, inter, rows, (dy, 1, hidden), (&h, inter, 1));
         drop(h);
-        let dh = product(rows, inter, hidden, (dy, hidden, 1), (down, inter, 1));
-        let dgu = by_rows(rows, 2 * inter, |row, out| {
-            let gu = &gu[row * 2 * inter..(row + 1) * 2 * inter];
-            let (d_gate, d_up) = out.split_at_mut(inter);
-            let dh = &dh[row * inter..(row + 1) * inter];
-            T::swiglu_grad(&gu[..inter], &gu[inter..], dh, d_gate, d_up);
-        });
         let two = 2 * inter;
         let mut d_weights = product(two, hidden, rows, (&dgu, 1, two), (&xn, hidden, 1));
         let dxn = product(rows, hidden, two, (&dgu, two, 1), (gate_up, hidden, 1));
