@@ -31,7 +31,9 @@
 //! rest of the work at the target ratio.
 //!
 //! `cargo bench -p verity-trainer --bench grpo_step`. Environment:
-//! `VERITY_BENCH_ONLY` (comma list of `tiny`, `small`, `train`, `grpo`),
+//! `VERITY_BENCH_ONLY` (comma list of `tiny`, `small`, `train`, `grpo`,
+//! `peer` (the GRPO steps at the peer's shapes), `chat` (the chat step);
+//! naming neither of a pair means both),
 //! `VERITY_BENCH_REPS` (train-pass repetitions, default 5),
 //! `VERITY_BENCH_THREADS` (default 2, the peer's), `VERITY_PEER_JSON` (the
 //! peer's results file, default `../shared/bench/results-trl-cpu.json`:
@@ -51,6 +53,9 @@ use policy::{
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;
 use trainer::{grpo_loss, Accumulation, AdamWConfig, Config, LossConfig, LossInputs};
+
+/// Prompt tokens of the peer's GRPO steps (the chat step's are longer).
+const PEER_PROMPT_TOKENS: usize = 16;
 
 /// One of the peer's model shapes and its workloads.
 struct Shape {
@@ -98,7 +103,7 @@ fn shapes() -> Vec<Shape> {
                 prompts: 8,
                 group: 8,
                 completion: 64,
-                prompt_tokens: 16,
+                prompt_tokens: PEER_PROMPT_TOKENS,
                 steps: 12,
                 discard: 2,
                 betas: &[0.0, 0.04],
@@ -115,7 +120,7 @@ fn shapes() -> Vec<Shape> {
                     prompts: 2,
                     group: 4,
                     completion: 32,
-                    prompt_tokens: 16,
+                    prompt_tokens: PEER_PROMPT_TOKENS,
                     steps: 5,
                     discard: 2,
                     betas: &[0.0, 0.04],
@@ -181,6 +186,14 @@ fn main() {
         }
         if wanted("grpo", ["train", "grpo"]) {
             for case in &shape.grpo {
+                let kind = if case.prompt_tokens == PEER_PROMPT_TOKENS {
+                    "peer"
+                } else {
+                    "chat"
+                };
+                if !wanted(kind, ["peer", "chat"]) {
+                    continue;
+                }
                 for &beta in case.betas {
                     let run = grpo_steps(&shape, *case, beta, threads, &machine, peer.as_ref());
                     if let Err(e) = run {
@@ -687,7 +700,7 @@ samples_per_step = 0
     let floor = forwards * 2.0 * params * tokens / (machine.gemm_gflops * 1e9)
         + optimizer_floor(shape.config.num_parameters(), machine);
     let peer_step = match prompt_tokens {
-        16 => fastest_peer_step(peer, shape.name, beta),
+        PEER_PROMPT_TOKENS => fastest_peer_step(peer, shape.name, beta),
         _ => None,
     };
     println!(
