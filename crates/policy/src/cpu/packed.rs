@@ -260,19 +260,26 @@ impl PackedLinear {
 
 /// Packs `n_panels` panels of `steps * NR` values, `fill(p, panel)` writing
 /// panel p, on the worker threads when `parallel`.
-fn pack<T: Copy + Default + Send + Sync>(
+fn pack<T: Copy + Send + Sync>(
     n_panels: usize,
     steps: usize,
     parallel: bool,
     fill: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
     let len = steps * NR;
-    let mut panels = vec![T::default(); n_panels * len];
+    let mut panels: Vec<T> = Vec::with_capacity(n_panels * len);
     let out = SharedMut(panels.as_mut_ptr());
     let run = |range: Range<usize>| {
         for p in range {
-            // SAFETY: panel p's own span of `panels`, written by this call only.
-            fill(p, unsafe { out.slice(p * len..(p + 1) * len) });
+            // SAFETY: panel p's own span of `panels`, inside the capacity and
+            // written by this call only. Zeroed (0.0 and bfloat16 pairs of
+            // 0.0 for the element types used) just before `fill`, in the
+            // cache: `fill` leaves the padding columns of the last panel.
+            let panel = unsafe {
+                out.ptr().add(p * len).write_bytes(0, len);
+                out.slice(p * len..(p + 1) * len)
+            };
+            fill(p, panel);
         }
     };
     if parallel {
@@ -280,6 +287,8 @@ fn pack<T: Copy + Default + Send + Sync>(
     } else {
         run(0..n_panels);
     }
+    // SAFETY: every panel was zeroed and filled above.
+    unsafe { panels.set_len(n_panels * len) };
     panels
 }
 
