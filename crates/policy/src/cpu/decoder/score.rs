@@ -178,6 +178,14 @@ mod tests {
         (prompts, completions)
     }
 
+    /// The completions of [`batch`] as slices.
+    fn borrowed(completions: &[Vec<Vec<u32>>]) -> Vec<Vec<&[u32]>> {
+        completions
+            .iter()
+            .map(|g| g.iter().map(|c| &c[..]).collect())
+            .collect()
+    }
+
     fn groups<'a>(prompts: &'a [Vec<u32>], completions: &'a [Vec<&'a [u32]>]) -> Vec<Group<'a>> {
         prompts
             .iter()
@@ -190,11 +198,8 @@ mod tests {
     /// packed groups), for every architecture, at a sampling temperature.
     #[test]
     fn scores_match_the_training_path() {
-        let (prompts, completions) = batch();
-        let completions: Vec<Vec<&[u32]>> = completions
-            .iter()
-            .map(|g| g.iter().map(|c| &c[..]).collect())
-            .collect();
+        let (prompts, owned) = batch();
+        let completions = borrowed(&owned);
         for (arch, tied) in [
             (Architecture::Llama, false),
             (Architecture::Qwen2, true),
@@ -235,11 +240,8 @@ mod tests {
     /// to its precision.
     #[test]
     fn scores_do_not_depend_on_the_threads() {
-        let (prompts, completions) = batch();
-        let completions: Vec<Vec<&[u32]>> = completions
-            .iter()
-            .map(|g| g.iter().map(|c| &c[..]).collect())
-            .collect();
+        let (prompts, owned) = batch();
+        let completions = borrowed(&owned);
         let groups = groups(&prompts, &completions);
         let cfg = ModelConfig::new(Architecture::Llama, 50, 64, 96, 2, 4, 2);
         let policy = Policy::random(&cfg, 4, &Device::Cpu).unwrap();
