@@ -141,6 +141,13 @@ impl GenerationCache {
         generate_batched(model, &request, &is_done)
     }
 
+    /// Whether a cache packs `model` (float32 weights on the CPU): it then
+    /// generates and scores `model` on its packed copy; otherwise both go
+    /// through the tensor model and the cache keeps nothing.
+    pub fn packs(model: &Transformer) -> bool {
+        CpuDecoder::handles(model.device(), model.dtype())
+    }
+
     /// Log-probabilities [n, C] of the tokens of every completion of
     /// `groups`, without gradient: rows in order (the first group's
     /// completions, then the next group's), C the longest completion. The
@@ -156,7 +163,7 @@ impl GenerationCache {
         groups: &[PromptGroup<'_>],
         temperature: f64,
     ) -> Result<Tensor> {
-        if !CpuDecoder::handles(model.device(), model.dtype()) {
+        if !Self::packs(model) {
             let scores = grouped_completion_scores(model, groups, temperature)?;
             return Ok(scores.logprobs.detach());
         }
@@ -473,8 +480,9 @@ mod tests {
     }
 
     /// A cache scores completions as the tensor path does, whichever path
-    /// it takes (the decoder for float32, the tensor model for bfloat16
-    /// weights), and names bad input.
+    /// it takes (the decoder for float32; bfloat16 weights, which the
+    /// decoder cannot read, must go through the tensor model), and names
+    /// bad input.
     #[test]
     fn completion_logprobs_follow_the_tensor_path() {
         let (_, policy) = models().remove(0);
@@ -508,8 +516,15 @@ mod tests {
                 .unwrap();
             assert_eq!(ours.len(), 3);
             for ((ours, expected), c) in ours.iter().zip(&expected).zip(completions) {
+                assert_eq!(ours.len(), 4, "rows as wide as the longest completion");
                 for (a, b) in ours.iter().zip(expected).take(c.len()) {
                     assert!((a - b).abs() < tolerance, "{:?}: {a} vs {b}", model.dtype());
+                }
+                if GenerationCache::packs(&model) {
+                    assert!(
+                        ours[c.len()..].iter().all(|&v| v == 0.0),
+                        "padding {ours:?}"
+                    );
                 }
             }
         }

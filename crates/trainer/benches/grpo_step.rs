@@ -33,7 +33,7 @@
 //! `cargo bench -p verity-trainer --bench grpo_step`. Environment:
 //! `VERITY_BENCH_ONLY` (comma list of `tiny`, `small`, `train`, `grpo`,
 //! `peer` (the GRPO steps at the peer's shapes), `chat` (the chat step);
-//! naming neither of a pair means both),
+//! naming neither of a pair means both, and `peer` or `chat` imply `grpo`),
 //! `VERITY_BENCH_REPS` (train-pass repetitions, default 5),
 //! `VERITY_BENCH_THREADS` (default 2, the peer's), `VERITY_PEER_JSON` (the
 //! peer's results file, default `../shared/bench/results-trl-cpu.json`:
@@ -54,9 +54,6 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;
 use trainer::{grpo_loss, Accumulation, AdamWConfig, Config, LossConfig, LossInputs};
 
-/// Prompt tokens of the peer's GRPO steps (the chat step's are longer).
-const PEER_PROMPT_TOKENS: usize = 16;
-
 /// One of the peer's model shapes and its workloads.
 struct Shape {
     name: &'static str,
@@ -74,6 +71,8 @@ struct Shape {
 /// One GRPO workload.
 #[derive(Clone, Copy)]
 struct GrpoCase {
+    /// `peer` (the peer's shapes, compared with it) or `chat`.
+    kind: &'static str,
     prompts: usize,
     group: usize,
     completion: usize,
@@ -100,10 +99,11 @@ fn shapes() -> Vec<Shape> {
             config: llama(99, 256, 704, 4, 8, 4),
             train: (64, 16, 64),
             grpo: vec![GrpoCase {
+                kind: "peer",
                 prompts: 8,
                 group: 8,
                 completion: 64,
-                prompt_tokens: PEER_PROMPT_TOKENS,
+                prompt_tokens: 16,
                 steps: 12,
                 discard: 2,
                 betas: &[0.0, 0.04],
@@ -117,15 +117,17 @@ fn shapes() -> Vec<Shape> {
             train: (8, 16, 32),
             grpo: vec![
                 GrpoCase {
+                    kind: "peer",
                     prompts: 2,
                     group: 4,
                     completion: 32,
-                    prompt_tokens: PEER_PROMPT_TOKENS,
+                    prompt_tokens: 16,
                     steps: 5,
                     discard: 2,
                     betas: &[0.0, 0.04],
                 },
                 GrpoCase {
+                    kind: "chat",
                     prompts: 4,
                     group: 8,
                     completion: 60,
@@ -165,10 +167,12 @@ fn main() {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
-    // Within each pair, naming neither means both.
-    let wanted = |name: &str, pair: [&str; 2]| {
-        only.iter().any(|s| s == name) || !only.iter().any(|s| pair.contains(&s.as_str()))
-    };
+    // Within each pair, naming neither means both; naming a kind of GRPO
+    // step names the GRPO steps.
+    let named = |name: &str| only.iter().any(|s| s == name);
+    let wanted = |name: &str, pair: [&str; 2]| named(name) || !pair.iter().any(|&p| named(p));
+    let grpo_named = named("grpo") || named("peer") || named("chat");
+    let (run_train, run_grpo) = (named("train") || !grpo_named, grpo_named || !named("train"));
     let peer = read_peer();
 
     let machine = measure_machine(threads);
@@ -181,17 +185,12 @@ fn main() {
             shape.name,
             shape.config.num_parameters()
         );
-        if wanted("train", ["train", "grpo"]) {
+        if run_train {
             train_pass(&shape, reps, &machine, peer.as_ref());
         }
-        if wanted("grpo", ["train", "grpo"]) {
+        if run_grpo {
             for case in &shape.grpo {
-                let kind = if case.prompt_tokens == PEER_PROMPT_TOKENS {
-                    "peer"
-                } else {
-                    "chat"
-                };
-                if !wanted(kind, ["peer", "chat"]) {
+                if !wanted(case.kind, ["peer", "chat"]) {
                     continue;
                 }
                 for &beta in case.betas {
@@ -699,8 +698,8 @@ samples_per_step = 0
     let forwards = forward_cost(precision) + scoring + 3.0;
     let floor = forwards * 2.0 * params * tokens / (machine.gemm_gflops * 1e9)
         + optimizer_floor(shape.config.num_parameters(), machine);
-    let peer_step = match prompt_tokens {
-        PEER_PROMPT_TOKENS => fastest_peer_step(peer, shape.name, beta),
+    let peer_step = match case.kind {
+        "peer" => fastest_peer_step(peer, shape.name, beta),
         _ => None,
     };
     println!(

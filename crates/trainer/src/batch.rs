@@ -147,21 +147,28 @@ fn groups<'a>(rows: &[Row<'a>]) -> Vec<PromptGroup<'a>> {
     groups
 }
 
-/// The frozen model of GRPO's KL penalty and its weights packed for
-/// scoring (on the CPU, in `grpo.reference_precision`), packed once.
+/// The frozen model of GRPO's KL penalty and, on the CPU, its weights
+/// packed once for scoring (in `grpo.reference_precision`).
 pub(crate) struct Reference {
     pub model: Transformer,
     pub packed: GenerationCache,
+    /// Fills padded rows where the tensor model scores.
+    pub pad: u32,
 }
 
 impl Reference {
     /// `[B, C]` log-probs of every row's completion tokens under the
-    /// reference, without gradient (0 past a row's completion).
+    /// reference, without gradient. Values past a row's completion are
+    /// meaningless: mask them.
     pub fn logprobs(&self, rows: &[Row<'_>], temperature: f64) -> Result<Tensor> {
-        let groups = groups(rows);
-        Ok(self
-            .packed
-            .completion_logprobs(&self.model, &groups, temperature)?)
+        if GenerationCache::packs(&self.model) {
+            let groups = groups(rows);
+            return Ok(self
+                .packed
+                .completion_logprobs(&self.model, &groups, temperature)?);
+        }
+        let scores = score_rows(&self.model, rows, self.pad, temperature, false)?;
+        Ok(scores.logprobs.detach())
     }
 }
 

@@ -359,20 +359,23 @@ impl<'a> Run<'a> {
             config.run.threads,
             run_dir.display()
         ));
+        // The reference's precision matters only where there is a reference.
         let precisions = [
             (
                 "run.decode_precision",
                 config.run.decode_precision,
                 "decoding",
+                true,
             ),
             (
                 "grpo.reference_precision",
                 config.grpo.reference_precision,
                 "reference scoring",
+                config.grpo.beta > 0.0,
             ),
         ];
-        for (key, precision, what) in precisions {
-            if config.run.device == DeviceSpec::Cpu && !precision.is_native() {
+        for (key, precision, what, used) in precisions {
+            if used && config.run.device == DeviceSpec::Cpu && !precision.is_native() {
                 progress.message(&format!(
                     "warning: {key} = \"{precision}\": this CPU has no AVX-512 bf16 \
                      dot products, so {what} emulates them, slower than float32"
@@ -637,7 +640,8 @@ impl<'a> Run<'a> {
         let model = policy::Transformer::new(&policy.config, vb)?;
         self.reference = Some(weights);
         let packed = GenerationCache::with_precision(self.config.grpo.reference_precision);
-        Ok(Some(Reference { model, packed }))
+        let pad = self.model.pad_id();
+        Ok(Some(Reference { model, packed, pad }))
     }
 
     /// Counts steps whose loss or gradient was not finite (they made no

@@ -283,8 +283,9 @@ fn the_reference_scores_the_starting_policy() {
     let (f32_kl, _) = run(policy::DecodePrecision::Float32);
     let (bf16_kl, bf16) = run(policy::DecodePrecision::Bfloat16);
     assert_eq!((f32_kl.len(), bf16_kl.len()), (2, 2));
+    // float32's k3 rounds to about 1e-10 per token at most on average.
     assert!(
-        f32_kl[0].abs() < 1e-9,
+        f32_kl[0].abs() < 1e-8,
         "float32 reference: kl {}",
         f32_kl[0]
     );

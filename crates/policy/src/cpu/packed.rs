@@ -259,7 +259,8 @@ impl PackedLinear {
 }
 
 /// Packs `n_panels` panels of `steps * NR` values, `fill(p, panel)` writing
-/// panel p, on the worker threads when `parallel`.
+/// panel p, on the worker threads when `parallel`. `T` is f32 or u32 (a
+/// bfloat16 pair), for which all-zero bytes are 0.
 fn pack<T: Copy + Send + Sync>(
     n_panels: usize,
     steps: usize,

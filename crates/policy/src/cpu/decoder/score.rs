@@ -1,7 +1,8 @@
 //! Log-probabilities of given completions under the packed weights, with no
 //! gradient: how a frozen model (GRPO's KL reference) scores a batch. Each
-//! prompt runs once and its completions continue copies of its cache, as in
-//! generation; the LM head then scores every completion token.
+//! prompt runs once per thread's share of its group and its completions
+//! continue copies of its cache, as in generation; the LM head then scores
+//! every completion token.
 
 use super::forward::{Run, Scratch, Sequence};
 use super::{CpuDecoder, Split};
@@ -11,17 +12,22 @@ use crate::cpu::parallel::par_for;
 
 /// Completion tokens per forward pass at most (unless one completion is
 /// longer): bounds the activation buffers, as the prefill bound does.
-const ROWS_PER_PASS: usize = 2048;
+/// Small in tests, so they cross pass boundaries.
+const ROWS_PER_PASS: usize = if cfg!(test) { 7 } else { 2048 };
 /// Positions whose logits are held at once: [`HEAD_ROWS`, vocabulary].
-const HEAD_ROWS: usize = 64;
+const HEAD_ROWS: usize = if cfg!(test) { 5 } else { 64 };
 
 /// A prompt and the completions that continue it.
 pub(crate) type Group<'a> = (&'a [u32], &'a [&'a [u32]]);
 
 /// Per completion, groups in order, the log-probability of each of its
 /// tokens under softmax(logits * `scale`), given its prompt and the tokens
-/// before it. Prompts must not be empty. The numbers do not depend on
-/// `threads`: every row is computed the same in any batch.
+/// before it. The numbers do not depend on `threads`: every row is computed
+/// the same in any batch.
+///
+/// # Panics
+/// If a prompt is empty or a token is outside the vocabulary: callers check
+/// (`crate::logprobs::check_groups`).
 pub(crate) fn score(
     decoder: &CpuDecoder,
     groups: &[Group<'_>],
@@ -65,8 +71,7 @@ fn score_group(
     scratch: &mut Scratch,
 ) -> Vec<Vec<f32>> {
     let (last, before) = prompt.split_last().expect("prompts are not empty");
-    let longest = completions.iter().map(|c| c.len()).max().unwrap_or(0);
-    let mut context = Sequence::new(decoder, prompt.len() + longest);
+    let mut context = Sequence::new(decoder, before.len());
     if !before.is_empty() {
         let mut runs = [Run {
             cache: &mut context,
@@ -123,6 +128,9 @@ fn score_pass(
         .filter(|(_, tokens)| !tokens.is_empty())
         .map(|(cache, tokens)| Run { cache, tokens })
         .collect();
+    if runs.is_empty() {
+        return vec![Vec::new(); completions.len()];
+    }
     let hidden = decoder.forward_hidden(&mut runs, scratch, Split::Rows);
     let targets: Vec<u32> = completions.iter().flat_map(|c| c.iter().copied()).collect();
 
@@ -161,9 +169,11 @@ mod tests {
     use crate::{grouped_completion_scores, Architecture, ModelConfig, Policy, PromptGroup};
 
     /// Prompts of 1 and several tokens; completions of 0, 1 and many, one
-    /// group with more completions than the others.
+    /// group with more completions than the others and one with only empty
+    /// ones. A group spans several passes and head chunks (both bounds are
+    /// small in tests).
     fn batch() -> (Vec<Vec<u32>>, Vec<Vec<Vec<u32>>>) {
-        let prompts = vec![vec![3], (1..12).collect(), vec![9, 4, 7]];
+        let prompts = vec![vec![3], (1..12).collect(), vec![9, 4, 7], vec![2, 2]];
         let completions = vec![
             vec![vec![5, 6, 7], vec![8], vec![1, 2, 3, 4, 5, 6, 7, 8, 9]],
             vec![
@@ -174,6 +184,7 @@ mod tests {
                 vec![6],
             ],
             vec![vec![40, 41, 42, 43, 44, 45]],
+            vec![vec![], vec![]],
         ];
         (prompts, completions)
     }
