@@ -246,7 +246,7 @@ fn bench_train(policy: &Policy, reps: usize) {
             .and_then(|x| x.mean_all())
             .and_then(|x| x.neg())
             .expect("loss");
-        let grads = loss.backward().expect("backward");
+        let grads = policy.model.backward(&loss).expect("backward");
         adam.step(&vars, &grads).expect("update");
     });
     report(

@@ -7,10 +7,10 @@ use candle_nn::VarBuilder;
 
 use crate::cache::{CacheSlot, KvCache};
 use crate::config::ModelConfig;
-use crate::cpu::SequenceLayout;
+use crate::cpu::{PendingGrads, SequenceLayout};
 use crate::error::{Error, Result};
 use crate::layers::Kernels;
-use crate::layers::{linear_concat, Linear, RmsNorm};
+use crate::layers::{block_weights, linear_concat, Linear, RmsNorm};
 use crate::rope::RopeAngles;
 use crate::weight_names::Weight;
 
@@ -83,24 +83,22 @@ impl Attention {
         norm: &RmsNorm,
         angles: &RopeAngles,
         layout: &Arc<SequenceLayout>,
+        pending: Option<&PendingGrads>,
     ) -> Result<Option<Tensor>> {
         let projections = [&self.q_proj, &self.k_proj, &self.v_proj, &self.o_proj];
         let plain = projections.iter().all(|l| l.bias().is_none()) && self.q_norm.is_none();
         if !(plain && x.rank() == 2 && crate::cpu::fused_cpu(x)) {
             return Ok(None);
         }
-        // The query, key, value and norm weights concatenate (a cheap node)
-        // so the block is one operation of three inputs.
-        let norm_weight = norm.weight().unsqueeze(0)?;
-        let weights = Tensor::cat(
-            &[
-                self.q_proj.weight(),
-                self.k_proj.weight(),
-                self.v_proj.weight(),
-                &norm_weight,
-            ],
-            0,
-        )?;
+        // The query, key, value and norm weights concatenate so the block
+        // is one operation of three inputs.
+        let parts = [
+            self.q_proj.weight(),
+            self.k_proj.weight(),
+            self.v_proj.weight(),
+            norm.weight(),
+        ];
+        let (weights, o_proj, sink) = block_weights(&parts, self.o_proj.weight(), pending)?;
         let attending = crate::cpu::Attending {
             dims: crate::cpu::AttentionDims {
                 heads: self.num_heads,
@@ -111,8 +109,7 @@ impl Attention {
             cos: angles.cos_host.clone(),
             sin: angles.sin_host.clone(),
         };
-        let block =
-            crate::cpu::attention_block(x, &weights, self.o_proj.weight(), attending, norm.eps())?;
+        let block = crate::cpu::attention_block(x, &weights, &o_proj, attending, norm.eps(), sink)?;
         Ok(Some(block))
     }
 

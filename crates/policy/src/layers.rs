@@ -5,6 +5,7 @@ use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::config::ModelConfig;
+use crate::cpu::{PendingGrads, WeightSink};
 use crate::error::Result;
 use crate::weight_names::Weight;
 
@@ -219,21 +220,23 @@ impl Mlp {
 
     /// `x + forward(norm(x))` as one fused CPU operation, for `x` [rows,
     /// hidden] in f32 / f64 without MLP biases; None where that does not apply.
-    pub(crate) fn residual_block(&self, x: &Tensor, norm: &RmsNorm) -> Result<Option<Tensor>> {
+    pub(crate) fn residual_block(
+        &self,
+        x: &Tensor,
+        norm: &RmsNorm,
+        pending: Option<&PendingGrads>,
+    ) -> Result<Option<Tensor>> {
         let no_bias = [&self.gate_proj, &self.up_proj, &self.down_proj]
             .iter()
             .all(|l| l.bias.is_none());
         if !(no_bias && x.rank() == 2 && crate::cpu::fused_cpu(x)) {
             return Ok(None);
         }
-        // The gate, up and norm weights concatenate (a cheap node) so the
-        // block is one operation of three inputs.
-        let norm_weight = norm.weight.unsqueeze(0)?;
-        let weights = Tensor::cat(
-            &[&self.gate_proj.weight, &self.up_proj.weight, &norm_weight],
-            0,
-        )?;
-        let block = crate::cpu::swiglu_block(x, &weights, &self.down_proj.weight, norm.eps)?;
+        // The gate, up and norm weights concatenate so the block is one
+        // operation of three inputs.
+        let parts = [&self.gate_proj.weight, &self.up_proj.weight, &norm.weight];
+        let (weights, down, sink) = block_weights(&parts, &self.down_proj.weight, pending)?;
+        let block = crate::cpu::swiglu_block(x, &weights, &down, norm.eps, sink)?;
         Ok(Some(block))
     }
 
@@ -249,6 +252,39 @@ impl Mlp {
         };
         self.down_proj.forward(&hidden, kernels)
     }
+}
+
+/// A fused block's weight inputs: `parts` (2-D weights, then a 1-D norm
+/// weight as one row) concatenated, and `out`. When the weights are tracked
+/// and there is a `pending` sink, both are detached and the block leaves
+/// their gradients in the sink ([`crate::Transformer::backward`] collects
+/// them); otherwise candle's graph carries them.
+pub(crate) fn block_weights(
+    parts: &[&Tensor],
+    out: &Tensor,
+    pending: Option<&PendingGrads>,
+) -> Result<(Tensor, Tensor, Option<WeightSink>)> {
+    let tracked = parts.iter().chain([&out]).any(|t| t.track_op());
+    let sink = match pending {
+        Some(pending) if tracked => Some(WeightSink {
+            parts: parts.iter().map(|&t| t.clone()).collect(),
+            out: out.clone(),
+            pending: pending.clone(),
+        }),
+        _ => None,
+    };
+    let input = |t: &Tensor| match &sink {
+        Some(_) => t.detach(),
+        None => t.clone(),
+    };
+    let rows = parts
+        .iter()
+        .map(|t| match t.rank() {
+            1 => input(t).unsqueeze(0),
+            _ => Ok(input(t)),
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok((Tensor::cat(&rows, 0)?, input(out), sink))
 }
 
 #[cfg(test)]

@@ -15,7 +15,10 @@
 //!   with its log-probability under the sampling distribution.
 //! - [`completion_logprobs`] recomputes those log-probabilities with
 //!   gradients (the same modules, so rollout and update agree);
-//!   [`token_cross_entropy`] is the supervised loss.
+//!   [`token_cross_entropy`] is the supervised loss. Take the gradients of a
+//!   loss with [`Transformer::backward`]: on the CPU the fused blocks hand
+//!   their weights' gradients to the model rather than through candle's
+//!   graph.
 //! - [`Tokenizer`] loads a model folder's tokenizer with its special tokens
 //!   and chat template ([`ChatTemplate`], rendered as transformers renders
 //!   it), or builds a character-level one for training from scratch

@@ -8,13 +8,14 @@
 
 use std::sync::Arc;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::attention::{Attention, LayerCache};
 use crate::cache::KvCache;
 use crate::config::ModelConfig;
-use crate::cpu::SequenceLayout;
+use crate::cpu::{PendingGrads, SequenceLayout};
 use crate::error::{Error, Result};
 use crate::layers::{get, Kernels, Linear, Mlp, RmsNorm};
 use crate::rope::RotaryEmbedding;
@@ -56,10 +57,13 @@ impl DecoderLayer {
         cache: Option<LayerCache>,
     ) -> Result<Tensor> {
         let fused = match (&ctx.layout, &cache, ctx.kernels) {
-            (Some(layout), None, Kernels::Trainable) => {
-                self.self_attn
-                    .residual_block(x, &self.input_layernorm, &ctx.angles, layout)?
-            }
+            (Some(layout), None, Kernels::Trainable) => self.self_attn.residual_block(
+                x,
+                &self.input_layernorm,
+                &ctx.angles,
+                layout,
+                ctx.pending.as_ref(),
+            )?,
             _ => None,
         };
         let x = match fused {
@@ -79,9 +83,9 @@ impl DecoderLayer {
             }
         };
         if ctx.kernels == Kernels::Trainable {
-            if let Some(out) = self
-                .mlp
-                .residual_block(&x, &self.post_attention_layernorm)?
+            if let Some(out) =
+                self.mlp
+                    .residual_block(&x, &self.post_attention_layernorm, ctx.pending.as_ref())?
             {
                 return Ok(out);
             }
@@ -101,6 +105,9 @@ struct ForwardContext {
     mask: Option<Tensor>,
     layout: Option<Arc<SequenceLayout>>,
     kernels: Kernels,
+    /// Where the fused blocks leave their weights' gradients (trainable
+    /// kernels only).
+    pending: Option<PendingGrads>,
 }
 
 /// The transformer: token embedding, decoder layers, final norm, LM head.
@@ -117,6 +124,8 @@ pub struct Transformer {
     lm_head: Linear,
     rotary: RotaryEmbedding,
     config: ModelConfig,
+    /// Weight gradients the fused blocks left, for [`Transformer::backward`].
+    pending: PendingGrads,
 }
 
 impl Transformer {
@@ -141,7 +150,40 @@ impl Transformer {
             lm_head,
             rotary: RotaryEmbedding::new(config),
             config: config.clone(),
+            pending: PendingGrads::default(),
         })
+    }
+
+    /// The gradients of `loss` for every tracked tensor, this model's
+    /// weights included: `loss.backward()`, plus the weight gradients the
+    /// fused CPU blocks hand over outside the graph. Take a loss computed
+    /// from this model's trainable forward passes with this, not with
+    /// `loss.backward()`, which would leave those weights without one (the
+    /// next forward pass then fails, naming this method).
+    pub fn backward(&self, loss: &Tensor) -> Result<GradStore> {
+        let mut grads = loss.backward()?;
+        for (weight, grad) in self.pending.take() {
+            let grad = match grads.remove(&weight) {
+                Some(other) => (other + grad)?,
+                None => grad,
+            };
+            grads.insert(&weight, grad);
+        }
+        Ok(grads)
+    }
+
+    /// The context's sink for a forward pass with `kernels`, after checking
+    /// that the last backward pass's weight gradients were collected.
+    fn pending_for(&self, kernels: Kernels) -> Result<Option<PendingGrads>> {
+        if !self.pending.is_empty() {
+            self.pending.take();
+            return Err(Error::Input(
+                "weight gradients of an earlier backward pass were never collected: \
+                 take gradients of this model's losses with Transformer::backward"
+                    .into(),
+            ));
+        }
+        Ok((kernels == Kernels::Trainable).then(|| self.pending.clone()))
     }
 
     /// Every weight under its Hugging Face name, in [`parameter_shapes`]
@@ -239,6 +281,7 @@ impl Transformer {
             && kernels == Kernels::Trainable
             && self.device().is_cpu()
             && matches!(self.dtype(), DType::F32 | DType::F64);
+        let pending = self.pending_for(kernels)?;
         let ctx = ForwardContext {
             batch_seq: (b, t),
             angles: self
@@ -252,6 +295,7 @@ impl Transformer {
             layout: fused_attention
                 .then(|| Arc::new(SequenceLayout::rectangular(b, t, token_mask.clone()))),
             kernels,
+            pending,
         };
 
         let mut x = self
@@ -323,6 +367,7 @@ impl Transformer {
             mask: None,
             layout: Some(layout),
             kernels: Kernels::Trainable,
+            pending: self.pending_for(Kernels::Trainable)?,
         };
         let mut x = self.embed_tokens.index_select(&ids, 0)?;
         for layer in &self.layers {

@@ -154,8 +154,8 @@ fn training_pass_matches_the_tensor_model() {
         let weights = Tensor::from_vec(weights, (2, completion), &Device::Cpu).unwrap();
         let loss = |lp: &Tensor| (lp * &weights).unwrap().sum_all().unwrap();
         let (ours, reference) = (
-            loss(&ours).backward().unwrap(),
-            loss(&reference).backward().unwrap(),
+            policy.model.backward(&loss(&ours)).unwrap(),
+            policy.model.backward(&loss(&reference)).unwrap(),
         );
         for (weight, var) in policy.named_vars() {
             let g = ours

@@ -429,7 +429,7 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
         let loss = grpo_loss(&loss_cfg, &inputs, Accumulation::single(b * c)).expect("loss");
         let forward = start.elapsed().as_secs_f64();
         let mut grads = optimizer.zero_grads();
-        let store = loss.loss.backward().expect("backward");
+        let store = policy.model.backward(&loss.loss).expect("backward");
         optimizer.accumulate(&mut grads, &store).expect("gradients");
         drop(store);
         let backward = start.elapsed().as_secs_f64() - forward;

@@ -581,7 +581,7 @@ fn loss_and_backward(
         let loss = grpo_loss(&loss_cfg, &inputs, accumulation)?;
         let backward_start = Instant::now();
         clock.loss_forward_s += (backward_start - forward_start).as_secs_f64();
-        optimizer.accumulate(&mut grads, &loss.loss.backward()?)?;
+        optimizer.accumulate(&mut grads, &ctx.model.policy.model.backward(&loss.loss)?)?;
         clock.backward_s += backward_start.elapsed().as_secs_f64();
 
         let m = loss.metrics;

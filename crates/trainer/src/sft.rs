@@ -80,7 +80,7 @@ pub(crate) fn sft_step(
     for micro in rows.chunks(chunk) {
         let loss = micro_batch_loss(model, micro, target_tokens)?;
         loss_sum += loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        optimizer.accumulate(&mut grads, &loss.backward()?)?;
+        optimizer.accumulate(&mut grads, &model.policy.model.backward(&loss)?)?;
     }
     let applied =
         optimizer.clip_and_step(grads, loss_sum, max_grad_norm, cfg.schedule().lr(step))?;
@@ -219,7 +219,7 @@ mod tests {
                 let mut grads = opt.zero_grads();
                 for chunk in rows.chunks(cfg.batch_size.div_ceil(micro)) {
                     let loss = micro_batch_loss(&model, chunk, total).unwrap();
-                    opt.accumulate(&mut grads, &loss.backward().unwrap())
+                    opt.accumulate(&mut grads, &model.policy.model.backward(&loss).unwrap())
                         .unwrap();
                 }
                 grads.norm().unwrap()

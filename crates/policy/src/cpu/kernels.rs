@@ -16,6 +16,7 @@ mod rotary;
 mod sequences;
 mod softmax;
 mod swiglu;
+mod weight_grads;
 
 pub(crate) use attention::{causal_attention, AttentionDims};
 pub(crate) use attention_block::{attention_block, Attending};
@@ -27,6 +28,7 @@ pub(crate) use rotary::rope;
 pub(crate) use sequences::{Sequence, SequenceLayout};
 pub(crate) use softmax::softmax_last_dim;
 pub(crate) use swiglu::swiglu;
+pub(crate) use weight_grads::{PendingGrads, WeightSink};
 
 /// Whether the fused CPU kernels handle `x` (f32 or f64 on the CPU).
 pub(crate) fn fused_cpu(x: &Tensor) -> bool {

@@ -25,8 +25,8 @@ pub(crate) mod simd;
 pub(crate) use decoder::{generate as decode, score as decoder_scores, CpuDecoder, Fingerprint};
 pub(crate) use kernels::{
     attention_block, causal_attention, fused_cpu, linear, rms_norm, rope, softmax_last_dim, swiglu,
-    swiglu_block, token_logprobs, Attending, AttentionDims, Picks, Sequence, SequenceLayout,
-    NO_ROW,
+    swiglu_block, token_logprobs, Attending, AttentionDims, PendingGrads, Picks, Sequence,
+    SequenceLayout, WeightSink, NO_ROW,
 };
 pub use parallel::ProductTally;
 pub(crate) use simd::has_bf16_dot;

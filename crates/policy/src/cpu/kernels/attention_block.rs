@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
 use super::attention::{AttnFloat, CausalAttention};
 use super::rms_norm::{self, RmsFloat};
-use super::{AttentionDims, SequenceLayout};
+use super::{AttentionDims, SequenceLayout, WeightSink};
 use crate::cpu::parallel::{add_assign, cpu_slice, product, with_cpu};
 use crate::error::Result;
 
@@ -26,13 +26,15 @@ pub(crate) struct Attending {
 /// `x + attention(rms_norm(x) Wqkv^T) Wo^T` for `x` [rows, hidden].
 /// `weights` [W + 1, hidden] holds the query, key and value weights' rows
 /// (W = (heads + 2 kv_heads) * head_dim), then the norm's weight; `o_proj`
-/// is [hidden, heads * head_dim].
+/// is [hidden, heads * head_dim]. With a `sink` the weights' gradients go
+/// there instead of to `weights` and `o_proj` (given detached).
 pub(crate) fn attention_block(
     x: &Tensor,
     weights: &Tensor,
     o_proj: &Tensor,
     attending: Attending,
     eps: f64,
+    sink: Option<WeightSink>,
 ) -> Result<Tensor> {
     let Attending {
         dims,
@@ -44,6 +46,7 @@ pub(crate) fn attention_block(
         attention: CausalAttention::new(dims, layout, cos, sin),
         eps,
         saved: Mutex::new(None),
+        sink,
     };
     Ok(x.contiguous()?
         .apply_op3(&weights.contiguous()?, &o_proj.contiguous()?, op)?)
@@ -52,6 +55,8 @@ pub(crate) fn attention_block(
 struct AttentionBlock {
     attention: CausalAttention,
     eps: f64,
+    /// Where the weights' gradients go, when not to the inputs.
+    sink: Option<WeightSink>,
     /// From the forward, for the backward: the projections, the attention
     /// output and its probabilities (what the separate nodes held). The
     /// normalised input is computed again from x (a cheap pass).
@@ -247,7 +252,13 @@ impl CustomOp3 for AttentionBlock {
             CpuStorage::F64(_) => run::<f64>(self, cpu, like),
             _ => candle_core::bail!("attention block: only f32 and f64 on the CPU"),
         })?;
-        Ok((Some(dx), Some(d_weights), Some(d_o)))
+        match &self.sink {
+            Some(sink) => {
+                sink.hand_over(&d_weights, d_o)?;
+                Ok((Some(dx), None, None))
+            }
+            None => Ok((Some(dx), Some(d_weights), Some(d_o))),
+        }
     }
 }
 
@@ -293,7 +304,7 @@ mod tests {
             let o_w = var(&[hidden, dims.heads * dims.head_dim], 0.0, 0.5)?;
             let w = Tensor::randn(0f64, 1.0, (rows, hidden), &dev)?.to_dtype(dtype)?;
             let weights = Tensor::cat(&[qkv_w.as_tensor(), &norm.unsqueeze(0)?], 0)?;
-            let ours = attention_block(&x, &weights, &o_w, attending(), 1e-6)?;
+            let ours = attention_block(&x, &weights, &o_w, attending(), 1e-6, None)?;
             let n = rms_norm(&x, &norm, 1e-6)?;
             let a = causal_attention(
                 &linear(&n, &qkv_w)?,

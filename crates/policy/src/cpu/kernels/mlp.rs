@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
 use super::rms_norm::{self, RmsFloat};
 use super::swiglu::sigmoid;
+use super::WeightSink;
 use crate::cpu::parallel::{add_assign, cpu_slice, filled_rows, product, with_cpu, SharedMut};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::Float;
@@ -17,16 +18,19 @@ use crate::error::Result;
 
 /// `x + mlp(rms_norm(x))` for `x` [rows, hidden]. `weights` [2I + 1, hidden]
 /// holds the gate weight's rows, the up weight's rows, then the norm's
-/// weight; `down` is [hidden, I].
+/// weight; `down` is [hidden, I]. With a `sink` the weights' gradients go
+/// there instead of to `weights` and `down` (given detached).
 pub(crate) fn swiglu_block(
     x: &Tensor,
     weights: &Tensor,
     down: &Tensor,
     eps: f64,
+    sink: Option<WeightSink>,
 ) -> Result<Tensor> {
     let op = SwigluBlock {
         eps,
         saved: Mutex::new(None),
+        sink,
     };
     Ok(x.contiguous()?
         .apply_op3(&weights.contiguous()?, &down.contiguous()?, op)?)
@@ -39,6 +43,8 @@ struct SwigluBlock {
     /// from x and these (two cheap passes), which keeps a third of the
     /// block's memory free between forward and backward.
     saved: Mutex<Option<CpuStorage>>,
+    /// Where the weights' gradients go, when not to the inputs.
+    sink: Option<WeightSink>,
 }
 
 trait MlpFloat: RmsFloat {
@@ -278,7 +284,13 @@ impl CustomOp3 for SwigluBlock {
             CpuStorage::F64(_) => run::<f64>(self, cpu, like),
             _ => candle_core::bail!("mlp: only f32 and f64 on the CPU"),
         })?;
-        Ok((Some(dx), Some(d_weights), Some(d_down)))
+        match &self.sink {
+            Some(sink) => {
+                sink.hand_over(&d_weights, d_down)?;
+                Ok((Some(dx), None, None))
+            }
+            None => Ok((Some(dx), Some(d_weights), Some(d_down))),
+        }
     }
 }
 
@@ -306,7 +318,7 @@ mod tests {
             let down = var(&[hidden, inter], 0.0, 0.5)?;
             let w = Tensor::randn(0f64, 1.0, (rows, hidden), &dev)?.to_dtype(dtype)?;
             let weights = Tensor::cat(&[gate.as_tensor(), up.as_tensor(), &norm.unsqueeze(0)?], 0)?;
-            let ours = swiglu_block(&x, &weights, &down, 1e-6)?;
+            let ours = swiglu_block(&x, &weights, &down, 1e-6, None)?;
             let n = candle_nn::ops::rms_norm_slow(&x, &norm, 1e-6)?;
             let act = (n.matmul(&gate.t()?)?.silu()? * n.matmul(&up.t()?)?)?;
             let theirs = (x.as_tensor() + act.matmul(&down.t()?)?)?;
