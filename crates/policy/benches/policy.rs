@@ -350,25 +350,9 @@ fn bench_matmul(reps: usize) {
     }
 }
 
-/// glibc returns every large freed block to the system and faults fresh
-/// zeroed pages in on the next allocation; a training step frees and
-/// reallocates gigabytes that way. Keep big blocks in the heap instead.
-/// (A binary using verity on the CPU should do the same, or use another allocator.)
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts allocator thresholds; called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        // Blocks above the mmap threshold (at most 32 MiB) would still be
-        // mapped and unmapped each time, their pages faulted in afresh.
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-    }
-}
-
 fn main() {
     if std::env::var_os("VERITY_BENCH_GLIBC_DEFAULTS").is_none() {
-        keep_freed_memory();
+        policy::keep_freed_memory();
     }
     let reps: usize = std::env::var("VERITY_BENCH_REPS")
         .ok()

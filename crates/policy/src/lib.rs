@@ -45,8 +45,8 @@
 //! process-wide settings matter to a program using the crate: set
 //! `RAYON_NUM_THREADS` (otherwise candle re-reads `/proc/cpuinfo` on every
 //! matrix product), and keep glibc from returning large freed blocks to the
-//! system (`mallopt` M_MMAP_THRESHOLD / M_TRIM_THRESHOLD, as the benchmark
-//! does, or another allocator): a training step frees and refaults
+//! system ([`keep_freed_memory`], as the `verity` binary and the benchmarks
+//! do, or another allocator): a training step frees and refaults
 //! gigabytes otherwise.
 //!
 //! ```
@@ -74,6 +74,7 @@
 //! # Ok::<(), policy::Error>(())
 //! ```
 
+mod allocator;
 mod attention;
 mod cache;
 mod chat_template;
@@ -97,6 +98,7 @@ mod tokenizer;
 mod weight_names;
 mod weights;
 
+pub use allocator::keep_freed_memory;
 pub use cache::KvCache;
 pub use chat_template::{ChatMessage, ChatTemplate, SpecialTokens};
 pub use config::{Architecture, ModelConfig, RopeScaling};

@@ -159,7 +159,7 @@ fn main() {
     // Before any tensor work: candle and rayon read these when their pools start.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-    keep_freed_memory();
+    policy::keep_freed_memory();
     let reps = env_usize("VERITY_BENCH_REPS", 5);
     let only: Vec<String> = std::env::var("VERITY_BENCH_ONLY")
         .unwrap_or_default()
@@ -221,21 +221,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// glibc returns every large freed block to the system and faults fresh
-/// pages in on the next allocation; the `verity` binary keeps them, and so
-/// does this benchmark.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts allocator thresholds; no other thread runs yet.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        // Blocks above the mmap threshold (at most 32 MiB) would still be
-        // mapped and unmapped each time, their pages faulted in afresh.
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-    }
 }
 
 // ------------------------------------------------------------------ machine

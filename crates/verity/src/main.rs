@@ -57,7 +57,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
+    policy::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Tasks(args) => tasks_cmd::run(args),
@@ -72,23 +72,6 @@ fn main() -> ExitCode {
             report(&error);
             ExitCode::from(exit_code(&error))
         }
-    }
-}
-
-/// glibc hands every large freed block back to the system and faults fresh
-/// zeroed pages in on the next allocation; a training step frees and
-/// reallocates its activations that way every time (measured: 23% of a
-/// training pass). Keep big blocks in the heap instead.
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts allocator thresholds; called before any
-    // other thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        // Blocks above the mmap threshold (at most 32 MiB) would still be
-        // mapped and unmapped each time, their pages faulted in afresh.
-        libc::mallopt(libc::M_MMAP_MAX, 0);
     }
 }
 
