@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
 use super::attention::{AttnFloat, CausalAttention};
 use super::rms_norm::{self, RmsFloat};
+use super::weight_grads::{route, BlockGrads};
 use super::{AttentionDims, SequenceLayout, WeightSink};
 use crate::cpu::parallel::{add_assign, cpu_slice, product, with_cpu};
 use crate::error::Result;
@@ -229,7 +230,7 @@ impl CustomOp3 for AttentionBlock {
         o_proj: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> candle_core::Result<BlockGrads> {
         let grad = grad.contiguous()?;
         fn run<T: BlockFloat>(
             op: &AttentionBlock,
@@ -252,13 +253,7 @@ impl CustomOp3 for AttentionBlock {
             CpuStorage::F64(_) => run::<f64>(self, cpu, like),
             _ => candle_core::bail!("attention block: only f32 and f64 on the CPU"),
         })?;
-        match &self.sink {
-            Some(sink) => {
-                sink.hand_over(&d_weights, d_o)?;
-                Ok((Some(dx), None, None))
-            }
-            None => Ok((Some(dx), Some(d_weights), Some(d_o))),
-        }
+        route(self.sink.as_ref(), [dx, d_weights, d_o])
     }
 }
 

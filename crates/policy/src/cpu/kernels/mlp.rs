@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
 
 use super::rms_norm::{self, RmsFloat};
 use super::swiglu::sigmoid;
+use super::weight_grads::{route, BlockGrads};
 use super::WeightSink;
 use crate::cpu::parallel::{add_assign, cpu_slice, filled_rows, product, with_cpu, SharedMut};
 use crate::cpu::simd::simd_fn;
@@ -261,7 +262,7 @@ impl CustomOp3 for SwigluBlock {
         down: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> candle_core::Result<BlockGrads> {
         let grad = grad.contiguous()?;
         fn run<T: MlpFloat>(
             op: &SwigluBlock,
@@ -284,13 +285,7 @@ impl CustomOp3 for SwigluBlock {
             CpuStorage::F64(_) => run::<f64>(self, cpu, like),
             _ => candle_core::bail!("mlp: only f32 and f64 on the CPU"),
         })?;
-        match &self.sink {
-            Some(sink) => {
-                sink.hand_over(&d_weights, d_down)?;
-                Ok((Some(dx), None, None))
-            }
-            None => Ok((Some(dx), Some(d_weights), Some(d_down))),
-        }
+        route(self.sink.as_ref(), [dx, d_weights, d_down])
     }
 }
 
