@@ -75,6 +75,33 @@ fn gradients_left_uncollected_stop_the_next_forward_pass() {
     assert!(grads.get(q.as_tensor()).is_some());
 }
 
+/// The gradients a backward pass leaves live until the optimizer step: their
+/// buffers, views or not, hold no more than the weights do.
+#[test]
+fn gradients_hold_no_more_memory_than_the_weights() {
+    use candle_core::Storage;
+    let policy = Policy::random(&tiny(Architecture::Llama, true), 5, &Device::Cpu).unwrap();
+    let grads = policy.model.backward(&loss(&policy, 1.0)).unwrap();
+    let mut buffers = std::collections::HashMap::new();
+    let mut weights = 0;
+    for (name, var) in policy.named_vars() {
+        weights += var.elem_count();
+        let grad = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}"));
+        let (storage, _) = grad.storage_and_layout();
+        let Storage::Cpu(candle_core::CpuStorage::F32(values)) = &*storage else {
+            panic!("{name}: not f32 on the CPU")
+        };
+        buffers.insert(values.as_ptr() as usize, values.capacity());
+    }
+    let held: usize = buffers.values().sum();
+    assert!(
+        held <= weights,
+        "{held} elements held for {weights} weights"
+    );
+}
+
 #[test]
 fn every_parameter_gets_a_finite_nonzero_gradient() {
     for (arch, tied) in [

@@ -318,7 +318,22 @@ pub(crate) fn product<T: Float + WithDType>(
     lhs: View<T>,
     rhs: View<T>,
 ) -> Vec<T> {
-    let mut out: Vec<T> = Vec::with_capacity(m * n);
+    product_with_room(m, n, k, lhs, rhs, 0)
+}
+
+/// [`product`] in a buffer with room for `room` more elements after it. A
+/// block appends its norm's gradient to its weights' this way: growing the
+/// vector instead would double its capacity, and the buffer lives on as the
+/// weights' gradient until the optimizer step.
+pub(crate) fn product_with_room<T: Float + WithDType>(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: View<T>,
+    rhs: View<T>,
+    room: usize,
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(m * n + room);
     // SAFETY: the capacity holds m x n elements; without accumulating, the
     // product writes every one of them (gemm does not read dst then).
     unsafe {

@@ -12,7 +12,7 @@ use super::attention::{AttnFloat, CausalAttention};
 use super::rms_norm::{self, RmsFloat};
 use super::weight_grads::{route, BlockGrads};
 use super::{AttentionDims, SequenceLayout, WeightSink};
-use crate::cpu::parallel::{add_assign, cpu_slice, product, with_cpu};
+use crate::cpu::parallel::{add_assign, cpu_slice, product, product_with_room, with_cpu};
 use crate::error::Result;
 
 /// How the block attends: the heads, the sequences of the rows and the
@@ -169,12 +169,13 @@ impl AttentionBlock {
         let dqkv = self.attention.backward(qkv, attended, &d_attended, probs);
         drop(d_attended);
         let xn = rms_norm::forward(x, norm, self.eps);
-        let mut d_weights = product(
+        let mut d_weights = product_with_room(
             s.width,
             s.hidden,
             s.rows,
             (&dqkv, 1, s.width),
             (&xn, s.hidden, 1),
+            s.hidden,
         );
         drop(xn);
         let dxn = product(

@@ -12,7 +12,9 @@ use super::rms_norm::{self, RmsFloat};
 use super::swiglu::sigmoid;
 use super::weight_grads::{route, BlockGrads};
 use super::WeightSink;
-use crate::cpu::parallel::{add_assign, cpu_slice, filled_rows, product, with_cpu, SharedMut};
+use crate::cpu::parallel::{
+    add_assign, cpu_slice, filled_rows, product, product_with_room, with_cpu, SharedMut,
+};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::Float;
 use crate::error::Result;
@@ -199,7 +201,8 @@ impl SwigluBlock {
         let d_down = product(hidden, inter, rows, (dy, 1, hidden), (&h, inter, 1));
         drop(h);
         let two = 2 * inter;
-        let mut d_weights = product(two, hidden, rows, (&dgu, 1, two), (&xn, hidden, 1));
+        let mut d_weights =
+            product_with_room(two, hidden, rows, (&dgu, 1, two), (&xn, hidden, 1), hidden);
         let dxn = product(rows, hidden, two, (&dgu, two, 1), (gate_up, hidden, 1));
         // The residual passes dy straight through to x.
         let (dx, d_norm) = rms_norm::backward(x, norm, &dxn, self.eps, Some(dy));
