@@ -8,6 +8,7 @@ use candle_core::{DType, Tensor};
 
 mod attention;
 mod attention_block;
+mod fused_block;
 mod linear;
 mod lm_head;
 mod mlp;

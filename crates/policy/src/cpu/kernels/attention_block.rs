@@ -6,13 +6,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, Layout, Tensor};
 
 use super::attention::{AttnFloat, CausalAttention};
+use super::fused_block::{self, BlockKernels, ResidualBlock};
 use super::rms_norm::{self, RmsFloat};
-use super::weight_grads::{route, BlockGrads};
 use super::{AttentionDims, SequenceLayout, WeightSink};
-use crate::cpu::parallel::{add_assign, cpu_slice, product, product_with_room, with_cpu};
+use crate::cpu::parallel::{add_assign, product, product_with_room};
 use crate::error::Result;
 
 /// How the block attends: the heads, the sequences of the rows and the
@@ -49,8 +49,7 @@ pub(crate) fn attention_block(
         saved: Mutex::new(None),
         sink,
     };
-    Ok(x.contiguous()?
-        .apply_op3(&weights.contiguous()?, &o_proj.contiguous()?, op)?)
+    fused_block::apply(x, weights, o_proj, op)
 }
 
 struct AttentionBlock {
@@ -84,7 +83,10 @@ struct Sizes {
     attended: usize,
 }
 
-impl AttentionBlock {
+impl ResidualBlock for AttentionBlock {
+    const NAME: &'static str = "verity-attention-block";
+    type Sizes = Sizes;
+
     fn sizes(&self, lx: &Layout, lw: &Layout, lo: &Layout) -> candle_core::Result<Sizes> {
         let (rows, hidden) = lx.shape().dims2()?;
         let (weight_rows, w_in) = lw.shape().dims2()?;
@@ -108,7 +110,13 @@ impl AttentionBlock {
         })
     }
 
-    fn forward<T: BlockFloat>(&self, x: &[T], weights: &[T], o_proj: &[T], s: Sizes) -> Vec<T> {
+    fn sink(&self) -> Option<&WeightSink> {
+        self.sink.as_ref()
+    }
+}
+
+impl<T: BlockFloat> BlockKernels<T> for AttentionBlock {
+    fn forward(&self, (x, weights, o_proj): (&[T], &[T], &[T]), s: Sizes) -> Vec<T> {
         let (qkv_weight, norm) = weights.split_at(s.width * s.hidden);
         let xn = rms_norm::forward(x, norm, self.eps);
         // The weights as [in, out] views.
@@ -137,9 +145,7 @@ impl AttentionBlock {
         out
     }
 
-    /// Gradients for x, the weights and o_proj from the output's gradient `dy`.
-    #[allow(clippy::type_complexity)]
-    fn backward<T: BlockFloat>(
+    fn backward(
         &self,
         (x, weights, o_proj, dy): (&[T], &[T], &[T], &[T]),
         s: Sizes,
@@ -192,77 +198,11 @@ impl AttentionBlock {
     }
 }
 
-impl CustomOp3 for AttentionBlock {
-    fn name(&self) -> &'static str {
-        "verity-attention-block"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        lx: &Layout,
-        w: &CpuStorage,
-        lw: &Layout,
-        o: &CpuStorage,
-        lo: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let sizes = self.sizes(lx, lw, lo)?;
-        fn run<T: BlockFloat>(
-            op: &AttentionBlock,
-            cpu: [(&CpuStorage, &Layout); 3],
-            sizes: Sizes,
-        ) -> candle_core::Result<CpuStorage> {
-            let (x, w, o) = (cpu_slice(cpu[0])?, cpu_slice(cpu[1])?, cpu_slice(cpu[2])?);
-            Ok(T::to_cpu_storage_owned(op.forward::<T>(x, w, o, sizes)))
-        }
-        let cpu = [(x, lx), (w, lw), (o, lo)];
-        let out = match x {
-            CpuStorage::F32(_) => run::<f32>(self, cpu, sizes)?,
-            CpuStorage::F64(_) => run::<f64>(self, cpu, sizes)?,
-            _ => candle_core::bail!("attention block: only f32 and f64 on the CPU"),
-        };
-        Ok((out, lx.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weights: &Tensor,
-        o_proj: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<BlockGrads> {
-        let grad = grad.contiguous()?;
-        fn run<T: BlockFloat>(
-            op: &AttentionBlock,
-            cpu: &[(&CpuStorage, &Layout)],
-            like: [&Tensor; 3],
-        ) -> candle_core::Result<[Tensor; 3]> {
-            let sizes = op.sizes(cpu[0].1, cpu[1].1, cpu[2].1)?;
-            let s = |i: usize| cpu_slice::<T>(cpu[i]);
-            let (dx, d_weights, d_o) = op.backward((s(0)?, s(1)?, s(2)?, s(3)?), sizes)?;
-            let wrap = |g: Vec<T>, like: &Tensor| Tensor::from_vec(g, like.shape(), &Device::Cpu);
-            Ok([
-                wrap(dx, like[0])?,
-                wrap(d_weights, like[1])?,
-                wrap(d_o, like[2])?,
-            ])
-        }
-        let like = [x, weights, o_proj];
-        let [dx, d_weights, d_o] = with_cpu(&[x, weights, o_proj, &grad], |cpu| match cpu[0].0 {
-            CpuStorage::F32(_) => run::<f32>(self, cpu, like),
-            CpuStorage::F64(_) => run::<f64>(self, cpu, like),
-            _ => candle_core::bail!("attention block: only f32 and f64 on the CPU"),
-        })?;
-        route(self.sink.as_ref(), [dx, d_weights, d_o])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cpu::kernels::{causal_attention, linear, max_diff, rms_norm};
-    use candle_core::{DType, Var};
+    use candle_core::{DType, Device, Var};
 
     /// The block equals the chain of the separate kernels (each held to
     /// candle's operations by its own test), forward and backward.

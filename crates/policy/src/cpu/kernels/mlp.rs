@@ -6,15 +6,13 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, Layout, Tensor};
 
+use super::fused_block::{self, BlockKernels, ResidualBlock};
 use super::rms_norm::{self, RmsFloat};
 use super::swiglu::sigmoid;
-use super::weight_grads::{route, BlockGrads};
 use super::WeightSink;
-use crate::cpu::parallel::{
-    add_assign, cpu_slice, filled_rows, product, product_with_room, with_cpu, SharedMut,
-};
+use crate::cpu::parallel::{add_assign, filled_rows, product, product_with_room, SharedMut};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::Float;
 use crate::error::Result;
@@ -35,8 +33,7 @@ pub(crate) fn swiglu_block(
         saved: Mutex::new(None),
         sink,
     };
-    Ok(x.contiguous()?
-        .apply_op3(&weights.contiguous()?, &down.contiguous()?, op)?)
+    fused_block::apply(x, weights, down, op)
 }
 
 struct SwigluBlock {
@@ -154,12 +151,40 @@ fn activate_with_grad<T: MlpFloat>(
     (h, dgu)
 }
 
-impl SwigluBlock {
-    fn forward<T: MlpFloat>(
+impl ResidualBlock for SwigluBlock {
+    const NAME: &'static str = "verity-swiglu-block";
+    /// Rows, hidden, intermediate.
+    type Sizes = (usize, usize, usize);
+
+    fn sizes(
         &self,
-        x: &[T],
-        weights: &[T],
-        down: &[T],
+        lx: &Layout,
+        lw: &Layout,
+        ld: &Layout,
+    ) -> candle_core::Result<(usize, usize, usize)> {
+        let (rows, hidden) = lx.shape().dims2()?;
+        let (weight_rows, w_in) = lw.shape().dims2()?;
+        let (down_out, inter) = ld.shape().dims2()?;
+        if w_in != hidden || weight_rows != 2 * inter + 1 || down_out != hidden {
+            candle_core::bail!(
+                "mlp: x {:?}, weights {:?}, down {:?} do not fit",
+                lx.dims(),
+                lw.dims(),
+                ld.dims()
+            )
+        }
+        Ok((rows, hidden, inter))
+    }
+
+    fn sink(&self) -> Option<&WeightSink> {
+        self.sink.as_ref()
+    }
+}
+
+impl<T: MlpFloat> BlockKernels<T> for SwigluBlock {
+    fn forward(
+        &self,
+        (x, weights, down): (&[T], &[T], &[T]),
         (rows, hidden, inter): (usize, usize, usize),
     ) -> Vec<T> {
         let (gate_up, norm) = weights.split_at(2 * inter * hidden);
@@ -179,9 +204,7 @@ impl SwigluBlock {
         out
     }
 
-    /// Gradients for x, the weights and down from the output's gradient `dy`.
-    #[allow(clippy::type_complexity)]
-    fn backward<T: MlpFloat>(
+    fn backward(
         &self,
         (x, weights, down, dy): (&[T], &[T], &[T], &[T]),
         (rows, hidden, inter): (usize, usize, usize),
@@ -211,92 +234,11 @@ impl SwigluBlock {
     }
 }
 
-fn sizes(lx: &Layout, lw: &Layout, ld: &Layout) -> candle_core::Result<(usize, usize, usize)> {
-    let (rows, hidden) = lx.shape().dims2()?;
-    let (weight_rows, w_in) = lw.shape().dims2()?;
-    let (down_out, inter) = ld.shape().dims2()?;
-    if w_in != hidden || weight_rows != 2 * inter + 1 || down_out != hidden {
-        candle_core::bail!(
-            "mlp: x {:?}, weights {:?}, down {:?} do not fit",
-            lx.dims(),
-            lw.dims(),
-            ld.dims()
-        )
-    }
-    Ok((rows, hidden, inter))
-}
-
-impl CustomOp3 for SwigluBlock {
-    fn name(&self) -> &'static str {
-        "verity-swiglu-block"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        lx: &Layout,
-        w: &CpuStorage,
-        lw: &Layout,
-        down: &CpuStorage,
-        ld: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let sizes = sizes(lx, lw, ld)?;
-        fn run<T: MlpFloat>(
-            op: &SwigluBlock,
-            cpu: [(&CpuStorage, &Layout); 3],
-            sizes: (usize, usize, usize),
-        ) -> candle_core::Result<CpuStorage> {
-            let (x, w, d) = (cpu_slice(cpu[0])?, cpu_slice(cpu[1])?, cpu_slice(cpu[2])?);
-            Ok(T::to_cpu_storage_owned(op.forward::<T>(x, w, d, sizes)))
-        }
-        let cpu = [(x, lx), (w, lw), (down, ld)];
-        let out = match x {
-            CpuStorage::F32(_) => run::<f32>(self, cpu, sizes)?,
-            CpuStorage::F64(_) => run::<f64>(self, cpu, sizes)?,
-            _ => candle_core::bail!("mlp: only f32 and f64 on the CPU"),
-        };
-        Ok((out, lx.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        weights: &Tensor,
-        down: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<BlockGrads> {
-        let grad = grad.contiguous()?;
-        fn run<T: MlpFloat>(
-            op: &SwigluBlock,
-            cpu: &[(&CpuStorage, &Layout)],
-            like: [&Tensor; 3],
-        ) -> candle_core::Result<[Tensor; 3]> {
-            let sizes = sizes(cpu[0].1, cpu[1].1, cpu[2].1)?;
-            let s = |i: usize| cpu_slice::<T>(cpu[i]);
-            let (dx, d_weights, d_down) = op.backward((s(0)?, s(1)?, s(2)?, s(3)?), sizes)?;
-            let wrap = |g: Vec<T>, like: &Tensor| Tensor::from_vec(g, like.shape(), &Device::Cpu);
-            Ok([
-                wrap(dx, like[0])?,
-                wrap(d_weights, like[1])?,
-                wrap(d_down, like[2])?,
-            ])
-        }
-        let like = [x, weights, down];
-        let [dx, d_weights, d_down] = with_cpu(&[x, weights, down, &grad], |cpu| match cpu[0].0 {
-            CpuStorage::F32(_) => run::<f32>(self, cpu, like),
-            CpuStorage::F64(_) => run::<f64>(self, cpu, like),
-            _ => candle_core::bail!("mlp: only f32 and f64 on the CPU"),
-        })?;
-        route(self.sink.as_ref(), [dx, d_weights, d_down])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cpu::kernels::max_diff;
-    use candle_core::{DType, Var};
+    use candle_core::{DType, Device, Var};
 
     #[test]
     fn block_matches_the_composition_forward_and_backward() -> Result<()> {

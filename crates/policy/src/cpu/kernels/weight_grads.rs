@@ -65,22 +65,3 @@ impl WeightSink {
         Ok(())
     }
 }
-
-/// A fused block's gradients `[x, weights, out]` as its backward returns
-/// them: all three to candle's graph, or with a `sink` only x's, the
-/// weights' left in the sink.
-pub(crate) type BlockGrads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
-
-/// Routes a fused block's gradients: see [`BlockGrads`].
-pub(crate) fn route(
-    sink: Option<&WeightSink>,
-    [dx, d_weights, d_out]: [Tensor; 3],
-) -> candle_core::Result<BlockGrads> {
-    match sink {
-        Some(sink) => {
-            sink.hand_over(&d_weights, d_out)?;
-            Ok((Some(dx), None, None))
-        }
-        None => Ok((Some(dx), Some(d_weights), Some(d_out))),
-    }
-}
