@@ -85,6 +85,7 @@ struct Sizes {
 
 impl ResidualBlock for AttentionBlock {
     const NAME: &'static str = "verity-attention-block";
+    const LABEL: &'static str = "attention block";
     type Sizes = Sizes;
 
     fn sizes(&self, lx: &Layout, lw: &Layout, lo: &Layout) -> candle_core::Result<Sizes> {

@@ -1,8 +1,9 @@
 //! The op candle sees for either half of a decoder layer, fused: `x + f(x)`
-//! from three inputs, x [rows, hidden], the block's weights (a projection's
-//! rows, then the norm's weight) and its output projection. Each half
-//! supplies its sizes and arithmetic ([`BlockKernels`]); the op reads the
-//! storage, picks the float type and routes the gradients.
+//! from three inputs, x [rows, hidden], the block's weights (its input
+//! projections' rows, then the norm's weight) and its output projection.
+//! Each half supplies its sizes ([`ResidualBlock`]) and arithmetic
+//! ([`BlockKernels`]); the op reads the storage, picks the float type and
+//! routes the gradients.
 
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor, WithDType};
 
@@ -12,8 +13,10 @@ use crate::error::Result;
 
 /// What one half of a decoder layer is, whatever its float type.
 pub(crate) trait ResidualBlock: Send + Sync + 'static {
-    /// The op's name in candle (and in its errors).
+    /// The op's name in candle.
     const NAME: &'static str;
+    /// How its errors name it.
+    const LABEL: &'static str;
     /// The sizes its arithmetic needs, read from the inputs' shapes.
     type Sizes: Copy;
 
@@ -74,19 +77,20 @@ where
         o: &CpuStorage,
         lo: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let sizes = self.0.sizes(lx, lw, lo)?;
         fn run<T: WithDType, B: BlockKernels<T>>(
             block: &B,
             cpu: [(&CpuStorage, &Layout); 3],
+            sizes: B::Sizes,
         ) -> candle_core::Result<CpuStorage> {
-            let sizes = block.sizes(cpu[0].1, cpu[1].1, cpu[2].1)?;
             let inputs = (cpu_slice(cpu[0])?, cpu_slice(cpu[1])?, cpu_slice(cpu[2])?);
             Ok(T::to_cpu_storage_owned(block.forward(inputs, sizes)))
         }
         let cpu = [(x, lx), (w, lw), (o, lo)];
         let out = match x {
-            CpuStorage::F32(_) => run::<f32, B>(&self.0, cpu)?,
-            CpuStorage::F64(_) => run::<f64, B>(&self.0, cpu)?,
-            _ => candle_core::bail!("{}: only f32 and f64 on the CPU", B::NAME),
+            CpuStorage::F32(_) => run::<f32, B>(&self.0, cpu, sizes)?,
+            CpuStorage::F64(_) => run::<f64, B>(&self.0, cpu, sizes)?,
+            _ => candle_core::bail!("{}: only f32 and f64 on the CPU", B::LABEL),
         };
         Ok((out, lx.shape().clone()))
     }
@@ -119,7 +123,7 @@ where
         let [dx, d_weights, d_out] = with_cpu(&[x, weights, out, &grad], |cpu| match cpu[0].0 {
             CpuStorage::F32(_) => run::<f32, B>(&self.0, cpu, like),
             CpuStorage::F64(_) => run::<f64, B>(&self.0, cpu, like),
-            _ => candle_core::bail!("{}: only f32 and f64 on the CPU", B::NAME),
+            _ => candle_core::bail!("{}: only f32 and f64 on the CPU", B::LABEL),
         })?;
         match self.0.sink() {
             Some(sink) => {

@@ -153,6 +153,7 @@ fn activate_with_grad<T: MlpFloat>(
 
 impl ResidualBlock for SwigluBlock {
     const NAME: &'static str = "verity-swiglu-block";
+    const LABEL: &'static str = "mlp";
     /// Rows, hidden, intermediate.
     type Sizes = (usize, usize, usize);
 
