@@ -9,6 +9,7 @@ use candle_core::{DType, Tensor};
 mod attention;
 mod attention_block;
 mod fused_block;
+mod head_product;
 mod linear;
 mod lm_head;
 mod mlp;

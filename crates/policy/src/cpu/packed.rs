@@ -506,22 +506,7 @@ mod avx512 {
     use std::ops::Range;
 
     use super::{Output, Weights, NR, R};
-
-    /// Calls `$block::<ROWS>($args)` for the rows left, up to [`R`].
-    macro_rules! by_rows {
-        ($left:expr, $block:ident($($arg:expr),*)) => {
-            match $left {
-                1 => $block::<1>($($arg),*),
-                2 => $block::<2>($($arg),*),
-                3 => $block::<3>($($arg),*),
-                4 => $block::<4>($($arg),*),
-                5 => $block::<5>($($arg),*),
-                6 => $block::<6>($($arg),*),
-                7 => $block::<7>($($arg),*),
-                _ => $block::<R>($($arg),*),
-            }
-        };
-    }
+    use crate::cpu::simd::by_rows;
 
     /// # Safety
     /// As [`super::PackedLinear::forward_panels`]; the CPU must have AVX-512F.

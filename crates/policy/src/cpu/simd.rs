@@ -112,6 +112,24 @@ macro_rules! simd_fn {
 }
 pub(crate) use simd_fn;
 
+/// Calls `$block::<ROWS>($args)` with ROWS = `$left`, from 1 to 8 (8 for
+/// more), so a kernel keeps a block of rows in registers.
+macro_rules! by_rows {
+    ($left:expr, $block:ident($($arg:expr),*)) => {
+        match $left {
+            1 => $block::<1>($($arg),*),
+            2 => $block::<2>($($arg),*),
+            3 => $block::<3>($($arg),*),
+            4 => $block::<4>($($arg),*),
+            5 => $block::<5>($($arg),*),
+            6 => $block::<6>($($arg),*),
+            7 => $block::<7>($($arg),*),
+            _ => $block::<8>($($arg),*),
+        }
+    };
+}
+pub(crate) use by_rows;
+
 /// Sum with eight independent partial sums, so it vectorises.
 #[inline(always)]
 pub(crate) fn sum<T: Float>(values: &[T]) -> T {
@@ -245,6 +263,8 @@ pub(crate) trait Float:
     fn max(self, other: Self) -> Self;
     fn ln(self) -> Self;
     fn from_f64(v: f64) -> Self;
+    /// `self * a + b`, rounded once.
+    fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
 macro_rules! float {
@@ -270,6 +290,10 @@ macro_rules! float {
             }
             fn from_f64(v: f64) -> Self {
                 v as $t
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
         }
     };

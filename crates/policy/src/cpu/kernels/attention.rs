@@ -6,19 +6,22 @@
 //! [B, heads, T, T] scores alone were several of those.
 //!
 //! Queries, keys and values stay in the projection's layout, [rows, (heads +
-//! 2 kv_heads) * D], and the products run per (sequence, head) on strided
-//! views. Which keys a query sees comes from a [`SequenceLayout`]: a padded
-//! batch of rows, or packed sequences of which some continue a shared
-//! prefix (a prompt attended to by its whole group of completions). A
-//! prefix's key and value gradients collect every continuing sequence's
-//! share in a fixed order, so the result does not depend on the threads.
+//! 2 kv_heads) * D]; the products run per (sequence, head), each block of
+//! queries over the keys it can see ([`super::head_product`]). Which keys a
+//! query sees comes from a [`SequenceLayout`]: a padded batch of rows, or
+//! packed sequences of which some continue a shared prefix (a prompt
+//! attended to by its whole group of completions). A prefix's key and value
+//! gradients collect every continuing sequence's share in a fixed order, so
+//! the result does not depend on the threads.
 
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
+use super::head_product::{product, ProductFloat, Reach, Rows, Strided, TILE};
 use super::sequences::SequenceLayout;
-use crate::cpu::parallel::{cpu_slice, gemm_serial, par_for, with_cpu, zeros, SharedMut};
+use crate::cpu::parallel::{cpu_slice, par_for, with_cpu, zeros, SharedMut};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::{dot3, max, sum, Float};
 use crate::error::Result;
@@ -60,8 +63,17 @@ pub(super) struct CausalAttention {
 /// A row-major view: data, row stride, first column.
 type View<'a, T> = (&'a [T], usize, usize);
 
+/// How [`CausalAttention::gather`] lays out a head's rows.
+#[derive(Clone, Copy)]
+enum Order {
+    /// [w, D], as they are.
+    Rows,
+    /// [D, w].
+    Transposed,
+}
+
 /// The float types the kernel runs on.
-pub(super) trait AttnFloat: Float + candle_core::WithDType {
+pub(super) trait AttnFloat: ProductFloat + candle_core::WithDType {
     fn from_f32(v: f32) -> Self;
     /// Causal softmax of each row i of `p` [rows, width] over its first
     /// `width - rows + i + 1` keys (a prefix, then its own sequence up to
@@ -140,24 +152,6 @@ simd_fn! {
 }
 simd_fn! {
     fn masked_softmax_f32(p: &mut [f32], bias: &[f32]) => masked_softmax_rows
-}
-
-/// `dst = lhs * rhs` (or `dst += ...` when `accumulate`), strided row-major
-/// views given as (pointer, row stride, column stride).
-///
-/// # Safety
-/// Every view must lie inside its allocation for the given sizes.
-unsafe fn matmul<T: AttnFloat>(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: (*mut T, usize, usize),
-    lhs: (*const T, usize, usize),
-    rhs: (*const T, usize, usize),
-    accumulate: bool,
-) {
-    // SAFETY: as this function's.
-    unsafe { gemm_serial((m, n, k), dst, lhs, rhs, accumulate) }
 }
 
 impl CausalAttention {
@@ -297,9 +291,9 @@ impl CausalAttention {
             kv_heads,
             head_dim: d,
         } = self.dims;
+        let groups = heads / kv_heads;
         let (width, _, v_col) = self.columns();
-        let qw = heads * d;
-        let kw = kv_heads * d;
+        let (qw, kw) = (heads * d, kv_heads * d);
         let (qr, kr) = self.rotated(qkv);
         let offsets = self.probs_offsets();
         // Both written whole below: the sequences tile the rows, and each
@@ -307,66 +301,74 @@ impl CausalAttention {
         let mut out: Vec<T> = Vec::with_capacity(self.layout.rows() * qw);
         let mut probs: Vec<T> = Vec::with_capacity(offsets[offsets.len() - 1]);
         let (dst, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
-        par_for(self.layout.sequences().len() * heads, |range| {
-            let mut bias = Vec::new();
+        // One task per (sequence, KV head): its query heads share the
+        // gathered keys and values.
+        par_for(self.layout.sequences().len() * kv_heads, |range| {
+            let (mut bias, mut keys_t, mut values) = (Vec::new(), Vec::new(), Vec::new());
             for task in range {
-                let (s, h) = (task / heads, task % heads);
+                let (s, kvh) = (task / kv_heads, task % kv_heads);
                 let seq = self.layout.sequences()[s];
-                let (p_start, p_len) = self.layout.prefix_of(s);
+                let p_len = self.layout.prefix_of(s).1;
                 let (len, w) = (seq.len, p_len + seq.len);
-                let kvh = h / (heads / kv_heads);
                 self.key_bias(s, &mut bias);
-                let block = offsets[s] + h * len * w;
-                // The probabilities of (s, h), written by this task only.
-                let p_ptr = probs_ptr.ptr().wrapping_add(block);
-                let q0 = qr[seq.start * qw + h * d..].as_ptr();
-                // SAFETY (all products): [rows, D] blocks at their row strides
-                // inside their buffers; the output block of (s, h) is this task's.
-                unsafe {
-                    let keys = |start: usize| kr[start * kw + kvh * d..].as_ptr();
-                    if p_len > 0 {
-                        let dst = (p_ptr, w, 1);
-                        matmul(
-                            len,
-                            p_len,
-                            d,
-                            dst,
-                            (q0, qw, 1),
-                            (keys(p_start), 1, kw),
-                            false,
-                        );
+                self.gather(s, (&kr, kw, kvh * d), Order::Transposed, &mut keys_t);
+                self.gather(s, (qkv, width, v_col + kvh * d), Order::Rows, &mut values);
+                for h in kvh * groups..(kvh + 1) * groups {
+                    let block = offsets[s] + h * len * w;
+                    // The probabilities of (s, h), written by this task only.
+                    let p_ptr = probs_ptr.ptr().wrapping_add(block);
+                    let queries = Strided {
+                        ptr: qr[seq.start * qw + h * d..].as_ptr(),
+                        row: qw,
+                        col: 1,
+                    };
+                    // SAFETY (both products): [len, D] and [len, w] blocks at
+                    // their strides inside their buffers; the output block
+                    // of (s, h) is this task's.
+                    unsafe {
+                        // Scores: each block of queries up to its last key.
+                        let scores = Rows {
+                            ptr: p_ptr,
+                            stride: w,
+                        };
+                        let keys = Rows {
+                            ptr: keys_t.as_ptr(),
+                            stride: w,
+                        };
+                        product(len, scores, queries, keys, false, |rows| Reach {
+                            depth: 0..d,
+                            cols: p_len + rows.end,
+                        });
+                        // The keys past a block's last row, never computed:
+                        // the softmax hides them (zeroed first, so the slice
+                        // below holds initialised values).
+                        for i in 0..len {
+                            let seen = (p_len + (i / TILE + 1) * TILE).min(w);
+                            p_ptr.add(i * w + seen).write_bytes(0, w - seen);
+                        }
                     }
-                    let dst = (p_ptr.add(p_len), w, 1);
-                    matmul(
-                        len,
-                        len,
-                        d,
-                        dst,
-                        (q0, qw, 1),
-                        (keys(seq.start), 1, kw),
-                        false,
-                    );
-                }
-                // SAFETY: the products above wrote all len x w scores.
-                let p = unsafe { probs_ptr.slice(block..block + len * w) };
-                T::masked_softmax(p, &bias);
-                let values = |start: usize| qkv[start * width + v_col + kvh * d..].as_ptr();
-                unsafe {
-                    let o0 = (dst.ptr().add(seq.start * qw + h * d), qw, 1);
-                    if p_len > 0 {
-                        let pp = (p.as_ptr(), w, 1);
-                        matmul(len, d, p_len, o0, pp, (values(p_start), width, 1), false);
+                    // SAFETY: written above, every one of the len x w.
+                    let p = unsafe { probs_ptr.slice(block..block + len * w) };
+                    T::masked_softmax(p, &bias);
+                    unsafe {
+                        let o = Rows {
+                            ptr: dst.ptr().add(seq.start * qw + h * d),
+                            stride: qw,
+                        };
+                        let p = Strided {
+                            ptr: p.as_ptr(),
+                            row: w,
+                            col: 1,
+                        };
+                        let v = Rows {
+                            ptr: values.as_ptr(),
+                            stride: d,
+                        };
+                        product(len, o, p, v, false, |rows| Reach {
+                            depth: 0..p_len + rows.end,
+                            cols: d,
+                        });
                     }
-                    let po = (p.as_ptr().add(p_len), w, 1);
-                    matmul(
-                        len,
-                        d,
-                        len,
-                        o0,
-                        po,
-                        (values(seq.start), width, 1),
-                        p_len > 0,
-                    );
                 }
             }
         });
@@ -376,6 +378,36 @@ impl CausalAttention {
             probs.set_len(offsets[offsets.len() - 1]);
         }
         (out, probs)
+    }
+
+    /// Head `col..col + D` of the rows sequence `s` sees (its prefix's,
+    /// then its own) from `src` (row stride `stride`), into `out` as [w, D]
+    /// rows or transposed, [D, w].
+    fn gather<T: AttnFloat>(
+        &self,
+        s: usize,
+        (src, stride, col): View<T>,
+        order: Order,
+        out: &mut Vec<T>,
+    ) {
+        let d = self.dims.head_dim;
+        let (p_start, p_len) = self.layout.prefix_of(s);
+        let own = self.layout.sequences()[s];
+        let w = p_len + own.len;
+        let rows = (p_start..p_start + p_len).chain(own.start..own.start + own.len);
+        out.clear();
+        out.resize(w * d, T::ZERO);
+        for (j, row) in rows.enumerate() {
+            let head = &src[row * stride + col..row * stride + col + d];
+            match order {
+                Order::Rows => out[j * d..(j + 1) * d].copy_from_slice(head),
+                Order::Transposed => {
+                    for (c, &v) in head.iter().enumerate() {
+                        out[c * w + j] = v;
+                    }
+                }
+            }
+        }
     }
 
     /// The gradient for `qkv` from the output `o`, its gradient `dout` and
@@ -418,71 +450,102 @@ impl CausalAttention {
         // One task per (sequence, KV head): the query heads sharing a KV
         // head add into the same key and value gradients.
         par_for(seqs.len() * kv_heads, |range| {
-            let (mut ds, mut delta, mut bias): (Vec<T>, Vec<T>, Vec<T>) =
-                (Vec::new(), Vec::new(), Vec::new());
+            let (mut ds, mut delta, mut keys, mut values_t) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for task in range {
                 let (s, kvh) = (task / kv_heads, task % kv_heads);
                 let seq = seqs[s];
-                let (p_start, p_len) = self.layout.prefix_of(s);
+                let p_len = self.layout.prefix_of(s).1;
                 let (len, w) = (seq.len, p_len + seq.len);
-                self.key_bias(s, &mut bias);
                 ds.resize(len * w, T::ZERO);
                 delta.resize(len, T::ZERO);
-                let keys = |start: usize| kr[start * kw + kvh * d..].as_ptr();
-                let values = |start: usize| qkv[start * width + v_col + kvh * d..].as_ptr();
-                for g in 0..groups {
-                    let h = kvh * groups + g;
+                self.gather(s, (kr, kw, kvh * d), Order::Rows, &mut keys);
+                self.gather(
+                    s,
+                    (qkv, width, v_col + kvh * d),
+                    Order::Transposed,
+                    &mut values_t,
+                );
+                for h in kvh * groups..(kvh + 1) * groups {
+                    let first = h == kvh * groups;
                     let block = offsets[s] + h * len * w;
                     let p = &probs[block..block + len * w];
                     let base = seq.start * qw + h * d;
-                    let do0 = (dout[base..].as_ptr(), qw, 1);
+                    let by_row = |x: &[T], row: usize| Strided {
+                        ptr: x.as_ptr(),
+                        row,
+                        col: 1,
+                    };
+                    let by_col = |x: *const T, col: usize| Strided {
+                        ptr: x,
+                        row: 1,
+                        col,
+                    };
+                    let rows = |ptr: *const T, stride: usize| Rows { ptr, stride };
+                    let rows_mut = |ptr: *mut T, stride: usize| Rows { ptr, stride };
+                    let d_out = by_row(&dout[base..], qw);
+                    // What each block of queries sees: the prefix and its
+                    // own sequence up to its last row.
+                    let seen = |rows: Range<usize>| p_len + rows.end;
                     // SAFETY (all products below): blocks at their row
                     // strides inside their buffers; the gradient blocks of
                     // (s, h), of (s, kvh) and the shares of s belong to
                     // this task only.
                     unsafe {
                         // dP = dO V^T.
-                        let ds0 = ds.as_mut_ptr();
-                        if p_len > 0 {
-                            let vp = (values(p_start), 1, width);
-                            matmul(len, p_len, d, (ds0, w, 1), do0, vp, false);
-                        }
-                        let vs = (values(seq.start), 1, width);
-                        matmul(len, len, d, (ds0.add(p_len), w, 1), do0, vs, false);
+                        let values = rows(values_t.as_ptr(), w);
+                        let dp = rows_mut(ds.as_mut_ptr(), w);
+                        product(len, dp, d_out, values, false, |r| Reach {
+                            depth: 0..d,
+                            cols: seen(r),
+                        });
                     }
-                    // dS = P * (dP - rowsum(dO * O)).
+                    // dS = P * (dP - rowsum(dO * O)), 0 past each query's keys.
                     for (i, di) in delta.iter_mut().enumerate() {
                         let row = base + i * qw;
                         *di = dot3(&dout[row..row + d], &o[row..row + d], None);
                     }
-                    let rows = p.chunks_exact(w).zip(ds.chunks_exact_mut(w));
-                    for ((prow, dsrow), &di) in rows.zip(&delta) {
-                        for (g, &pj) in dsrow.iter_mut().zip(prow) {
+                    let rows_of = p.chunks_exact(w).zip(ds.chunks_exact_mut(w));
+                    for (i, ((prow, dsrow), &di)) in rows_of.zip(&delta).enumerate() {
+                        let (visible, hidden) = dsrow.split_at_mut(p_len + i + 1);
+                        for (g, &pj) in visible.iter_mut().zip(prow) {
                             *g = pj * (*g - di);
                         }
+                        hidden.fill(T::ZERO);
                     }
-                    let first = g == 0;
                     unsafe {
-                        let dq0 = (dq_ptr.ptr().add(base), qw, 1);
-                        let q0 = (qr[base..].as_ptr(), qw, 1);
-                        let (ds0, p0) = (ds.as_ptr(), p.as_ptr());
+                        // dQ = dS K.
+                        let dq = rows_mut(dq_ptr.ptr().add(base), qw);
+                        let keys = rows(keys.as_ptr(), d);
+                        product(len, dq, by_row(&ds, w), keys, false, |r| Reach {
+                            depth: 0..seen(r),
+                            cols: d,
+                        });
+                        // dK = dS^T Q and dV = P^T dO: a key sees the
+                        // queries from its own row on (a prefix's, all).
+                        let queries = rows(qr[base..].as_ptr(), qw);
+                        let d_out = rows(dout[base..].as_ptr(), qw);
+                        let later = |r: Range<usize>| Reach {
+                            depth: r.start..len,
+                            cols: d,
+                        };
+                        let all = |_: Range<usize>| Reach {
+                            depth: 0..len,
+                            cols: d,
+                        };
                         if p_len > 0 {
-                            let kp = (keys(p_start), kw, 1);
-                            matmul(len, d, p_len, dq0, (ds0, w, 1), kp, false);
                             let share = share_at[s] + kvh * d;
-                            let dks = (dks_ptr.ptr().add(share), kw, 1);
-                            matmul(p_len, d, len, dks, (ds0, 1, w), q0, !first);
-                            let dvs = (dvs_ptr.ptr().add(share), kw, 1);
-                            matmul(p_len, d, len, dvs, (p0, 1, w), do0, !first);
+                            let dk = rows_mut(dks_ptr.ptr().add(share), kw);
+                            product(p_len, dk, by_col(ds.as_ptr(), w), queries, !first, all);
+                            let dv = rows_mut(dvs_ptr.ptr().add(share), kw);
+                            product(p_len, dv, by_col(p.as_ptr(), w), d_out, !first, all);
                         }
-                        let ks = (keys(seq.start), kw, 1);
-                        let own = (ds0.add(p_len), w, 1);
-                        matmul(len, d, len, dq0, own, ks, p_len > 0);
-                        let dk0 = (dk_ptr.ptr().add(seq.start * kw + kvh * d), kw, 1);
-                        matmul(len, d, len, dk0, (ds0.add(p_len), 1, w), q0, !first);
-                        let dv0 = dqkv_ptr.ptr().add(seq.start * width + v_col + kvh * d);
-                        let p_own = (p0.add(p_len), 1, w);
-                        matmul(len, d, len, (dv0, width, 1), p_own, do0, !first);
+                        let dk = rows_mut(dk_ptr.ptr().add(seq.start * kw + kvh * d), kw);
+                        let ds_own = by_col(ds.as_ptr().add(p_len), w);
+                        product(len, dk, ds_own, queries, !first, later);
+                        let dv = dqkv_ptr.ptr().add(seq.start * width + v_col + kvh * d);
+                        let p_own = by_col(p.as_ptr().add(p_len), w);
+                        product(len, rows_mut(dv, width), p_own, d_out, !first, later);
                     }
                 }
             }
