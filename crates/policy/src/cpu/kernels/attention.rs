@@ -74,37 +74,30 @@ enum Order {
 
 /// The float types the kernel runs on.
 pub(super) trait AttnFloat: ProductFloat + candle_core::WithDType {
-    fn from_f32(v: f32) -> Self;
     /// Causal softmax of each row i of `p` [rows, width] over its first
     /// `width - rows + i + 1` keys (a prefix, then its own sequence up to
     /// itself), every key but the last of those shifted by `bias`; the
     /// entries after them become 0.
     fn masked_softmax(p: &mut [Self], bias: &[Self]);
-    /// Rotate-half RoPE of each head of `x` into `o`; `cs` holds cos then sin.
-    fn rotate_heads(x: &[Self], o: &mut [Self], cs: &[Self]);
+    /// Rotate-half RoPE of the heads of consecutive rows; see [`rotate_rows`].
+    fn rotate_rows(x: (&[Self], usize), o: (&mut [Self], usize), rotation: Rotation<'_, Self>);
 }
 
 impl AttnFloat for f32 {
-    fn from_f32(v: f32) -> f32 {
-        v
-    }
     fn masked_softmax(p: &mut [f32], bias: &[f32]) {
         masked_softmax_f32(p, bias)
     }
-    fn rotate_heads(x: &[f32], o: &mut [f32], cs: &[f32]) {
-        rotate_heads_f32(x, o, cs)
+    fn rotate_rows(x: (&[f32], usize), o: (&mut [f32], usize), rotation: Rotation<'_, f32>) {
+        rotate_rows_f32(x, o, rotation)
     }
 }
 
 impl AttnFloat for f64 {
-    fn from_f32(v: f32) -> f64 {
-        v as f64
-    }
     fn masked_softmax(p: &mut [f64], bias: &[f64]) {
         masked_softmax_rows(p, bias)
     }
-    fn rotate_heads(x: &[f64], o: &mut [f64], cs: &[f64]) {
-        rotate_heads_rows(x, o, cs)
+    fn rotate_rows(x: (&[f64], usize), o: (&mut [f64], usize), rotation: Rotation<'_, f64>) {
+        rotate_rows(x, o, rotation)
     }
 }
 
@@ -131,24 +124,58 @@ fn masked_softmax_rows<T: Float>(p: &mut [T], bias: &[T]) {
     }
 }
 
+/// The angles of a run of rows and how to apply them.
+#[derive(Clone, Copy)]
+pub(super) struct Rotation<'a, T> {
+    /// Each row's cos and sin, [rows, D/2] each.
+    cos: &'a [f32],
+    sin: &'a [f32],
+    /// The heads' width, D.
+    head_dim: usize,
+    /// All the heads of a row, heads x D.
+    width: usize,
+    /// -1 for the transpose (the backward), else 1.
+    sign: T,
+    /// Applied to cos and sin alike.
+    scale: T,
+}
+
+/// Rotate-half RoPE of every head of each row of `x` (row stride beside it)
+/// into the same columns of `o`; both slices start at the first row's first
+/// rotated column.
 #[inline(always)]
-fn rotate_heads_rows<T: Float>(x: &[T], o: &mut [T], cs: &[T]) {
-    let d = cs.len();
-    let half = d / 2;
-    let (c, s) = cs.split_at(half);
-    for (x, o) in x.chunks_exact(d).zip(o.chunks_exact_mut(d)) {
-        let (x1, x2) = x.split_at(half);
-        let (o1, o2) = o.split_at_mut(half);
-        let pairs = o1.iter_mut().zip(o2.iter_mut()).zip(x1.iter().zip(x2));
-        for (((o1, o2), (&a, &b)), (&c, &s)) in pairs.zip(c.iter().zip(s)) {
-            *o1 = a * c - b * s;
-            *o2 = b * c + a * s;
+fn rotate_rows<T: Float>(
+    (x, x_stride): (&[T], usize),
+    (o, o_stride): (&mut [T], usize),
+    r: Rotation<'_, T>,
+) {
+    let (d, half) = (r.head_dim, r.head_dim / 2);
+    // cos then sin of one row, in T, scaled (sin signed).
+    let mut cs = vec![T::ZERO; d];
+    let angles = r.cos.chunks_exact(half).zip(r.sin.chunks_exact(half));
+    for (row, (cos, sin)) in angles.enumerate() {
+        let (c, s) = cs.split_at_mut(half);
+        for ((c, s), (&cos, &sin)) in c.iter_mut().zip(s.iter_mut()).zip(cos.iter().zip(sin)) {
+            *c = T::from_f64(cos as f64) * r.scale;
+            *s = T::from_f64(sin as f64) * r.sign * r.scale;
+        }
+        let (c, s) = (&*c, &*s);
+        let x = &x[row * x_stride..row * x_stride + r.width];
+        let o = &mut o[row * o_stride..row * o_stride + r.width];
+        for (x, o) in x.chunks_exact(d).zip(o.chunks_exact_mut(d)) {
+            let (x1, x2) = x.split_at(half);
+            let (o1, o2) = o.split_at_mut(half);
+            let pairs = o1.iter_mut().zip(o2.iter_mut()).zip(x1.iter().zip(x2));
+            for (((o1, o2), (&a, &b)), (&c, &s)) in pairs.zip(c.iter().zip(s)) {
+                *o1 = a * c - b * s;
+                *o2 = b * c + a * s;
+            }
         }
     }
 }
 
 simd_fn! {
-    fn rotate_heads_f32(x: &[f32], o: &mut [f32], cs: &[f32]) => rotate_heads_rows
+    fn rotate_rows_f32(x: (&[f32], usize), o: (&mut [f32], usize), rotation: Rotation<'_, f32>) => rotate_rows
 }
 simd_fn! {
     fn masked_softmax_f32(p: &mut [f32], bias: &[f32]) => masked_softmax_rows
@@ -181,32 +208,32 @@ impl CausalAttention {
         (dst, dst_stride, dst_col): (SharedMut<T>, usize, usize),
     ) {
         let d = self.dims.head_dim;
-        let half = d / 2;
+        let (half, width) = (d / 2, heads * d);
+        let sign = if transpose { T::ONE.neg() } else { T::ONE };
         par_for(self.layout.rows(), |range| {
-            let mut cs = vec![T::ZERO; d];
-            for row in range {
-                let (c, s) = (
-                    &self.cos[row * half..(row + 1) * half],
-                    &self.sin[row * half..(row + 1) * half],
-                );
-                let start = row * dst_stride + dst_col;
-                // SAFETY: these columns of row `row` of `dst`, written by this
-                // task only; zeroed first (in the cache), so `dst` may be
-                // fresh memory: every element is overwritten below anyway.
-                let o = unsafe {
-                    dst.ptr().add(start).write_bytes(0, heads * d);
-                    dst.slice(start..start + heads * d)
-                };
-                let start = row * src_stride + src_col;
-                let x = &src[start..start + heads * d];
-                // cos and sin (negated for the transpose) in T, times the scale.
-                for i in 0..half {
-                    let si = if transpose { -s[i] } else { s[i] };
-                    cs[i] = T::from_f32(c[i]) * scale;
-                    cs[half + i] = T::from_f32(si) * scale;
+            let last = range.end - 1;
+            // SAFETY: these columns of the task's rows of `dst`, written by
+            // this task only; zeroed first (in the cache), so `dst` may be
+            // fresh memory there. The columns between them (when the stride
+            // is wider) are initialised and left as they are.
+            let o = unsafe {
+                for row in range.clone() {
+                    dst.ptr()
+                        .add(row * dst_stride + dst_col)
+                        .write_bytes(0, width);
                 }
-                T::rotate_heads(x, o, &cs);
-            }
+                dst.slice(range.start * dst_stride + dst_col..last * dst_stride + dst_col + width)
+            };
+            let x = &src[range.start * src_stride + src_col..last * src_stride + src_col + width];
+            let rotation = Rotation {
+                cos: &self.cos[range.start * half..range.end * half],
+                sin: &self.sin[range.start * half..range.end * half],
+                head_dim: d,
+                width,
+                sign,
+                scale,
+            };
+            T::rotate_rows((x, src_stride), (o, dst_stride), rotation);
         });
     }
 
