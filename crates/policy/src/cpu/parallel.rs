@@ -42,27 +42,10 @@ pub(crate) fn par_for(n: usize, f: impl Fn(Range<usize>) + Sync) {
     }
 }
 
-/// `n` zeros, written by the worker threads: a large single-threaded
-/// memset was a visible share of a training step.
-pub(crate) fn zeros<T: Float>(n: usize) -> Vec<T> {
-    const CHUNK: usize = 1 << 16;
-    let mut v: Vec<T> = Vec::with_capacity(n);
-    let dst = SharedMut(v.as_mut_ptr());
-    par_for(n.div_ceil(CHUNK), |range| {
-        let span = range.start * CHUNK..(range.end * CHUNK).min(n);
-        // SAFETY: inside the capacity, and this task's span only; all-zero
-        // bytes are 0.0 for f32 and f64, the floats this crate uses.
-        unsafe { dst.ptr().add(span.start).write_bytes(0, span.len()) };
-    });
-    // SAFETY: every element was written above.
-    unsafe { v.set_len(n) };
-    v
-}
-
 /// `rows` rows of `width` elements that `fill(some rows, those rows)` writes
 /// on the workers, every row once. Each piece of a few rows is zeroed just
 /// before `fill` gets it, in the cache, rather than in a pass of its own over
-/// memory as [`zeros`] does.
+/// memory.
 pub(crate) fn filled_rows<T: Float>(
     rows: usize,
     width: usize,

@@ -14,6 +14,7 @@
 //! gradients collect every continuing sequence's share in a fixed order, so
 //! the result does not depend on the threads.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +22,7 @@ use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
 use super::head_product::{product, ProductFloat, Reach, Rows, Strided, TILE};
 use super::sequences::SequenceLayout;
-use crate::cpu::parallel::{cpu_slice, par_for, with_cpu, zeros, SharedMut};
+use crate::cpu::parallel::{cpu_slice, par_for, with_cpu, SharedMut};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::{dot3, max, sum, Float};
 use crate::error::Result;
@@ -80,14 +81,14 @@ pub(super) trait AttnFloat: ProductFloat + candle_core::WithDType {
     /// entries after them become 0.
     fn masked_softmax(p: &mut [Self], bias: &[Self]);
     /// Rotate-half RoPE of the heads of consecutive rows; see [`rotate_rows`].
-    fn rotate_rows(x: (&[Self], usize), o: (&mut [Self], usize), rotation: Rotation<'_, Self>);
+    fn rotate_rows(x: (&[Self], usize), o: (Uninit<'_, Self>, usize), rotation: Rotation<'_, Self>);
 }
 
 impl AttnFloat for f32 {
     fn masked_softmax(p: &mut [f32], bias: &[f32]) {
         masked_softmax_f32(p, bias)
     }
-    fn rotate_rows(x: (&[f32], usize), o: (&mut [f32], usize), rotation: Rotation<'_, f32>) {
+    fn rotate_rows(x: (&[f32], usize), o: (Uninit<'_, f32>, usize), rotation: Rotation<'_, f32>) {
         rotate_rows_f32(x, o, rotation)
     }
 }
@@ -96,7 +97,7 @@ impl AttnFloat for f64 {
     fn masked_softmax(p: &mut [f64], bias: &[f64]) {
         masked_softmax_rows(p, bias)
     }
-    fn rotate_rows(x: (&[f64], usize), o: (&mut [f64], usize), rotation: Rotation<'_, f64>) {
+    fn rotate_rows(x: (&[f64], usize), o: (Uninit<'_, f64>, usize), rotation: Rotation<'_, f64>) {
         rotate_rows(x, o, rotation)
     }
 }
@@ -124,6 +125,9 @@ fn masked_softmax_rows<T: Float>(p: &mut [T], bias: &[T]) {
     }
 }
 
+/// Elements that may not be initialised yet, to be written.
+type Uninit<'a, T> = &'a mut [MaybeUninit<T>];
+
 /// The angles of a run of rows and how to apply them.
 #[derive(Clone, Copy)]
 pub(super) struct Rotation<'a, T> {
@@ -146,7 +150,7 @@ pub(super) struct Rotation<'a, T> {
 #[inline(always)]
 fn rotate_rows<T: Float>(
     (x, x_stride): (&[T], usize),
-    (o, o_stride): (&mut [T], usize),
+    (o, o_stride): (Uninit<'_, T>, usize),
     r: Rotation<'_, T>,
 ) {
     let (d, half) = (r.head_dim, r.head_dim / 2);
@@ -167,15 +171,15 @@ fn rotate_rows<T: Float>(
             let (o1, o2) = o.split_at_mut(half);
             let pairs = o1.iter_mut().zip(o2.iter_mut()).zip(x1.iter().zip(x2));
             for (((o1, o2), (&a, &b)), (&c, &s)) in pairs.zip(c.iter().zip(s)) {
-                *o1 = a * c - b * s;
-                *o2 = b * c + a * s;
+                o1.write(a * c - b * s);
+                o2.write(b * c + a * s);
             }
         }
     }
 }
 
 simd_fn! {
-    fn rotate_rows_f32(x: (&[f32], usize), o: (&mut [f32], usize), rotation: Rotation<'_, f32>) => rotate_rows
+    fn rotate_rows_f32(x: (&[f32], usize), o: (Uninit<'_, f32>, usize), rotation: Rotation<'_, f32>) => rotate_rows
 }
 simd_fn! {
     fn masked_softmax_f32(p: &mut [f32], bias: &[f32]) => masked_softmax_rows
@@ -212,17 +216,15 @@ impl CausalAttention {
         let sign = if transpose { T::ONE.neg() } else { T::ONE };
         par_for(self.layout.rows(), |range| {
             let last = range.end - 1;
-            // SAFETY: these columns of the task's rows of `dst`, written by
-            // this task only; zeroed first (in the cache), so `dst` may be
-            // fresh memory there. The columns between them (when the stride
-            // is wider) are initialised and left as they are.
+            let span = range.start * dst_stride + dst_col..last * dst_stride + dst_col + width;
+            // SAFETY: the task's rows of `dst`, inside its allocation; only
+            // their `width` columns from `dst_col` are written, by this task
+            // alone. Possibly uninitialised memory, seen as such.
             let o = unsafe {
-                for row in range.clone() {
-                    dst.ptr()
-                        .add(row * dst_stride + dst_col)
-                        .write_bytes(0, width);
-                }
-                dst.slice(range.start * dst_stride + dst_col..last * dst_stride + dst_col + width)
+                std::slice::from_raw_parts_mut(
+                    dst.ptr().add(span.start).cast::<MaybeUninit<T>>(),
+                    span.len(),
+                )
             };
             let x = &src[range.start * src_stride + src_col..last * src_stride + src_col + width];
             let rotation = Rotation {
@@ -466,11 +468,14 @@ impl CausalAttention {
             let last = share_at[s];
             share_at.push(last + self.layout.prefix_of(s).1 * kw);
         }
-        let mut dk_share = zeros::<T>(share_at[seqs.len()]);
-        let mut dv_share = zeros::<T>(share_at[seqs.len()]);
-        let mut dqr = zeros::<T>(qr.len());
-        let mut dkr = zeros::<T>(kr.len());
-        let mut dqkv = zeros::<T>(qkv.len());
+        // Every element of these is written below before it is read: the
+        // sequences tile the rows, and each (sequence, KV head) writes its
+        // rows of each before adding to them.
+        let mut dk_share: Vec<T> = Vec::with_capacity(share_at[seqs.len()]);
+        let mut dv_share: Vec<T> = Vec::with_capacity(share_at[seqs.len()]);
+        let mut dqr: Vec<T> = Vec::with_capacity(qr.len());
+        let mut dkr: Vec<T> = Vec::with_capacity(kr.len());
+        let mut dqkv: Vec<T> = Vec::with_capacity(qkv.len());
         let ptrs = [&mut dqr, &mut dkr, &mut dqkv, &mut dk_share, &mut dv_share]
             .map(|v| SharedMut(v.as_mut_ptr()));
         let [dq_ptr, dk_ptr, dqkv_ptr, dks_ptr, dvs_ptr] = ptrs;
@@ -577,6 +582,15 @@ impl CausalAttention {
                 }
             }
         });
+        // SAFETY: the tasks above wrote all of the query and key gradients
+        // and the shares (each (sequence, KV head) its rows, without
+        // accumulating for its first query head).
+        unsafe {
+            dqr.set_len(qr.len());
+            dkr.set_len(kr.len());
+            dk_share.set_len(share_at[seqs.len()]);
+            dv_share.set_len(share_at[seqs.len()]);
+        }
         // Each prefix collects its continuing sequences' shares, in order.
         let prefixes: Vec<usize> = (0..seqs.len())
             .filter(|&p| seqs.iter().any(|s| s.prefix == Some(p)))
@@ -616,6 +630,9 @@ impl CausalAttention {
             T::ONE,
             (dqkv_ptr, width, k_col),
         );
+        // SAFETY: the values' columns were written above, the queries' and
+        // keys' by the two rotations.
+        unsafe { dqkv.set_len(qkv.len()) };
         dqkv
     }
 
