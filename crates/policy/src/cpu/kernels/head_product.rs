@@ -37,7 +37,8 @@ pub(super) struct Reach {
     pub(super) cols: usize,
 }
 
-/// The float types the products run on.
+/// The float types the products run on: the portable loop, which f32 on
+/// AVX-512 replaces.
 pub(super) trait ProductFloat: Float {
     /// One block of `rows` (at most [`TILE`]) output rows; see [`product`].
     ///
@@ -50,7 +51,10 @@ pub(super) trait ProductFloat: Float {
         reach: Reach,
         c: Rows<*mut Self>,
         accumulate: bool,
-    );
+    ) {
+        // SAFETY: as this function's.
+        unsafe { portable::tile_dispatch(rows, a, b, reach, c, accumulate) }
+    }
 }
 
 impl ProductFloat for f32 {
@@ -72,19 +76,7 @@ impl ProductFloat for f32 {
     }
 }
 
-impl ProductFloat for f64 {
-    unsafe fn tile(
-        rows: usize,
-        a: Strided<f64>,
-        b: Rows<*const f64>,
-        reach: Reach,
-        c: Rows<*mut f64>,
-        accumulate: bool,
-    ) {
-        // SAFETY: as this function's.
-        unsafe { portable::tile_dispatch(rows, a, b, reach, c, accumulate) }
-    }
-}
+impl ProductFloat for f64 {}
 
 /// `c[i, j] = (c[i, j] +) Σ_k a[i, k] b[k, j]` for the `m` rows of `c`, in
 /// blocks of [`TILE`] rows: `reach(rows)` gives a block's range of k and the
