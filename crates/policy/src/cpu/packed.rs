@@ -21,8 +21,8 @@ use crate::request::DecodePrecision;
 
 /// Output columns per panel: two 16-lane vectors.
 pub(crate) const NR: usize = 32;
-/// Rows per micro-kernel call.
-const R: usize = 8;
+/// Rows per micro-kernel call: what `by_rows!` dispatches on.
+const R: usize = crate::cpu::simd::MAX_BLOCK_ROWS;
 
 #[derive(Debug, Clone)]
 pub(crate) struct PackedLinear {

@@ -112,8 +112,12 @@ macro_rules! simd_fn {
 }
 pub(crate) use simd_fn;
 
-/// Calls `$block::<ROWS>($args)` with ROWS = `$left`, from 1 to 8 (8 for
-/// more), so a kernel keeps a block of rows in registers.
+/// The most rows [`by_rows!`] hands a block.
+pub(crate) const MAX_BLOCK_ROWS: usize = 8;
+
+/// Calls `$block::<ROWS>($args)` with ROWS = `$left`, from 1 to
+/// [`MAX_BLOCK_ROWS`] (that for more), so a kernel keeps a block of rows in
+/// registers.
 macro_rules! by_rows {
     ($left:expr, $block:ident($($arg:expr),*)) => {
         match $left {

@@ -6,7 +6,7 @@
 //! [B, heads, T, T] scores alone were several of those.
 //!
 //! Queries, keys and values stay in the projection's layout, [rows, (heads +
-//! 2 kv_heads) * D]; the products run per (sequence, head), each block of
+//! 2 kv_heads) * D]; the products run per (sequence, KV head), each block of
 //! queries over the keys it can see ([`super::head_product`]). Which keys a
 //! query sees comes from a [`SequenceLayout`]: a padded batch of rows, or
 //! packed sequences of which some continue a shared prefix (a prompt
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
-use super::head_product::{product, ProductFloat, Reach, Rows, Strided, TILE};
+use super::head_product::{block_end, product, ProductFloat, Reach, Rows, Strided};
 use super::sequences::SequenceLayout;
 use crate::cpu::parallel::{cpu_slice, par_for, with_cpu, SharedMut};
 use crate::cpu::simd::simd_fn;
@@ -372,13 +372,15 @@ impl CausalAttention {
                         // the softmax hides them (zeroed first, so the slice
                         // below holds initialised values).
                         for i in 0..len {
-                            let seen = (p_len + (i / TILE + 1) * TILE).min(w);
+                            let seen = p_len + block_end(i, len);
                             p_ptr.add(i * w + seen).write_bytes(0, w - seen);
                         }
                     }
                     // SAFETY: written above, every one of the len x w.
                     let p = unsafe { probs_ptr.slice(block..block + len * w) };
                     T::masked_softmax(p, &bias);
+                    // SAFETY: the output block [len, D] of (s, h) is this
+                    // task's; p and the values are read within their rows.
                     unsafe {
                         let o = Rows {
                             ptr: dst.ptr().add(seq.start * qw + h * d),
@@ -469,8 +471,10 @@ impl CausalAttention {
             share_at.push(last + self.layout.prefix_of(s).1 * kw);
         }
         // Every element of these is written below before it is read: the
-        // sequences tile the rows, and each (sequence, KV head) writes its
-        // rows of each before adding to them.
+        // sequences tile the rows; each (sequence, KV head) writes its rows
+        // of dK, dV and the shares for its first query head and adds to them
+        // for the others, and each head's dQ once. dqkv's value columns come
+        // from those tasks, its query and key columns from the rotations.
         let mut dk_share: Vec<T> = Vec::with_capacity(share_at[seqs.len()]);
         let mut dv_share: Vec<T> = Vec::with_capacity(share_at[seqs.len()]);
         let mut dqr: Vec<T> = Vec::with_capacity(qr.len());
@@ -798,10 +802,22 @@ mod tests {
         t.to_dtype(DType::F64).unwrap()
     }
 
+    /// Heads wide enough for the products' full 32-column tiles, and
+    /// sequences long enough for several blocks of rows.
+    const WIDE: AttentionDims = AttentionDims {
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 32,
+    };
+
     #[test]
     fn attention_matches_the_composition_forward_and_backward() -> Result<()> {
+        matches_the_composition((3, 7), DIMS)?;
+        matches_the_composition((3, 37), WIDE)
+    }
+
+    fn matches_the_composition((b, t): (usize, usize), dims: AttentionDims) -> Result<()> {
         let dev = Device::Cpu;
-        let (b, t) = (3, 7);
         let rows = b * t;
         // Left padding in row 0, right padding in row 1, none in row 2.
         let valid: Vec<bool> = (0..rows)
@@ -815,7 +831,7 @@ mod tests {
             })
             .collect();
         let layout = Arc::new(SequenceLayout::rectangular(b, t, valid.clone()));
-        let angles = Tensor::randn(0f32, 2.0, (b, t, DIMS.head_dim / 2), &dev)?;
+        let angles = Tensor::randn(0f32, 2.0, (b, t, dims.head_dim / 2), &dev)?;
         let (cos, sin) = (angles.cos()?, angles.sin()?);
         for dtype in [DType::F64, DType::F32] {
             let var = |cols: usize| -> Result<Var> {
@@ -823,15 +839,15 @@ mod tests {
                     &Tensor::randn(0f64, 1.5, (rows, cols), &dev)?.to_dtype(dtype)?,
                 )?)
             };
-            let q = var(DIMS.heads * DIMS.head_dim)?;
-            let k = var(DIMS.kv_heads * DIMS.head_dim)?;
-            let v = var(DIMS.kv_heads * DIMS.head_dim)?;
-            let w = Tensor::randn(0f64, 1.0, (rows, DIMS.heads * DIMS.head_dim), &dev)?
+            let q = var(dims.heads * dims.head_dim)?;
+            let k = var(dims.kv_heads * dims.head_dim)?;
+            let v = var(dims.kv_heads * dims.head_dim)?;
+            let w = Tensor::randn(0f64, 1.0, (rows, dims.heads * dims.head_dim), &dev)?
                 .to_dtype(dtype)?;
             let qkv = Tensor::cat(&[q.as_tensor(), k.as_tensor(), v.as_tensor()], 1)?;
-            let ours = causal_attention(&qkv, DIMS, layout.clone(), host(&cos), host(&sin))?;
+            let ours = causal_attention(&qkv, dims, layout.clone(), host(&cos), host(&sin))?;
             let (c, s) = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
-            let theirs = composed(&q, &k, &v, (b, t), DIMS, &valid, &c, &s)?;
+            let theirs = composed(&q, &k, &v, (b, t), dims, &valid, &c, &s)?;
             let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
             let diff = max_diff(&f64_of(&ours), &f64_of(&theirs));
             assert!(diff < tol, "{dtype:?} forward diff {diff}");
@@ -851,9 +867,13 @@ mod tests {
     /// prompt's gradient is the sum of its copies').
     #[test]
     fn a_shared_prefix_equals_its_copies_forward_and_backward() -> Result<()> {
+        equals_its_copies(5, &[3, 6, 1], DIMS)?;
+        equals_its_copies(9, &[20, 27, 1], WIDE)
+    }
+
+    fn equals_its_copies(p: usize, lens: &[usize], dims: AttentionDims) -> Result<()> {
         let dev = Device::Cpu;
-        let (p, lens) = (5, [3usize, 6, 1]);
-        let t = p + 6;
+        let t = p + lens.iter().max().expect("a continuation");
         // Packed: prompt, then the continuations; second prompt alone.
         let mut seqs = vec![Sequence {
             start: 0,
@@ -861,7 +881,7 @@ mod tests {
             prefix: None,
         }];
         let mut start = p;
-        for &len in &lens {
+        for &len in lens {
             seqs.push(Sequence {
                 start,
                 len,
@@ -902,7 +922,7 @@ mod tests {
                 }
             })
             .collect();
-        let half = DIMS.head_dim / 2;
+        let half = dims.head_dim / 2;
         let angle = |pos: usize, i: usize| pos as f32 * (1.0 + i as f32).recip();
         let positions = &positions;
         let trig = |rows: &[Option<usize>], f: fn(f32) -> f32| -> Arc<Vec<f32>> {
@@ -914,17 +934,17 @@ mod tests {
             Arc::new(out)
         };
         let all: Vec<Option<usize>> = (0..packed_rows).map(Some).collect();
-        let width = (DIMS.heads + 2 * DIMS.kv_heads) * DIMS.head_dim;
+        let width = (dims.heads + 2 * dims.kv_heads) * dims.head_dim;
         for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
             let qkv = Var::from_tensor(
                 &Tensor::randn(0f64, 1.5, (packed_rows, width), &dev)?.to_dtype(dtype)?,
             )?;
             let w_packed =
-                Tensor::randn(0f64, 1.0, (packed_rows, DIMS.heads * DIMS.head_dim), &dev)?
+                Tensor::randn(0f64, 1.0, (packed_rows, dims.heads * dims.head_dim), &dev)?
                     .to_dtype(dtype)?;
             let ours = causal_attention(
                 &qkv,
-                DIMS,
+                dims,
                 layout.clone(),
                 trig(&all, f32::cos),
                 trig(&all, f32::sin),
@@ -936,7 +956,7 @@ mod tests {
             let copy = qkv.index_select(&index, 0)?;
             let theirs = causal_attention(
                 &copy,
-                DIMS,
+                dims,
                 padded.clone(),
                 trig(&source, f32::cos),
                 trig(&source, f32::sin),

@@ -1,7 +1,9 @@
-//! The products inside attention, one (sequence, head) at a time: [len, D]
-//! by [D, len] and back. They are too small for a general GEMM's packing to
-//! pay for itself, and causal: a block of query rows needs only the keys up
-//! to its last row, so each block of output rows says how far it reads.
+//! The products inside attention, one (sequence, head) at a time: queries
+//! [len, D] by keys [D, prefix + len] and back. They are too small for a
+//! general GEMM's packing to pay for itself, and causal: a block of query
+//! rows needs only the keys up to its last row, and a block of key rows (in
+//! the backward's key and value gradients) only the queries from its first
+//! row on, so each block of output rows says how far it reads.
 //!
 //! Every output element is summed in order of k with fused multiply-adds,
 //! on every CPU, so the AVX-512 path and the portable one give the same bits.
@@ -10,8 +12,8 @@ use std::ops::Range;
 
 use crate::cpu::simd::Float;
 
-/// Output rows computed together.
-pub(super) const TILE: usize = 8;
+/// Output rows computed together: what `by_rows!` dispatches on.
+pub(super) const TILE: usize = crate::cpu::simd::MAX_BLOCK_ROWS;
 /// Output columns computed together: two AVX-512 vectors of f32.
 const LANES: usize = 32;
 
@@ -78,6 +80,12 @@ impl ProductFloat for f32 {
 
 impl ProductFloat for f64 {}
 
+/// Where the block of output rows holding row `i` of `m` ends, as
+/// [`product`] blocks them.
+pub(super) fn block_end(i: usize, m: usize) -> usize {
+    ((i / TILE + 1) * TILE).min(m)
+}
+
 /// `c[i, j] = (c[i, j] +) Σ_k a[i, k] b[k, j]` for the `m` rows of `c`, in
 /// blocks of [`TILE`] rows: `reach(rows)` gives a block's range of k and the
 /// columns j it writes. Terms outside that range must be zero for the
@@ -86,7 +94,7 @@ impl ProductFloat for f64 {}
 /// # Safety
 /// `a` must be readable at every (row, k) of a block's reach, `b` at every
 /// (k, column) of it, and `c`'s columns of a block's rows writable by this
-/// thread alone.
+/// thread alone; when `accumulate`, those columns must be initialised.
 pub(super) unsafe fn product<T: ProductFloat>(
     m: usize,
     c: Rows<*mut T>,
@@ -96,7 +104,7 @@ pub(super) unsafe fn product<T: ProductFloat>(
     reach: impl Fn(Range<usize>) -> Reach,
 ) {
     for r0 in (0..m).step_by(TILE) {
-        let rows = TILE.min(m - r0);
+        let rows = block_end(r0, m) - r0;
         let block_reach = reach(r0..r0 + rows);
         // SAFETY: rows r0.. of a and c, as the caller vouches.
         unsafe {

@@ -31,6 +31,7 @@ impl SequenceLayout {
     /// `batch` rows of `seq` tokens each, `key_valid` [batch * seq] marking
     /// the real ones (the padded batch of `Transformer::forward`).
     pub(crate) fn rectangular(batch: usize, seq: usize, key_valid: Vec<bool>) -> Self {
+        assert_eq!(key_valid.len(), batch * seq, "one key flag per row");
         let seqs = (0..batch)
             .map(|b| Sequence {
                 start: b * seq,
