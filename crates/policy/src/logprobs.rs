@@ -204,7 +204,8 @@ pub fn grouped_completion_scores(
         }
     }
     let layout = Arc::new(SequenceLayout::new(seqs, ids.len())?);
-    let hidden = model.packed_hidden_states(&ids, &positions, layout)?;
+    let read = picks.compact_rows();
+    let hidden = model.packed_hidden_states(&ids, &positions, layout, &read)?;
     let scores = crate::cpu::token_logprobs(
         &hidden,
         model.lm_head_weight(),
@@ -311,8 +312,6 @@ fn fused_scores(
     let (b, t) = input_ids.dims2()?;
     check_completion_len(t, completion_len)?;
     check_temperature(temperature)?;
-    let hidden = model.hidden_states(input_ids, Some(attention_mask), None, Kernels::Trainable)?;
-    let hidden = hidden.reshape((b * t, model.config().hidden_size))?;
     let ids = input_ids.to_vec2::<u32>()?;
     let c = completion_len;
     let mut picks = Picks {
@@ -326,6 +325,8 @@ fn fused_scores(
             picks.targets.push(ids[t - c + j]);
         }
     }
+    let read = picks.compact_rows();
+    let hidden = model.hidden_states_at(input_ids, attention_mask, &read)?;
     let scores = crate::cpu::token_logprobs(
         &hidden,
         model.lm_head_weight(),

@@ -50,11 +50,15 @@ impl DecoderLayer {
         }
     }
 
+    /// The layer's output for every row of `x`, or for the rows `read`
+    /// alone (u32 row indices): the MLP half works row by row, so rows no
+    /// one reads skip it.
     fn forward(
         &self,
         x: &Tensor,
         ctx: &ForwardContext,
         cache: Option<LayerCache>,
+        read: Option<&Tensor>,
     ) -> Result<Tensor> {
         let fused = match (&ctx.layout, &cache, ctx.kernels) {
             (Some(layout), None, Kernels::Trainable) => self.self_attn.residual_block(
@@ -81,6 +85,10 @@ impl DecoderLayer {
                 )?;
                 (x + attn_out)?
             }
+        };
+        let x = match read {
+            Some(rows) => x.index_select(rows, 0)?,
+            None => x,
         };
         if ctx.kernels == Kernels::Trainable {
             if let Some(out) =
@@ -260,6 +268,40 @@ impl Transformer {
         kernels: Kernels,
     ) -> Result<Tensor> {
         let (b, t) = input_ids.dims2()?;
+        let hidden = self.hidden_rows(input_ids, attention_mask, cache, kernels, None)?;
+        Ok(hidden.reshape((b, t, self.config.hidden_size))?)
+    }
+
+    /// Final-norm hidden states [rows.len(), hidden] of the rows `read` of
+    /// the flattened batch (row b * T + t), with trainable kernels: what
+    /// the LM head needs of a batch scored at some positions only.
+    pub(crate) fn hidden_states_at(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        read: &[u32],
+    ) -> Result<Tensor> {
+        let read = Tensor::from_slice(read, read.len(), self.device())?;
+        self.hidden_rows(
+            input_ids,
+            Some(attention_mask),
+            None,
+            Kernels::Trainable,
+            Some(&read),
+        )
+    }
+
+    /// Final-norm hidden states [B*T, hidden] of [`Transformer::hidden_states`],
+    /// or of the rows `read` alone.
+    fn hidden_rows(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        kernels: Kernels,
+        read: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
         if t == 0 {
             return Err(Error::Input("input_ids has no tokens".into()));
         }
@@ -301,6 +343,7 @@ impl Transformer {
         let mut x = self
             .embed_tokens
             .index_select(&input_ids.flatten_all()?, 0)?;
+        let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = match (cache.as_deref(), slot) {
                 (Some(c), Some(slot)) => Some(LayerCache {
@@ -310,15 +353,12 @@ impl Transformer {
                 }),
                 _ => None,
             };
-            x = layer.forward(&x, &ctx, layer_cache)?;
+            x = layer.forward(&x, &ctx, layer_cache, read.filter(|_| i == last))?;
         }
         if let (Some(c), Some(slot)) = (cache, slot) {
             c.commit(slot, &token_mask, plan.seen);
         }
-        Ok(self
-            .norm
-            .forward(&x, kernels)?
-            .reshape((b, t, self.config.hidden_size))?)
+        self.norm.forward(&x, kernels)
     }
 
     /// Applies the LM head to hidden states [..., hidden] -> logits [..., vocab].
@@ -347,6 +387,7 @@ impl Transformer {
         ids: &[u32],
         positions: &[u32],
         layout: Arc<SequenceLayout>,
+        read: &[u32],
     ) -> Result<Tensor> {
         let n = ids.len();
         if !self.fused_training() || n == 0 || positions.len() != n || layout.rows() != n {
@@ -369,9 +410,11 @@ impl Transformer {
             kernels: Kernels::Trainable,
             pending: self.pending_for(Kernels::Trainable)?,
         };
+        let read = Tensor::from_slice(read, read.len(), self.device())?;
         let mut x = self.embed_tokens.index_select(&ids, 0)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &ctx, None)?;
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, &ctx, None, (i == last).then_some(&read))?;
         }
         self.norm.forward(&x, Kernels::Trainable)
     }

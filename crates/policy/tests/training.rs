@@ -515,3 +515,17 @@ fn grouped_scores_equal_row_by_row_scores_with_gradients() {
         }
     }
 }
+
+/// Groups whose completions are all empty score nothing, without an error:
+/// no row is read, so the last layer's MLP half runs on none.
+#[test]
+fn groups_of_empty_completions_score_nothing() {
+    let policy = Policy::random(&tiny(Architecture::Llama, false), 5, &test_device()).unwrap();
+    let groups = [PromptGroup {
+        prompt: &[3, 4, 5],
+        completions: vec![&[], &[]],
+    }];
+    let scores = grouped_completion_scores(&policy.model, &groups, 1.0).unwrap();
+    assert_eq!(scores.logprobs.dims(), [2, 0]);
+    assert_eq!(scores.entropy.dims(), [2, 0]);
+}

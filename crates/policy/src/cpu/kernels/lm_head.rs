@@ -34,6 +34,22 @@ pub(crate) struct Picks {
     pub(crate) targets: Vec<u32>,
 }
 
+impl Picks {
+    /// The rows the slots read, each once in ascending order; the slots
+    /// then name their row by its place in that list. A forward pass that
+    /// computes those rows alone feeds the renumbered picks.
+    pub(crate) fn compact_rows(&mut self) -> Vec<u32> {
+        let mut read: Vec<u32> = self.rows.iter().copied().filter(|&r| r != NO_ROW).collect();
+        read.sort_unstable();
+        read.dedup();
+        for row in self.rows.iter_mut().filter(|r| **r != NO_ROW) {
+            // Present: every read row went into the list.
+            *row = read.binary_search(row).unwrap_or_default() as u32;
+        }
+        read
+    }
+}
+
 /// `[slots, 2]`: per slot of `picks`, the log-probability of its token and
 /// the entropy of the distribution, under softmax(hidden weight^T /
 /// temperature) for `hidden` [rows, H] and the LM head's `weight` [V, H].
