@@ -1,6 +1,7 @@
 //! Splitting a kernel's work over candle's CPU worker threads, and reading
 //! tensors' CPU storage from a backward pass.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -30,6 +31,16 @@ impl<T> SharedMut<T> {
     pub(crate) unsafe fn slice(&self, range: Range<usize>) -> &mut [T] {
         std::slice::from_raw_parts_mut(self.0.add(range.start), range.len())
     }
+
+    /// Elements `range` as possibly uninitialised memory, to be written.
+    ///
+    /// # Safety
+    /// As [`SharedMut::slice`]; the range may lie past the owner's length,
+    /// inside its capacity.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn uninit(&self, range: Range<usize>) -> Uninit<'_, T> {
+        std::slice::from_raw_parts_mut(self.0.add(range.start).cast(), range.len())
+    }
 }
 
 /// Runs `f` over chunks of `0..n` on candle's CPU worker pool (a single
@@ -42,14 +53,16 @@ pub(crate) fn par_for(n: usize, f: impl Fn(Range<usize>) + Sync) {
     }
 }
 
+/// Memory a kernel writes whole before anyone reads it.
+pub(crate) type Uninit<'a, T> = &'a mut [MaybeUninit<T>];
+
 /// `rows` rows of `width` elements that `fill(some rows, those rows)` writes
-/// on the workers, every row once. Each piece of a few rows is zeroed just
-/// before `fill` gets it, in the cache, rather than in a pass of its own over
-/// memory.
+/// on the workers, every row once; `fill` must write every element it is
+/// given.
 pub(crate) fn filled_rows<T: Float>(
     rows: usize,
     width: usize,
-    fill: impl Fn(Range<usize>, &mut [T]) + Sync,
+    fill: impl Fn(Range<usize>, Uninit<'_, T>) + Sync,
 ) -> Vec<T> {
     const PIECE_BYTES: usize = 16 << 10;
     let piece = (PIECE_BYTES / (width * std::mem::size_of::<T>()).max(1)).max(1);
@@ -61,16 +74,12 @@ pub(crate) fn filled_rows<T: Float>(
         while start < range.end {
             let end = (start + piece).min(range.end);
             let span = start * width..end * width;
-            // SAFETY: inside the capacity, and this task's rows only; zeroed
-            // (0.0 for the floats this crate uses) before a slice is made.
-            unsafe {
-                dst.ptr().add(span.start).write_bytes(0, span.len());
-                fill(start..end, dst.slice(span));
-            }
+            // SAFETY: inside the capacity, and this task's rows only.
+            fill(start..end, unsafe { dst.uninit(span) });
             start = end;
         }
     });
-    // SAFETY: the tasks covered rows 0..rows, every element written above.
+    // SAFETY: the tasks covered rows 0..rows, and `fill` wrote every element.
     unsafe { v.set_len(n) };
     v
 }

@@ -14,7 +14,6 @@
 //! gradients collect every continuing sequence's share in a fixed order, so
 //! the result does not depend on the threads.
 
-use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
@@ -22,7 +21,7 @@ use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
 use super::head_product::{block_end, product, ProductFloat, Reach, Rows, Strided};
 use super::sequences::SequenceLayout;
-use crate::cpu::parallel::{cpu_slice, par_for, with_cpu, SharedMut};
+use crate::cpu::parallel::{cpu_slice, par_for, with_cpu, SharedMut, Uninit};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::{dot3, max, sum, Float};
 use crate::error::Result;
@@ -125,9 +124,6 @@ fn masked_softmax_rows<T: Float>(p: &mut [T], bias: &[T]) {
     }
 }
 
-/// Elements that may not be initialised yet, to be written.
-type Uninit<'a, T> = &'a mut [MaybeUninit<T>];
-
 /// The angles of a run of rows and how to apply them.
 #[derive(Clone, Copy)]
 pub(super) struct Rotation<'a, T> {
@@ -219,13 +215,8 @@ impl CausalAttention {
             let span = range.start * dst_stride + dst_col..last * dst_stride + dst_col + width;
             // SAFETY: the task's rows of `dst`, inside its allocation; only
             // their `width` columns from `dst_col` are written, by this task
-            // alone. Possibly uninitialised memory, seen as such.
-            let o = unsafe {
-                std::slice::from_raw_parts_mut(
-                    dst.ptr().add(span.start).cast::<MaybeUninit<T>>(),
-                    span.len(),
-                )
-            };
+            // alone.
+            let o = unsafe { dst.uninit(span) };
             let x = &src[range.start * src_stride + src_col..last * src_stride + src_col + width];
             let rotation = Rotation {
                 cos: &self.cos[range.start * half..range.end * half],

@@ -12,7 +12,9 @@ use super::fused_block::{self, BlockKernels, ResidualBlock};
 use super::rms_norm::{self, RmsFloat};
 use super::swiglu::sigmoid;
 use super::WeightSink;
-use crate::cpu::parallel::{add_assign, filled_rows, product, product_with_room, SharedMut};
+use crate::cpu::parallel::{
+    add_assign, filled_rows, product, product_with_room, SharedMut, Uninit,
+};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::Float;
 use crate::error::Result;
@@ -48,20 +50,21 @@ struct SwigluBlock {
 }
 
 trait MlpFloat: RmsFloat {
-    fn swiglu(gate: &[Self], up: &[Self], out: &mut [Self]);
+    /// `silu(gate) * up` into every element of `out`.
+    fn swiglu(gate: &[Self], up: &[Self], out: Uninit<'_, Self>);
     /// The activation into `h` and its gradients for the gate and up
     /// projections from the activation's gradient `dh`, in one pass.
     fn swiglu_with_grad(gate: &[Self], up: &[Self], dh: &[Self], grads: Grads<'_, Self>);
 }
 
 /// Where [`MlpFloat::swiglu_with_grad`] writes: the activation, then the
-/// gradients for the gate and up projections.
-type Grads<'a, T> = (&'a mut [T], &'a mut [T], &'a mut [T]);
+/// gradients for the gate and up projections, every element of each.
+type Grads<'a, T> = (Uninit<'a, T>, Uninit<'a, T>, Uninit<'a, T>);
 
 #[inline(always)]
-fn swiglu_slices<T: Float>(gate: &[T], up: &[T], out: &mut [T]) {
+fn swiglu_slices<T: Float>(gate: &[T], up: &[T], out: Uninit<'_, T>) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = g * sigmoid(g) * u;
+        o.write(g * sigmoid(g) * u);
     }
 }
 
@@ -72,21 +75,21 @@ fn swiglu_with_grad_slices<T: Float>(gate: &[T], up: &[T], dh: &[T], grads: Grad
         let (g, u, dy) = (gate[i], up[i], dh[i]);
         let s = sigmoid(g);
         // The forward's arithmetic, in its order: the same bits.
-        h[i] = g * s * u;
-        d_up[i] = dy * g * s;
-        d_gate[i] = dy * u * s * (T::ONE + g * (T::ONE - s));
+        h[i].write(g * s * u);
+        d_up[i].write(dy * g * s);
+        d_gate[i].write(dy * u * s * (T::ONE + g * (T::ONE - s)));
     }
 }
 
 simd_fn! {
-    fn swiglu_f32(gate: &[f32], up: &[f32], out: &mut [f32]) => swiglu_slices
+    fn swiglu_f32(gate: &[f32], up: &[f32], out: Uninit<'_, f32>) => swiglu_slices
 }
 simd_fn! {
     fn swiglu_with_grad_f32(gate: &[f32], up: &[f32], dh: &[f32], grads: Grads<'_, f32>) => swiglu_with_grad_slices
 }
 
 impl MlpFloat for f32 {
-    fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    fn swiglu(gate: &[f32], up: &[f32], out: Uninit<'_, f32>) {
         swiglu_f32(gate, up, out)
     }
     fn swiglu_with_grad(gate: &[f32], up: &[f32], dh: &[f32], grads: Grads<'_, f32>) {
@@ -95,7 +98,7 @@ impl MlpFloat for f32 {
 }
 
 impl MlpFloat for f64 {
-    fn swiglu(gate: &[f64], up: &[f64], out: &mut [f64]) {
+    fn swiglu(gate: &[f64], up: &[f64], out: Uninit<'_, f64>) {
         swiglu_slices(gate, up, out)
     }
     fn swiglu_with_grad(gate: &[f64], up: &[f64], dh: &[f64], grads: Grads<'_, f64>) {
@@ -103,8 +106,9 @@ impl MlpFloat for f64 {
     }
 }
 
-/// [rows, width] from `f(row, that row)` for every row, in parallel.
-fn by_rows<T: Float>(rows: usize, width: usize, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
+/// [rows, width] from `f(row, that row)` for every row, in parallel; `f`
+/// writes the whole row.
+fn by_rows<T: Float>(rows: usize, width: usize, f: impl Fn(usize, Uninit<'_, T>) + Sync) -> Vec<T> {
     filled_rows(rows, width, |range, out| {
         for (row, out) in range.zip(out.chunks_exact_mut(width)) {
             f(row, out);
@@ -138,11 +142,8 @@ fn activate_with_grad<T: MlpFloat>(
             let (d_gate, d_up) = out.split_at_mut(inter);
             let span = row * inter..(row + 1) * inter;
             // SAFETY: row `row` of h, inside its capacity and written by
-            // this task only; zeroed before a slice is made.
-            let h = unsafe {
-                h_ptr.ptr().add(span.start).write_bytes(0, inter);
-                h_ptr.slice(span)
-            };
+            // this task only.
+            let h = unsafe { h_ptr.uninit(span) };
             T::swiglu_with_grad(&gu[..inter], &gu[inter..], dh, (h, d_gate, d_up));
         }
     });

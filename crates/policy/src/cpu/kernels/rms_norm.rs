@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Tensor};
 
-use crate::cpu::parallel::{cpu_slice, filled_rows, par_for, with_cpu, SharedMut};
+use crate::cpu::parallel::{cpu_slice, filled_rows, par_for, with_cpu, SharedMut, Uninit};
 use crate::cpu::simd::simd_fn;
 use crate::cpu::simd::{dot3, Float};
 use crate::error::Result;
@@ -32,12 +32,12 @@ fn inv_rms<T: Float>(xs: &[T], eps: f64) -> T {
 
 /// `x * r * w` for the rows of `x`.
 #[inline(always)]
-fn forward_rows<T: Float>(x: &[T], w: &[T], eps: f64, out: &mut [T]) {
+fn forward_rows<T: Float>(x: &[T], w: &[T], eps: f64, out: Uninit<'_, T>) {
     let d = w.len();
     for (xs, dst) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
         let r = inv_rms(xs, eps);
         for ((o, &v), &wi) in dst.iter_mut().zip(xs).zip(w) {
-            *o = v * r * wi;
+            o.write(v * r * wi);
         }
     }
 }
@@ -45,7 +45,7 @@ fn forward_rows<T: Float>(x: &[T], w: &[T], eps: f64, out: &mut [T]) {
 /// For the rows of `x`: the input gradient `r * (dy*w - x * r^2 * mean(dy*w*x))`
 /// into `dx`, and `sum(dy * x * r)` over the rows added to `dw`.
 #[inline(always)]
-fn backward_rows<T: Float>(x: &[T], w: &[T], dy: &[T], eps: f64, dx: &mut [T], dw: &mut [T]) {
+fn backward_rows<T: Float>(x: &[T], w: &[T], dy: &[T], eps: f64, dx: Uninit<'_, T>, dw: &mut [T]) {
     let d = w.len();
     let inv_d = T::from_f64(1.0 / d as f64);
     for ((xs, g), dst) in x
@@ -57,38 +57,47 @@ fn backward_rows<T: Float>(x: &[T], w: &[T], dy: &[T], eps: f64, dx: &mut [T], d
         let k = r * r * dot3(xs, g, Some(w)) * inv_d;
         for ((((o, acc), &v), &gi), &wi) in dst.iter_mut().zip(dw.iter_mut()).zip(xs).zip(g).zip(w)
         {
-            *o = r * (gi * wi - v * k);
+            o.write(r * (gi * wi - v * k));
             *acc = *acc + gi * v * r;
         }
     }
 }
 
 simd_fn! {
-    fn forward_f32(x: &[f32], w: &[f32], eps: f64, out: &mut [f32]) => forward_rows
+    fn forward_f32(x: &[f32], w: &[f32], eps: f64, out: Uninit<'_, f32>) => forward_rows
 }
 simd_fn! {
-    fn backward_f32(x: &[f32], w: &[f32], dy: &[f32], eps: f64, dx: &mut [f32], dw: &mut [f32]) => backward_rows
+    fn backward_f32(x: &[f32], w: &[f32], dy: &[f32], eps: f64, dx: Uninit<'_, f32>, dw: &mut [f32]) => backward_rows
 }
 
 pub(super) trait RmsFloat: Float + candle_core::WithDType {
-    fn forward(x: &[Self], w: &[Self], eps: f64, out: &mut [Self]);
-    fn backward(x: &[Self], w: &[Self], dy: &[Self], eps: f64, dx: &mut [Self], dw: &mut [Self]);
+    /// Writes every element of `out`.
+    fn forward(x: &[Self], w: &[Self], eps: f64, out: Uninit<'_, Self>);
+    /// Writes every element of `dx`, adds to `dw`.
+    fn backward(
+        x: &[Self],
+        w: &[Self],
+        dy: &[Self],
+        eps: f64,
+        dx: Uninit<'_, Self>,
+        dw: &mut [Self],
+    );
 }
 
 impl RmsFloat for f32 {
-    fn forward(x: &[f32], w: &[f32], eps: f64, out: &mut [f32]) {
+    fn forward(x: &[f32], w: &[f32], eps: f64, out: Uninit<'_, f32>) {
         forward_f32(x, w, eps, out)
     }
-    fn backward(x: &[f32], w: &[f32], dy: &[f32], eps: f64, dx: &mut [f32], dw: &mut [f32]) {
+    fn backward(x: &[f32], w: &[f32], dy: &[f32], eps: f64, dx: Uninit<'_, f32>, dw: &mut [f32]) {
         backward_f32(x, w, dy, eps, dx, dw)
     }
 }
 
 impl RmsFloat for f64 {
-    fn forward(x: &[f64], w: &[f64], eps: f64, out: &mut [f64]) {
+    fn forward(x: &[f64], w: &[f64], eps: f64, out: Uninit<'_, f64>) {
         forward_rows(x, w, eps, out)
     }
-    fn backward(x: &[f64], w: &[f64], dy: &[f64], eps: f64, dx: &mut [f64], dw: &mut [f64]) {
+    fn backward(x: &[f64], w: &[f64], dy: &[f64], eps: f64, dx: Uninit<'_, f64>, dw: &mut [f64]) {
         backward_rows(x, w, dy, eps, dx, dw)
     }
 }
@@ -112,7 +121,7 @@ pub(super) fn backward<T: RmsFloat>(
     let d = w.len();
     let rows = x.len() / d;
     let blocks = rows.div_ceil(BLOCK);
-    // Written block by block below, each block zeroed first in the cache.
+    // Written whole, block by block below.
     let mut dx: Vec<T> = Vec::with_capacity(x.len());
     let mut partial = vec![T::ZERO; blocks * d];
     let (dx_ptr, partial_ptr) = (SharedMut(dx.as_mut_ptr()), SharedMut(partial.as_mut_ptr()));
@@ -122,13 +131,14 @@ pub(super) fn backward<T: RmsFloat>(
             // SAFETY: these rows of `dx` and this block's partial sum belong
             // to this task only.
             let (dx, dw) = unsafe {
-                dx_ptr.ptr().add(span.start).write_bytes(0, span.len());
                 (
-                    dx_ptr.slice(span.clone()),
+                    dx_ptr.uninit(span.clone()),
                     partial_ptr.slice(block * d..(block + 1) * d),
                 )
             };
             T::backward(&x[span.clone()], w, &dy[span.clone()], eps, dx, dw);
+            // SAFETY: as above; `backward` wrote every element.
+            let dx = unsafe { dx_ptr.slice(span.clone()) };
             if let Some(residual) = residual {
                 for (g, &r) in dx.iter_mut().zip(&residual[span]) {
                     let own = *g;
@@ -137,7 +147,7 @@ pub(super) fn backward<T: RmsFloat>(
             }
         }
     });
-    // SAFETY: the blocks cover every row of dx, each zeroed then written.
+    // SAFETY: the blocks cover every row of dx, each written whole.
     unsafe { dx.set_len(x.len()) };
     let dw = (0..d)
         .map(|j| {
