@@ -161,10 +161,18 @@ pub fn grouped_completion_scores(
         .flat_map(|g| g.completions.iter().map(|c| c.len()))
         .max()
         .unwrap_or(0);
+    let n: usize = groups.iter().map(|g| g.completions.len()).sum();
+    if width == 0 {
+        // No token to score, on any path.
+        let none = Tensor::zeros((n, 0), model.dtype(), model.device())?;
+        return Ok(TokenScores {
+            logprobs: none.clone(),
+            entropy: none,
+        });
+    }
     if !model.fused_training() {
         return padded_group_scores(model, groups, width, temperature);
     }
-    let n: usize = groups.iter().map(|g| g.completions.len()).sum();
     let (mut ids, mut positions, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
     let mut picks = Picks {
         rows: Vec::with_capacity(n * width),

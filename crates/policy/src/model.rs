@@ -272,7 +272,7 @@ impl Transformer {
         Ok(hidden.reshape((b, t, self.config.hidden_size))?)
     }
 
-    /// Final-norm hidden states [rows.len(), hidden] of the rows `read` of
+    /// Final-norm hidden states [read.len(), hidden] of the rows `read` of
     /// the flattened batch (row b * T + t), with trainable kernels: what
     /// the LM head needs of a batch scored at some positions only.
     pub(crate) fn hidden_states_at(
@@ -379,9 +379,10 @@ impl Transformer {
         self.lm_head.weight()
     }
 
-    /// Final-norm hidden states [rows, hidden] of packed sequences:
-    /// `ids` and `positions` per row, `layout` saying which rows each row
-    /// attends to. Fused CPU kernels only ([`Transformer::fused_training`]).
+    /// Final-norm hidden states [read.len(), hidden] of the packed rows
+    /// `read`: `ids` and `positions` per row, `layout` saying which rows
+    /// each row attends to. Fused CPU kernels only
+    /// ([`Transformer::fused_training`]).
     pub(crate) fn packed_hidden_states(
         &self,
         ids: &[u32],

@@ -516,8 +516,8 @@ fn grouped_scores_equal_row_by_row_scores_with_gradients() {
     }
 }
 
-/// Groups whose completions are all empty score nothing, without an error:
-/// no row is read, so the last layer's MLP half runs on none.
+/// Groups whose completions are all empty score nothing, without an error,
+/// whichever path the model takes.
 #[test]
 fn groups_of_empty_completions_score_nothing() {
     let policy = Policy::random(&tiny(Architecture::Llama, false), 5, &test_device()).unwrap();

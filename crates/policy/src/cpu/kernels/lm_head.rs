@@ -43,8 +43,9 @@ impl Picks {
         read.sort_unstable();
         read.dedup();
         for row in self.rows.iter_mut().filter(|r| **r != NO_ROW) {
-            // Present: every read row went into the list.
-            *row = read.binary_search(row).unwrap_or_default() as u32;
+            *row = read
+                .binary_search(row)
+                .expect("every read row is in the list") as u32;
         }
         read
     }
@@ -392,6 +393,18 @@ mod tests {
     use super::*;
     use crate::cpu::kernels::max_diff;
     use candle_core::{DType, Var, D};
+
+    #[test]
+    fn compacting_lists_each_read_row_once_and_renumbers_the_picks() {
+        let mut picks = Picks {
+            rows: vec![7, NO_ROW, 2, 7, 5],
+            targets: vec![1, 0, 2, 3, 4],
+        };
+        let read = picks.compact_rows();
+        assert_eq!(read, [2, 5, 7]);
+        assert_eq!(picks.rows, [2, NO_ROW, 0, 2, 1]);
+        assert_eq!(picks.targets, [1, 0, 2, 3, 4]);
+    }
 
     /// The same numbers from candle operations over the whole logits.
     fn composed(hidden: &Tensor, weight: &Tensor, picks: &Picks, t: f64) -> Result<Tensor> {
