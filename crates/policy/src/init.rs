@@ -45,6 +45,29 @@ fn normal(rng: &mut StdRng) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
+/// `Tensor::randn` from a generator seeded once per test thread, so a
+/// test draws the same numbers on every run and a failure reproduces.
+#[cfg(test)]
+pub(crate) fn test_randn<T: candle_core::WithDType>(
+    mean: T,
+    std: T,
+    shape: impl Into<candle_core::Shape>,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    use std::cell::RefCell;
+    thread_local! {
+        static RNG: RefCell<StdRng> = RefCell::new(StdRng::seed_from_u64(0));
+    }
+    let shape = shape.into();
+    let (mean, std) = (mean.to_f64(), std.to_f64());
+    let values: Vec<f64> = RNG.with_borrow_mut(|rng| {
+        (0..shape.elem_count())
+            .map(|_| mean + std * normal(rng))
+            .collect()
+    });
+    Tensor::from_vec(values, shape, device)?.to_dtype(T::DTYPE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

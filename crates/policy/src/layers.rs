@@ -290,16 +290,17 @@ pub(crate) fn block_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::init::test_randn;
     use candle_core::Device;
 
     #[test]
     fn rms_norm_forms_agree() -> Result<()> {
         let dev = Device::Cpu;
         let norm = RmsNorm {
-            weight: Tensor::randn(1f32, 0.2, 32, &dev)?,
+            weight: test_randn(1f32, 0.2, 32, &dev)?,
             eps: 1e-6,
         };
-        let x = Tensor::randn(0f32, 3.0, (2, 5, 32), &dev)?;
+        let x = test_randn(0f32, 3.0, (2, 5, 32), &dev)?;
         let fused = norm.forward(&x, Kernels::ForwardOnly)?;
         for other in [
             norm.forward(&x, Kernels::Trainable)?,

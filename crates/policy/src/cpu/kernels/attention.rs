@@ -719,6 +719,7 @@ mod tests {
     use super::*;
     use crate::cpu::kernels::max_diff;
     use crate::cpu::kernels::sequences::Sequence;
+    use crate::init::test_randn;
     use candle_core::{DType, Var, D};
 
     /// The same attention from candle operations over a padded batch of
@@ -822,19 +823,19 @@ mod tests {
             })
             .collect();
         let layout = Arc::new(SequenceLayout::rectangular(b, t, valid.clone()));
-        let angles = Tensor::randn(0f32, 2.0, (b, t, dims.head_dim / 2), &dev)?;
+        let angles = test_randn(0f32, 2.0, (b, t, dims.head_dim / 2), &dev)?;
         let (cos, sin) = (angles.cos()?, angles.sin()?);
         for dtype in [DType::F64, DType::F32] {
             let var = |cols: usize| -> Result<Var> {
                 Ok(Var::from_tensor(
-                    &Tensor::randn(0f64, 1.5, (rows, cols), &dev)?.to_dtype(dtype)?,
+                    &test_randn(0f64, 1.5, (rows, cols), &dev)?.to_dtype(dtype)?,
                 )?)
             };
             let q = var(dims.heads * dims.head_dim)?;
             let k = var(dims.kv_heads * dims.head_dim)?;
             let v = var(dims.kv_heads * dims.head_dim)?;
-            let w = Tensor::randn(0f64, 1.0, (rows, dims.heads * dims.head_dim), &dev)?
-                .to_dtype(dtype)?;
+            let w =
+                test_randn(0f64, 1.0, (rows, dims.heads * dims.head_dim), &dev)?.to_dtype(dtype)?;
             let qkv = Tensor::cat(&[q.as_tensor(), k.as_tensor(), v.as_tensor()], 1)?;
             let ours = causal_attention(&qkv, dims, layout.clone(), host(&cos), host(&sin))?;
             let (c, s) = (cos.to_dtype(dtype)?, sin.to_dtype(dtype)?);
@@ -928,11 +929,10 @@ mod tests {
         let width = (dims.heads + 2 * dims.kv_heads) * dims.head_dim;
         for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
             let qkv = Var::from_tensor(
-                &Tensor::randn(0f64, 1.5, (packed_rows, width), &dev)?.to_dtype(dtype)?,
+                &test_randn(0f64, 1.5, (packed_rows, width), &dev)?.to_dtype(dtype)?,
             )?;
-            let w_packed =
-                Tensor::randn(0f64, 1.0, (packed_rows, dims.heads * dims.head_dim), &dev)?
-                    .to_dtype(dtype)?;
+            let w_packed = test_randn(0f64, 1.0, (packed_rows, dims.heads * dims.head_dim), &dev)?
+                .to_dtype(dtype)?;
             let ours = causal_attention(
                 &qkv,
                 dims,

@@ -203,6 +203,7 @@ impl<T: BlockFloat> BlockKernels<T> for AttentionBlock {
 mod tests {
     use super::*;
     use crate::cpu::kernels::{causal_attention, linear, max_diff, rms_norm};
+    use crate::init::test_randn;
     use candle_core::{DType, Device, Var};
 
     /// The block equals the chain of the separate kernels (each held to
@@ -219,7 +220,7 @@ mod tests {
         let rows = b * t;
         let valid: Vec<bool> = (0..rows).map(|i| i / t != 1 || i % t < 6).collect();
         let layout = Arc::new(SequenceLayout::rectangular(b, t, valid));
-        let angles = Tensor::randn(0f32, 2.0, rows * dims.head_dim / 2, &dev)?;
+        let angles = test_randn(0f32, 2.0, rows * dims.head_dim / 2, &dev)?;
         let host = |t: Tensor| Arc::new(t.to_vec1::<f32>().unwrap());
         let (cos, sin) = (host(angles.cos()?), host(angles.sin()?));
         let attending = || Attending {
@@ -232,14 +233,14 @@ mod tests {
         for dtype in [DType::F64, DType::F32] {
             let var = |shape: &[usize], mean: f64, std: f64| -> Result<Var> {
                 Ok(Var::from_tensor(
-                    &Tensor::randn(mean, std, shape, &dev)?.to_dtype(dtype)?,
+                    &test_randn(mean, std, shape, &dev)?.to_dtype(dtype)?,
                 )?)
             };
             let x = var(&[rows, hidden], 0.0, 1.0)?;
             let norm = var(&[hidden], 1.0, 0.3)?;
             let qkv_w = var(&[width, hidden], 0.0, 0.5)?;
             let o_w = var(&[hidden, dims.heads * dims.head_dim], 0.0, 0.5)?;
-            let w = Tensor::randn(0f64, 1.0, (rows, hidden), &dev)?.to_dtype(dtype)?;
+            let w = test_randn(0f64, 1.0, (rows, hidden), &dev)?.to_dtype(dtype)?;
             let weights = Tensor::cat(&[qkv_w.as_tensor(), &norm.unsqueeze(0)?], 0)?;
             let ours = attention_block(&x, &weights, &o_w, attending(), 1e-6, None)?;
             let n = rms_norm(&x, &norm, 1e-6)?;

@@ -99,6 +99,7 @@ impl CustomOp2 for Linear {
 mod tests {
     use super::*;
     use crate::cpu::kernels::max_diff;
+    use crate::init::test_randn;
     use candle_core::{DType, Var};
 
     #[test]
@@ -109,11 +110,11 @@ mod tests {
             for dtype in [DType::F64, DType::F32] {
                 let var = |shape: (usize, usize)| -> Result<Var> {
                     Ok(Var::from_tensor(
-                        &Tensor::randn(0f64, 1.0, shape, &dev)?.to_dtype(dtype)?,
+                        &test_randn(0f64, 1.0, shape, &dev)?.to_dtype(dtype)?,
                     )?)
                 };
                 let (x, w) = (var((rows, inp))?, var((out, inp))?);
-                let g = Tensor::randn(0f64, 1.0, (rows, out), &dev)?.to_dtype(dtype)?;
+                let g = test_randn(0f64, 1.0, (rows, out), &dev)?.to_dtype(dtype)?;
                 let ours = linear(&x, &w)?;
                 let theirs = x.matmul(&w.t()?)?;
                 let tol = if dtype == DType::F64 { 1e-12 } else { 1e-4 };

@@ -392,6 +392,7 @@ impl CustomOp2 for TokenLogprobs {
 mod tests {
     use super::*;
     use crate::cpu::kernels::max_diff;
+    use crate::init::test_randn;
     use candle_core::{DType, Var, D};
 
     #[test]
@@ -444,10 +445,9 @@ mod tests {
         let picks = Arc::new(picks);
         for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 2e-4)] {
             let hidden =
-                Var::from_tensor(&Tensor::randn(0f64, 1.0, (rows, h), &dev)?.to_dtype(dtype)?)?;
-            let weight =
-                Var::from_tensor(&Tensor::randn(0f64, 1.0, (v, h), &dev)?.to_dtype(dtype)?)?;
-            let w = Tensor::randn(0f64, 1.0, (picks.rows.len(), 2), &dev)?.to_dtype(dtype)?;
+                Var::from_tensor(&test_randn(0f64, 1.0, (rows, h), &dev)?.to_dtype(dtype)?)?;
+            let weight = Var::from_tensor(&test_randn(0f64, 1.0, (v, h), &dev)?.to_dtype(dtype)?)?;
+            let w = test_randn(0f64, 1.0, (picks.rows.len(), 2), &dev)?.to_dtype(dtype)?;
             for t in [1.0, 0.7] {
                 let ours = token_logprobs(&hidden, &weight, picks.clone(), t)?;
                 let theirs = composed(&hidden, &weight, &picks, t)?;
@@ -484,9 +484,9 @@ mod tests {
             rows: vec![0, 3, NO_ROW, 3, 4],
             targets: vec![2, 8, 0, 1, 5],
         });
-        let hidden = Var::from_tensor(&Tensor::randn(0f64, 1.0, (rows, h), &dev)?)?;
-        let weight = Var::from_tensor(&Tensor::randn(0f64, 1.0, (v, h), &dev)?)?;
-        let w = Tensor::randn(0f64, 1.0, (5, 2), &dev)?;
+        let hidden = Var::from_tensor(&test_randn(0f64, 1.0, (rows, h), &dev)?)?;
+        let weight = Var::from_tensor(&test_randn(0f64, 1.0, (v, h), &dev)?)?;
+        let w = test_randn(0f64, 1.0, (5, 2), &dev)?;
         let loss = |x: &Tensor, wt: &Tensor| -> Result<f64> {
             let out = token_logprobs(x, wt, picks.clone(), 0.8)?;
             Ok((out * &w)?.sum_all()?.to_scalar::<f64>()?)

@@ -238,6 +238,7 @@ impl CustomOp2 for RmsNorm {
 mod tests {
     use super::*;
     use crate::cpu::kernels::max_diff;
+    use crate::init::test_randn;
     use candle_core::{DType, Var};
 
     #[test]
@@ -245,10 +246,9 @@ mod tests {
         let dev = Device::Cpu;
         // 150 rows: more than two backward blocks, the last one partial.
         for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-4)] {
-            let x =
-                Var::from_tensor(&Tensor::randn(0f64, 1.0, (3, 50, 16), &dev)?.to_dtype(dtype)?)?;
-            let w = Var::from_tensor(&Tensor::randn(1f64, 0.3, 16, &dev)?.to_dtype(dtype)?)?;
-            let g = Tensor::randn(0f64, 1.0, (3, 50, 16), &dev)?.to_dtype(dtype)?;
+            let x = Var::from_tensor(&test_randn(0f64, 1.0, (3, 50, 16), &dev)?.to_dtype(dtype)?)?;
+            let w = Var::from_tensor(&test_randn(1f64, 0.3, 16, &dev)?.to_dtype(dtype)?)?;
+            let g = test_randn(0f64, 1.0, (3, 50, 16), &dev)?.to_dtype(dtype)?;
             let ours = rms_norm(&x, &w, 1e-6)?;
             let theirs = candle_nn::ops::rms_norm_slow(&x, &w, 1e-6)?;
             let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();

@@ -94,15 +94,16 @@ impl CustomOp3 for Rope {
 mod tests {
     use super::*;
     use crate::cpu::kernels::max_diff;
+    use crate::init::test_randn;
     use candle_core::{Device, Var};
 
     #[test]
     fn rope_matches_the_composition_forward_and_backward() -> Result<()> {
         let dev = Device::Cpu;
-        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, 3, 4, 8), &dev)?)?;
-        let angles = Tensor::randn(0f64, 3.0, (2, 3, 4), &dev)?;
+        let x = Var::from_tensor(&test_randn(0f64, 1.0, (2, 3, 4, 8), &dev)?)?;
+        let angles = test_randn(0f64, 3.0, (2, 3, 4), &dev)?;
         let (cos, sin) = (angles.cos()?, angles.sin()?);
-        let w = Tensor::randn(0f64, 1.0, (2, 3, 4, 8), &dev)?;
+        let w = test_randn(0f64, 1.0, (2, 3, 4, 8), &dev)?;
         let ours = rope(&x, &cos, &sin)?;
         // Reference: x * cos + rotate_half(x) * sin with cos, sin repeated.
         let (c, s) = (

@@ -141,16 +141,16 @@ impl CustomOp3 for SwigluGrad {
 mod tests {
     use super::*;
     use crate::cpu::kernels::max_diff;
+    use crate::init::test_randn;
     use candle_core::{DType, Device, Var};
 
     #[test]
     fn swiglu_matches_the_composition_forward_and_backward() -> Result<()> {
         let dev = Device::Cpu;
         for dtype in [DType::F64, DType::F32] {
-            let gate =
-                Var::from_tensor(&(Tensor::randn(0f64, 6.0, (4, 37), &dev)?.to_dtype(dtype)?))?;
-            let up = Var::from_tensor(&Tensor::randn(0f64, 1.0, (4, 37), &dev)?.to_dtype(dtype)?)?;
-            let w = Tensor::randn(0f64, 1.0, (4, 37), &dev)?.to_dtype(dtype)?;
+            let gate = Var::from_tensor(&(test_randn(0f64, 6.0, (4, 37), &dev)?.to_dtype(dtype)?))?;
+            let up = Var::from_tensor(&test_randn(0f64, 1.0, (4, 37), &dev)?.to_dtype(dtype)?)?;
+            let w = test_randn(0f64, 1.0, (4, 37), &dev)?.to_dtype(dtype)?;
             let ours = swiglu(&gate, &up)?;
             let theirs = (gate.silu()? * up.as_tensor())?;
             let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
