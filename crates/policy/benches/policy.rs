@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
 use policy::{
-    completion_logprobs, Architecture, DecodePrecision, GenerationCache, ModelConfig, Policy,
+    completion_logprobs, Architecture, GenerationCache, ModelConfig, Policy, Precision,
     SamplingConfig,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -142,7 +142,7 @@ fn bench_generate(
     policy: &Policy,
     reps: usize,
     shape: &Shape,
-    precision: DecodePrecision,
+    precision: Precision,
     machine: &Machine,
 ) {
     let Shape {
@@ -177,8 +177,8 @@ fn bench_generate(
     let label = format!(
         "generate {prompts}x{group} seqs, {prompt_len} + {new_tokens} tokens (T=1{})",
         match precision {
-            DecodePrecision::Float32 => "",
-            DecodePrecision::Bfloat16 => ", bf16",
+            Precision::Float32 => "",
+            Precision::Bfloat16 => ", bf16",
         }
     );
     report(&label, &times, generated as f64, "tok");
@@ -378,7 +378,7 @@ fn main() {
         prompt_len,
         new_tokens,
     };
-    let (f32, bf16) = (DecodePrecision::Float32, DecodePrecision::Bfloat16);
+    let (f32, bf16) = (Precision::Float32, Precision::Bfloat16);
     if wanted("generate") {
         bench_generate(&policy, reps, &shape(64, 1, 16, 64), f32, &machine);
     }

@@ -23,7 +23,7 @@ use crate::logprobs::{
     check_groups, check_temperature, grouped_completion_scores, scoring_temperature, PromptGroup,
 };
 use crate::model::Transformer;
-use crate::request::{stops, DecodePrecision, FinishReason, Generation, Request, SamplingConfig};
+use crate::request::{stops, FinishReason, Generation, Precision, Request, SamplingConfig};
 
 /// Samples `samples_per_prompt` completions of every prompt, returned prompt
 /// by prompt, sample by sample. The same `rng` state gives the same samples.
@@ -69,12 +69,12 @@ where
 /// it) when it will not be used for a while. Other devices and dtypes
 /// generate through the tensor model and keep nothing here.
 ///
-/// The copy multiplies in the cache's [`DecodePrecision`] (float32 unless
+/// The copy multiplies in the cache's [`Precision`] (float32 unless
 /// made [`GenerationCache::with_precision`]); the tensor path ignores it.
 #[derive(Debug, Default)]
 pub struct GenerationCache {
     packed: Mutex<Option<Packed>>,
-    precision: DecodePrecision,
+    precision: Precision,
 }
 
 /// A packed decoder and the model configuration it was packed for.
@@ -91,7 +91,7 @@ impl GenerationCache {
     }
 
     /// An empty cache packing weights in `precision`.
-    pub fn with_precision(precision: DecodePrecision) -> Self {
+    pub fn with_precision(precision: Precision) -> Self {
         GenerationCache {
             packed: Mutex::default(),
             precision,
@@ -99,7 +99,7 @@ impl GenerationCache {
     }
 
     /// The precision the packed copy multiplies in.
-    pub fn precision(&self) -> DecodePrecision {
+    pub fn precision(&self) -> Precision {
         self.precision
     }
 

@@ -102,7 +102,7 @@ pub use allocator::keep_freed_memory;
 pub use cache::KvCache;
 pub use chat_template::{ChatMessage, ChatTemplate, SpecialTokens};
 pub use config::{Architecture, ModelConfig, RopeScaling};
-pub use cpu::ProductTally;
+pub use cpu::{set_matmul_precision, ProductTally};
 pub use device::{parse_device, DeviceSpec};
 pub use error::{Error, Result};
 pub use generate::{generate, generate_until, GenerationCache};
@@ -115,7 +115,7 @@ pub use logprobs::{
 };
 pub use model::Transformer;
 pub use policy::{Policy, CONFIG_FILE};
-pub use request::{DecodePrecision, FinishReason, Generation, SamplingConfig};
+pub use request::{FinishReason, Generation, Precision, SamplingConfig};
 pub use tokenizer::Tokenizer;
 pub use weight_names::{gguf_name, hf_name, parameter_shapes};
 pub use weights::{load_weights, save_weights, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};

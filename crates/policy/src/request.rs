@@ -37,22 +37,27 @@ impl Default for SamplingConfig {
     }
 }
 
-/// The arithmetic the CPU decoder multiplies its weights in.
+/// The arithmetic a CPU product multiplies in: the decoder's weights
+/// (`run.decode_precision`) or the training kernels' matrix products
+/// (`run.matmul_precision`).
 ///
-/// bfloat16 halves the bytes of every weight and, on CPUs with AVX-512
-/// bf16 dot products, doubles the products' rate; the activations are
-/// rounded to bfloat16 before each product and the sums kept in float32,
-/// as bf16 inference engines compute. The sampled tokens then come from a
-/// slightly different model than the one trained: log-probabilities shift
-/// by about 1e-2, where float32 reproduces the training forward to 1e-5.
+/// bfloat16 rounds both operands of each product to bfloat16 and keeps the
+/// sums in float32, as bf16 inference engines and PyTorch's
+/// `set_float32_matmul_precision("medium")` compute. For decoding it halves
+/// the bytes of every weight and, on CPUs with AVX-512 bf16 dot products,
+/// doubles the products' rate; the sampled tokens then come from a slightly
+/// different model than the one trained (log-probabilities shift by about
+/// 1e-2, where float32 reproduces the training forward to 1e-5). For
+/// training, weights, gradients and optimizer state stay float32; only the
+/// products' inputs are rounded.
 ///
-/// Configs and the command line spell it as [`DecodePrecision::name`]
+/// Configs and the command line spell it as [`Precision::name`]
 /// says (or `f32` / `bf16`), read by its `FromStr`.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
 #[serde(try_from = "String", into = "String")]
-pub enum DecodePrecision {
+pub enum Precision {
     /// float32 weights and products (the default).
     #[default]
     Float32,
@@ -60,41 +65,41 @@ pub enum DecodePrecision {
     Bfloat16,
 }
 
-impl DecodePrecision {
+impl Precision {
     /// Whether this CPU multiplies in this precision with instructions of
     /// its own; bfloat16 without AVX-512 bf16 is emulated, slower than
     /// float32.
     pub fn is_native(self) -> bool {
         match self {
-            DecodePrecision::Float32 => true,
-            DecodePrecision::Bfloat16 => crate::cpu::has_bf16_dot(),
+            Precision::Float32 => true,
+            Precision::Bfloat16 => crate::cpu::has_bf16_dot(),
         }
     }
 
     /// The name configuration files use.
     pub fn name(self) -> &'static str {
         match self {
-            DecodePrecision::Float32 => "float32",
-            DecodePrecision::Bfloat16 => "bfloat16",
+            Precision::Float32 => "float32",
+            Precision::Bfloat16 => "bfloat16",
         }
     }
 }
 
-impl std::str::FromStr for DecodePrecision {
+impl std::str::FromStr for Precision {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
-            "float32" | "f32" => Ok(DecodePrecision::Float32),
-            "bfloat16" | "bf16" => Ok(DecodePrecision::Bfloat16),
+            "float32" | "f32" => Ok(Precision::Float32),
+            "bfloat16" | "bf16" => Ok(Precision::Bfloat16),
             other => Err(Error::Input(format!(
-                "decode precision {other:?} is not one of \"float32\", \"bfloat16\""
+                "precision {other:?} is not one of \"float32\", \"bfloat16\""
             ))),
         }
     }
 }
 
-impl TryFrom<String> for DecodePrecision {
+impl TryFrom<String> for Precision {
     type Error = Error;
 
     fn try_from(name: String) -> Result<Self> {
@@ -102,13 +107,13 @@ impl TryFrom<String> for DecodePrecision {
     }
 }
 
-impl From<DecodePrecision> for String {
-    fn from(precision: DecodePrecision) -> String {
+impl From<Precision> for String {
+    fn from(precision: Precision) -> String {
         precision.name().to_string()
     }
 }
 
-impl std::fmt::Display for DecodePrecision {
+impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }

@@ -10,7 +10,8 @@
 
 use candle_core::{DType, Device, Tensor, D};
 use policy::{
-    completion_logprobs, generate, Architecture, Kernels, ModelConfig, Policy, SamplingConfig,
+    completion_logprobs, generate, set_matmul_precision, Architecture, Kernels, ModelConfig,
+    Policy, Precision, SamplingConfig,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -92,85 +93,135 @@ fn batch(rng: &mut StdRng, prompt: usize, completion: usize) -> (Tensor, Tensor)
     )
 }
 
-/// Logits, completion log-probabilities and the gradient of every weight
-/// through them: the backend's fused training path against the composed
-/// tensor model.
-#[test]
-fn training_pass_matches_the_tensor_model() {
+/// How far the backend's fused training path lies from the composed tensor
+/// model, relative to the reference's largest value: logits, completion
+/// log-probabilities, and the gradient of every weight through them.
+struct Distance {
+    logits: f64,
+    logprobs: f64,
+    gradients: Vec<(String, f64)>,
+}
+
+fn fused_against_composed(name: &str, cfg: &ModelConfig) -> Distance {
     let (prompt, completion, temperature) = (9, 7, 0.7);
-    for (name, cfg) in configs() {
-        let policy = policy(&cfg, 5);
-        assert!(
-            policy.model.fused_training(),
-            "{name}: f32 CPU runs the backend"
-        );
-        let mut rng = StdRng::seed_from_u64(11);
-        let (ids, mask) = batch(&mut rng, prompt, completion);
+    let policy = policy(cfg, 5);
+    assert!(
+        policy.model.fused_training(),
+        "{name}: f32 CPU runs the backend"
+    );
+    let mut rng = StdRng::seed_from_u64(11);
+    let (ids, mask) = batch(&mut rng, prompt, completion);
 
-        // Logits at real positions (padding positions are never read).
-        let real = mask.to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();
-        let logits = |kernels| {
-            let l = policy
-                .model
-                .forward_with(&ids, Some(&mask), None, kernels)
-                .unwrap();
-            l.broadcast_mul(&real).unwrap()
-        };
-        let (ours, reference) = (logits(Kernels::Trainable), logits(Kernels::Composed));
-        let diff = relative_diff(&ours, &reference);
-        assert!(diff < 1e-5, "{name} logits: relative diff {diff}");
-
-        // The backend: fused kernels and the chunked LM head.
-        let ours =
-            completion_logprobs(&policy.model, &ids, &mask, completion, temperature).unwrap();
-        // The reference: log-softmax of the composed logits.
-        let t = prompt + completion;
-        let composed = policy
+    // Logits at real positions (padding positions are never read).
+    let real = mask.to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();
+    let logits = |kernels| {
+        let l = policy
             .model
-            .forward_with(&ids, Some(&mask), None, Kernels::Composed)
-            .unwrap()
-            .narrow(1, t - completion - 1, completion)
+            .forward_with(&ids, Some(&mask), None, kernels)
             .unwrap();
-        let scaled = (composed / temperature).unwrap();
-        let log_probs =
-            candle_nn::ops::log_softmax(&scaled.contiguous().unwrap(), D::Minus1).unwrap();
-        let targets = ids
-            .narrow(1, t - completion, completion)
-            .unwrap()
-            .contiguous()
-            .unwrap();
-        let reference = log_probs
-            .gather(&targets.unsqueeze(2).unwrap(), 2)
-            .unwrap()
-            .squeeze(2)
-            .unwrap();
-        let diff = relative_diff(&ours, &reference);
-        assert!(diff < 1e-5, "{name} log-probs: relative diff {diff}");
+        l.broadcast_mul(&real).unwrap()
+    };
+    let logit_diff = relative_diff(&logits(Kernels::Trainable), &logits(Kernels::Composed));
 
-        // Gradients of a weighted sum, so every position matters differently.
-        let weights: Vec<f32> = (0..2 * completion)
-            .map(|_| rng.random_range(-1.0f32..1.0))
-            .collect();
-        let weights = Tensor::from_vec(weights, (2, completion), &Device::Cpu).unwrap();
-        let loss = |lp: &Tensor| (lp * &weights).unwrap().sum_all().unwrap();
-        let (ours, reference) = (
-            policy.model.backward(&loss(&ours)).unwrap(),
-            policy.model.backward(&loss(&reference)).unwrap(),
-        );
-        for (weight, var) in policy.named_vars() {
+    // The backend: fused kernels and the chunked LM head.
+    let ours = completion_logprobs(&policy.model, &ids, &mask, completion, temperature).unwrap();
+    // The reference: log-softmax of the composed logits.
+    let t = prompt + completion;
+    let composed = policy
+        .model
+        .forward_with(&ids, Some(&mask), None, Kernels::Composed)
+        .unwrap()
+        .narrow(1, t - completion - 1, completion)
+        .unwrap();
+    let scaled = (composed / temperature).unwrap();
+    let log_probs = candle_nn::ops::log_softmax(&scaled.contiguous().unwrap(), D::Minus1).unwrap();
+    let targets = ids
+        .narrow(1, t - completion, completion)
+        .unwrap()
+        .contiguous()
+        .unwrap();
+    let reference = log_probs
+        .gather(&targets.unsqueeze(2).unwrap(), 2)
+        .unwrap()
+        .squeeze(2)
+        .unwrap();
+    let logprob_diff = relative_diff(&ours, &reference);
+
+    // Gradients of a weighted sum, so every position matters differently.
+    let weights: Vec<f32> = (0..2 * completion)
+        .map(|_| rng.random_range(-1.0f32..1.0))
+        .collect();
+    let weights = Tensor::from_vec(weights, (2, completion), &Device::Cpu).unwrap();
+    let loss = |lp: &Tensor| (lp * &weights).unwrap().sum_all().unwrap();
+    let (ours, reference) = (
+        policy.model.backward(&loss(&ours)).unwrap(),
+        policy.model.backward(&loss(&reference)).unwrap(),
+    );
+    let gradients = policy
+        .named_vars()
+        .into_iter()
+        .map(|(weight, var)| {
             let g = ours
                 .get(var.as_tensor())
                 .expect("a gradient for every weight");
             let r = reference
                 .get(var.as_tensor())
                 .expect("a gradient for every weight");
-            let diff = relative_diff(g, r);
+            (weight, relative_diff(g, r))
+        })
+        .collect();
+    Distance {
+        logits: logit_diff,
+        logprobs: logprob_diff,
+        gradients,
+    }
+}
+
+#[test]
+fn training_pass_matches_the_tensor_model() {
+    for (name, cfg) in configs() {
+        let d = fused_against_composed(name, &cfg);
+        assert!(d.logits < 1e-5, "{name} logits: relative diff {}", d.logits);
+        assert!(
+            d.logprobs < 1e-5,
+            "{name} log-probs: relative diff {}",
+            d.logprobs
+        );
+        for (weight, diff) in d.gradients {
             assert!(
                 diff < 1e-4,
                 "{name} gradient of {weight}: relative diff {diff}"
             );
         }
     }
+}
+
+/// With `run.matmul_precision = "bfloat16"` the products round their
+/// operands to bfloat16: the pass stays within bfloat16's rounding of the
+/// float32 model (and visibly off it, so the setting took effect).
+#[test]
+fn training_pass_in_bfloat16_products_stays_near_the_tensor_model() {
+    let previous = set_matmul_precision(Precision::Bfloat16);
+    for (name, cfg) in configs() {
+        let d = fused_against_composed(name, &cfg);
+        assert!(d.logits < 2e-2, "{name} logits: relative diff {}", d.logits);
+        assert!(
+            d.logits > 1e-4,
+            "{name} logits: the products were not rounded"
+        );
+        assert!(
+            d.logprobs < 2e-2,
+            "{name} log-probs: relative diff {}",
+            d.logprobs
+        );
+        for (weight, diff) in d.gradients {
+            assert!(
+                diff < 5e-2,
+                "{name} gradient of {weight}: relative diff {diff}"
+            );
+        }
+    }
+    set_matmul_precision(previous);
 }
 
 /// The packed decoder's samples, on several threads, carry the

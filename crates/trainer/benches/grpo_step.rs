@@ -41,15 +41,16 @@
 //! `VERITY_BENCH_DECODE` (`run.decode_precision` of the GRPO steps, default
 //! `float32` as the peer; `bfloat16` rollouts have a ceiling with the
 //! sampling forward at twice the GEMM rate), `VERITY_BENCH_REFERENCE`
-//! (`grpo.reference_precision`, default the same as the rollouts').
+//! (`grpo.reference_precision`, default the same as the rollouts'),
+//! `VERITY_BENCH_MATMUL` (`run.matmul_precision` of the training pass and
+//! the GRPO steps, default `float32` as the peer; in `bfloat16` the
+//! update's products have a ceiling at twice the GEMM rate).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use policy::{
-    completion_logprobs, Architecture, DecodePrecision, ModelConfig, Policy, ProductTally,
-};
+use policy::{completion_logprobs, Architecture, ModelConfig, Policy, Precision, ProductTally};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::Value;
 use trainer::{grpo_loss, Accumulation, AdamWConfig, Config, LossConfig, LossInputs};
@@ -160,6 +161,8 @@ fn main() {
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
     policy::keep_freed_memory();
+    // The train pass runs on this thread; the GRPO steps set it from their config.
+    policy::set_matmul_precision(matmul_precision());
     let reps = env_usize("VERITY_BENCH_REPS", 5);
     let only: Vec<String> = std::env::var("VERITY_BENCH_ONLY")
         .unwrap_or_default()
@@ -213,6 +216,22 @@ fn cpu_seconds() -> f64 {
         libc::getrusage(libc::RUSAGE_SELF, &mut usage);
         let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
         secs(usage.ru_utime) + secs(usage.ru_stime)
+    }
+}
+
+/// `VERITY_BENCH_MATMUL`, default float32.
+fn matmul_precision() -> Precision {
+    std::env::var("VERITY_BENCH_MATMUL")
+        .unwrap_or_else(|_| "float32".into())
+        .parse()
+        .expect("VERITY_BENCH_MATMUL")
+}
+
+/// What a multiply-add in `precision` costs at the GEMM rate, in float32 ones.
+fn product_cost(precision: Precision) -> f64 {
+    match precision {
+        Precision::Float32 => 1.0,
+        Precision::Bfloat16 => 0.5,
     }
 }
 
@@ -439,9 +458,15 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
     let tokens = (b * (p + c)) as f64;
     let params = shape.config.num_parameters();
     let flop = 6.0 * params as f64 * tokens;
-    let floor = flop / (machine.gemm_gflops * 1e9) + optimizer_floor(params, machine);
+    let matmul = matmul_precision();
+    let floor = product_cost(matmul) * flop / (machine.gemm_gflops * 1e9)
+        + optimizer_floor(params, machine);
     println!(
-        "train pass {b} x ({p} + {c}): {:>7.0} tok/s (best {:.0}), {:.3} s median: forward {:.3}, backward {:.3}, clip+AdamW {:.3}; {:.0} GFLOP/s as 6NT; cpu {:.3} s",
+        "train pass {b} x ({p} + {c}){}: {:>7.0} tok/s (best {:.0}), {:.3} s median: forward {:.3}, backward {:.3}, clip+AdamW {:.3}; {:.0} GFLOP/s as 6NT; cpu {:.3} s",
+        match matmul {
+            Precision::Float32 => "",
+            Precision::Bfloat16 => ", bf16 products",
+        },
         tokens / med,
         tokens / best,
         med,
@@ -453,9 +478,13 @@ fn train_pass(shape: &Shape, reps: usize, machine: &Machine, peer: Option<&Value
     );
     let peer_rate = fastest_peer_pass(peer, shape.name);
     println!(
-        "    machine ceiling {:.0} tok/s (6NT at {:.0} GFLOP/s + AdamW bytes at {:.1} GB/s){}",
+        "    machine ceiling {:.0} tok/s (6NT at {:.0} GFLOP/s{} + AdamW bytes at {:.1} GB/s){}",
         tokens / floor,
         machine.gemm_gflops,
+        match matmul {
+            Precision::Float32 => "",
+            Precision::Bfloat16 => ", twice it in bf16",
+        },
         machine.copy_gbs,
         peer_rate.map_or(String::new(), |r| format!(
             "; peer {r:.0} tok/s (its fastest variant), ratio {:.2}x",
@@ -559,13 +588,14 @@ fn grpo_steps(
         discard,
         ..
     } = case;
-    let precision: DecodePrecision = std::env::var("VERITY_BENCH_DECODE")
+    let precision: Precision = std::env::var("VERITY_BENCH_DECODE")
         .unwrap_or_else(|_| "float32".into())
         .parse()?;
-    let reference: DecodePrecision = match std::env::var("VERITY_BENCH_REFERENCE") {
+    let reference: Precision = match std::env::var("VERITY_BENCH_REFERENCE") {
         Ok(name) => name.parse()?,
         Err(_) => precision,
     };
+    let matmul = matmul_precision();
     let work = tempfile::tempdir()?;
     let model = work.path().join("model");
     model_dir(shape, &model)?;
@@ -582,6 +612,7 @@ out_dir = "{out}"
 seed = 0
 threads = {threads}
 decode_precision = "{precision}"
+matmul_precision = "{matmul}"
 
 [model]
 source = "local"
@@ -648,15 +679,19 @@ samples_per_step = 0
         .filter_map(|l| l["peak_rss_mb"].as_f64())
         .fold(0.0, f64::max);
     println!(
-        "GRPO step {prompts} x {group} x ({prompt_tokens} + {completion}), beta {beta}{}: {step:.3} s/step (median of {}): generation {:.3}, reference {:.3}, loss forward {:.3}, backward {:.3}, optimizer {:.3}; peak RSS {peak:.0} MB",
+        "GRPO step {prompts} x {group} x ({prompt_tokens} + {completion}), beta {beta}{}{}: {step:.3} s/step (median of {}): generation {:.3}, reference {:.3}, loss forward {:.3}, backward {:.3}, optimizer {:.3}; peak RSS {peak:.0} MB",
         match (precision, beta > 0.0, reference) {
-            (DecodePrecision::Float32, false, _)
-            | (DecodePrecision::Float32, true, DecodePrecision::Float32) => "",
-            (DecodePrecision::Bfloat16, true, DecodePrecision::Bfloat16) => {
+            (Precision::Float32, false, _)
+            | (Precision::Float32, true, Precision::Float32) => "",
+            (Precision::Bfloat16, true, Precision::Bfloat16) => {
                 ", bf16 rollouts and reference"
             }
-            (DecodePrecision::Bfloat16, _, _) => ", bf16 rollouts",
-            (DecodePrecision::Float32, true, DecodePrecision::Bfloat16) => ", bf16 reference",
+            (Precision::Bfloat16, _, _) => ", bf16 rollouts",
+            (Precision::Float32, true, Precision::Bfloat16) => ", bf16 reference",
+        },
+        match matmul {
+            Precision::Float32 => "",
+            Precision::Bfloat16 => ", bf16 products",
         },
         kept.len(),
         med("time/generation_s"),
@@ -671,16 +706,12 @@ samples_per_step = 0
     // bfloat16); AdamW's bytes at memory speed.
     let params = shape.config.num_parameters() as f64;
     let tokens = (prompts * prompt_tokens + prompts * group * completion) as f64;
-    let forward_cost = |p: DecodePrecision| match p {
-        DecodePrecision::Float32 => 1.0,
-        DecodePrecision::Bfloat16 => 0.5,
-    };
     let scoring = if beta > 0.0 {
-        forward_cost(reference)
+        product_cost(reference)
     } else {
         0.0
     };
-    let forwards = forward_cost(precision) + scoring + 3.0;
+    let forwards = product_cost(precision) + scoring + 3.0 * product_cost(matmul);
     let floor = forwards * 2.0 * params * tokens / (machine.gemm_gflops * 1e9)
         + optimizer_floor(shape.config.num_parameters(), machine);
     let peer_step = match case.kind {

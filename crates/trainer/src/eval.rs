@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use policy::{DecodePrecision, GenerationCache};
+use policy::{GenerationCache, Precision};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use tasks::{Problem, Verdict};
@@ -38,7 +38,7 @@ pub struct EvalSettings {
     /// Prompts per generation batch.
     pub batch_size: usize,
     /// What the CPU decoder multiplies in (`run.decode_precision`).
-    pub decode_precision: DecodePrecision,
+    pub decode_precision: Precision,
 }
 
 impl EvalSettings {
@@ -508,7 +508,7 @@ mod tests {
             temperature: 1.0,
             max_new_tokens: 8,
             batch_size: 8,
-            decode_precision: DecodePrecision::Float32,
+            decode_precision: Precision::Float32,
         };
         let outcomes = [outcome(true, 4), outcome(false, 0), outcome(false, 1)];
         let s = summarize(outcomes.iter(), &settings).unwrap();

@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use policy::{DecodePrecision, Generation, GenerationCache};
+use policy::{Generation, GenerationCache, Precision};
 use serde::Serialize;
 use tasks::{Mixture, Problem, Split, Verdict};
 
@@ -73,7 +73,7 @@ pub(crate) struct GrpoContext<'a> {
     /// The run seed (rollout sampling streams derive from it).
     pub run_seed: u64,
     /// What the CPU decoder multiplies in (`run.decode_precision`).
-    pub decode_precision: DecodePrecision,
+    pub decode_precision: Precision,
     /// Seed of the GRPO prompt stream.
     pub data_seed: u64,
     /// Completions per step written to samples.jsonl.

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use policy::{
-    DecodePrecision, Generation, GenerationCache, SamplingConfig, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
+    Generation, GenerationCache, Precision, SamplingConfig, WEIGHTS_FILE, WEIGHTS_INDEX_FILE,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -276,7 +276,7 @@ impl Checkpoint {
         per_prompt: usize,
         sampling: &SamplingConfig,
         raw: bool,
-        (seed, precision): (u64, DecodePrecision),
+        (seed, precision): (u64, Precision),
     ) -> Result<Vec<Sample>> {
         let model = &self.model;
         let ids = prompts

@@ -136,7 +136,8 @@ impl RunSummary {
 /// Trains as `config` says, reporting to `progress`, and returns a summary.
 ///
 /// Sets the tensor thread count first (`run.threads`), so call it before any
-/// other tensor work in the process.
+/// other tensor work in the process; sets the calling thread's matrix
+/// product precision (`run.matmul_precision`) too.
 pub fn train(config: &Config, progress: &mut dyn Progress) -> Result<RunSummary> {
     train_until(config, progress, &AtomicBool::new(false))
 }
@@ -151,6 +152,7 @@ pub fn train_until(
 ) -> Result<RunSummary> {
     let start = Instant::now();
     set_threads(config.run.threads);
+    policy::set_matmul_precision(config.run.matmul_precision);
     let run_dir = create_run_dir(config)?;
     let (device, mixture) = device_and_mixture(config)?;
     let model = Model::from_config(config, &alphabet_mixture(config, &mixture)?, &device)?;
@@ -176,6 +178,7 @@ pub fn resume(
 ) -> Result<RunSummary> {
     let start = Instant::now();
     set_threads(config.run.threads);
+    policy::set_matmul_precision(config.run.matmul_precision);
     let run_dir = config.run_dir();
     let found = latest_checkpoint(&run_dir, &mut |dir, e| {
         progress.message(&format!(
@@ -372,6 +375,12 @@ impl<'a> Run<'a> {
                 config.grpo.reference_precision,
                 "reference scoring",
                 config.grpo.beta > 0.0,
+            ),
+            (
+                "run.matmul_precision",
+                config.run.matmul_precision,
+                "training's matrix products",
+                true,
             ),
         ];
         for (key, precision, what, used) in precisions {

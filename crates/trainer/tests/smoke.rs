@@ -237,13 +237,13 @@ fn bfloat16_decoding_runs_reproducibly() {
         let all: Vec<Value> = all.into_iter().map(without_measurements).collect();
         (resolved, all, gaps)
     };
-    let (resolved, bf16, bf16_gaps) = run(policy::DecodePrecision::Bfloat16);
+    let (resolved, bf16, bf16_gaps) = run(policy::Precision::Bfloat16);
     assert!(
         resolved.contains("decode_precision = \"bfloat16\""),
         "{resolved}"
     );
-    assert_eq!(bf16, run(policy::DecodePrecision::Bfloat16).1);
-    let (_, _, f32_gaps) = run(policy::DecodePrecision::Float32);
+    assert_eq!(bf16, run(policy::Precision::Bfloat16).1);
+    let (_, _, f32_gaps) = run(policy::Precision::Float32);
     assert_eq!((bf16_gaps.len(), f32_gaps.len()), (2, 2));
     for (bf16, f32) in bf16_gaps.iter().zip(&f32_gaps) {
         assert!(
@@ -280,8 +280,8 @@ fn the_reference_scores_the_starting_policy() {
                 .collect::<Vec<_>>(),
         )
     };
-    let (f32_kl, _) = run(policy::DecodePrecision::Float32);
-    let (bf16_kl, bf16) = run(policy::DecodePrecision::Bfloat16);
+    let (f32_kl, _) = run(policy::Precision::Float32);
+    let (bf16_kl, bf16) = run(policy::Precision::Bfloat16);
     assert_eq!((f32_kl.len(), bf16_kl.len()), (2, 2));
     // float32's k3 rounds to about 1e-10 per token at most on average.
     assert!(
@@ -296,7 +296,7 @@ fn the_reference_scores_the_starting_policy() {
     );
     // After an update the policy has moved from its reference.
     assert!(f32_kl[1] > 1e-7, "float32 reference: kl {}", f32_kl[1]);
-    assert_eq!(bf16, run(policy::DecodePrecision::Bfloat16).1);
+    assert_eq!(bf16, run(policy::Precision::Bfloat16).1);
 }
 
 /// The sampler correction weighs bfloat16 rollouts' policy loss (two
@@ -307,7 +307,7 @@ fn sampler_correction_weighs_bfloat16_rollouts() {
     let run = |correction| {
         let out = tempfile::tempdir().unwrap();
         let mut config = micro_config(out.path(), "");
-        config.run.decode_precision = policy::DecodePrecision::Bfloat16;
+        config.run.decode_precision = policy::Precision::Bfloat16;
         config.grpo.sampler_correction = correction;
         config.grpo.num_iterations = 2;
         train(&config, &mut Silent).unwrap();

@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use std::io::Write;
 
-use policy::DecodePrecision;
+use policy::Precision;
 use tasks::Problem;
 use trainer::{heldout_problems, render_table, Checkpoint, EvalRecord, EvalSettings, BUDGETS_FILE};
 
@@ -60,7 +60,7 @@ pub struct EvalArgs {
     /// where the CPU has AVX-512 bf16, log-probabilities about 1e-2 off).
     /// Default: the run's `run.decode_precision`, else float32.
     #[arg(long, value_name = "P")]
-    decode_precision: Option<DecodePrecision>,
+    decode_precision: Option<Precision>,
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -221,7 +221,7 @@ pub(crate) fn warn_dropped<'a>(
 }
 
 /// Says so when the decoder will emulate `precision` (slower than float32).
-pub(crate) fn warn_if_emulated(precision: DecodePrecision) {
+pub(crate) fn warn_if_emulated(precision: Precision) {
     if !precision.is_native() {
         eprintln!(
             "warning: --decode-precision {precision}: this CPU has no AVX-512 bf16 dot \

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Result};
 use clap::{ArgGroup, Args};
-use policy::{DecodePrecision, FinishReason};
+use policy::{FinishReason, Precision};
 use trainer::{Checkpoint, Sample, SamplePrompt};
 
 use crate::bad_input;
@@ -69,7 +69,7 @@ pub struct SampleArgs {
     /// where the CPU has AVX-512 bf16, log-probabilities about 1e-2 off).
     /// Default: the run's `run.decode_precision`, else float32.
     #[arg(long, value_name = "P")]
-    decode_precision: Option<DecodePrecision>,
+    decode_precision: Option<Precision>,
     /// `cpu`, `cuda` or `cuda:N`. Default: the run's device, else cpu.
     #[arg(long, value_name = "DEVICE")]
     device: Option<String>,

@@ -69,20 +69,26 @@ fn train(dir: &Path, args: &[&str]) {
     );
 }
 
-/// The run folder of the config trained on `threads` threads (once per
-/// test binary for each count).
-fn run_on(threads: usize) -> PathBuf {
-    static RUNS: OnceLock<std::sync::Mutex<Vec<(usize, PathBuf)>>> = OnceLock::new();
+/// The run folder of the config trained on `threads` threads with the
+/// training products in `matmul` precision (once per test binary for each).
+fn run_on(threads: usize, matmul: &str) -> PathBuf {
+    type Runs = std::sync::Mutex<Vec<((usize, String), PathBuf)>>;
+    static RUNS: OnceLock<Runs> = OnceLock::new();
     let runs = RUNS.get_or_init(Default::default);
     let mut runs = runs.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, dir)) = runs.iter().find(|(t, _)| *t == threads) {
+    let key = (threads, matmul.to_string());
+    if let Some((_, dir)) = runs.iter().find(|(k, _)| *k == key) {
         return dir.clone();
     }
-    let dir = scratch(&format!("t{threads}"));
+    let dir = scratch(&format!("t{threads}-{matmul}"));
     let set = format!("run.threads={threads}");
-    train(&dir, &["--config", "run.toml", "--set", &set]);
+    let precision = format!("run.matmul_precision={matmul}");
+    train(
+        &dir,
+        &["--config", "run.toml", "--set", &set, "--set", &precision],
+    );
     let run = dir.join("runs/run");
-    runs.push((threads, run.clone()));
+    runs.push((key, run.clone()));
     run
 }
 
@@ -125,8 +131,30 @@ fn checkpoint_files(run: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn one_and_three_threads_give_the_same_bits() {
-    let (one, three) = (run_on(1), run_on(3));
-    let (a, b) = (checkpoint_files(&one), checkpoint_files(&three));
+    same_bits(&run_on(1, "float32"), &run_on(3, "float32"));
+}
+
+/// Products in bfloat16 too: their operands are rounded and packed word by
+/// word, and summed in pieces fixed by the shape.
+#[test]
+fn bfloat16_products_on_one_and_three_threads_give_the_same_bits() {
+    let (one, three) = (run_on(1, "bfloat16"), run_on(3, "bfloat16"));
+    same_bits(&one, &three);
+    let weights = |run: &Path| {
+        checkpoint_files(run)
+            .into_iter()
+            .filter(|(name, _)| name.ends_with("model.safetensors"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        weights(&one) != weights(&run_on(1, "float32")),
+        "run.matmul_precision changed nothing"
+    );
+}
+
+/// The two runs' checkpoints and logs are the same, timings aside.
+fn same_bits(one: &Path, three: &Path) {
+    let (a, b) = (checkpoint_files(one), checkpoint_files(three));
     assert!(a
         .iter()
         .any(|(name, _)| name.ends_with("model.safetensors")));
@@ -154,7 +182,7 @@ fn one_and_three_threads_give_the_same_bits() {
 
 #[test]
 fn resuming_on_another_thread_count_continues_exactly() {
-    let whole = run_on(1);
+    let whole = run_on(1, "float32");
     // One GRPO step on three threads, then the second on one thread.
     let dir = scratch("resumed");
     train(

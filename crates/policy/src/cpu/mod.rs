@@ -16,12 +16,14 @@
 //! weight-name table. `tests/cpu_backend.rs` holds the whole backend to the
 //! tensor model built from basic operations.
 
+pub(crate) mod bf16_product;
 pub(crate) mod decoder;
 pub(crate) mod kernels;
 pub(crate) mod packed;
 pub(crate) mod parallel;
 pub(crate) mod simd;
 
+pub use bf16_product::set_matmul_precision;
 pub(crate) use decoder::{generate as decode, score as decoder_scores, CpuDecoder, Fingerprint};
 pub(crate) use kernels::{
     attention_block, causal_attention, fused_cpu, linear, rms_norm, rope, softmax_last_dim, swiglu,

@@ -7,7 +7,7 @@
 //! the core for any row count; a general matrix library tuned for large
 //! products loses most of that at the 8-64 rows of a decode step.
 //!
-//! In bfloat16 ([`DecodePrecision::Bfloat16`]) a panel holds pairs of
+//! In bfloat16 ([`Precision::Bfloat16`]) a panel holds pairs of
 //! input rows side by side, `[in / 2, NR]` 32-bit words of two bfloat16
 //! each, the layout AVX-512's `vdpbf16ps` multiplies: half the bytes and,
 //! where the CPU has it, twice the products per instruction.
@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use crate::cpu::parallel::{par_for, SharedMut};
 use crate::cpu::simd::{bf16_bits, bf16_value, has_bf16_dot, level, simd_fn, Level};
-use crate::request::DecodePrecision;
+use crate::request::Precision;
 
 /// Output columns per panel: two 16-lane vectors.
 pub(crate) const NR: usize = 32;
@@ -66,7 +66,7 @@ impl PackedLinear {
         out_dim: usize,
         in_dim: usize,
         bias: Option<&[f32]>,
-        precision: DecodePrecision,
+        precision: Precision,
     ) -> Self {
         assert_eq!(weight.len(), out_dim * in_dim, "weight shape");
         Self::stacked(
@@ -84,7 +84,7 @@ impl PackedLinear {
         parts: &[&[f32]],
         in_dim: usize,
         bias: Option<&[&[f32]]>,
-        precision: DecodePrecision,
+        precision: Precision,
     ) -> Self {
         let rows: Vec<&[f32]> = parts.iter().flat_map(|p| p.chunks_exact(in_dim)).collect();
         assert!(parts.iter().all(|p| p.len() % in_dim == 0), "weight shape");
@@ -95,7 +95,7 @@ impl PackedLinear {
         // spinning.
         let big = out_dim * in_dim >= 1 << 20;
         let panels = match precision {
-            DecodePrecision::Float32 => Panels::F32(pack(n_panels, in_dim, big, |p, panel| {
+            Precision::Float32 => Panels::F32(pack(n_panels, in_dim, big, |p, panel| {
                 let rows = &rows[p * NR..(p * NR + NR).min(rows.len())];
                 match <&[&[f32]; NR]>::try_from(rows) {
                     // A full panel step by step: sequential writes, the NR
@@ -117,7 +117,7 @@ impl PackedLinear {
                     }
                 }
             })),
-            DecodePrecision::Bfloat16 => {
+            Precision::Bfloat16 => {
                 let pairs = in_dim.div_ceil(2);
                 Panels::Bf16(pack(n_panels, pairs, big, |p, panel| {
                     for (col, row) in rows[p * NR..].iter().take(NR).enumerate() {
@@ -253,24 +253,121 @@ impl PackedLinear {
             }
             (Input::Bf16(x), Panels::Bf16(weights)) => {
                 let w = Weights::new(self, weights, self.in_dim.div_ceil(2));
-                match level() {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: the CPU has AVX-512 bf16; the caller vouches for y.
-                    _ if has_bf16_dot() => unsafe {
-                        avx512::forward_bf16(&w, x, rows, y, panels, output)
-                    },
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: the CPU has AVX2 and FMA (or more); the caller vouches for y.
-                    Level::Avx512 | Level::Avx2 => unsafe {
-                        portable::forward_bf16_avx2(&w, x, rows, y, panels, output)
-                    },
-                    // SAFETY: the caller vouches for y.
-                    _ => unsafe { portable::forward_bf16_generic(&w, x, rows, y, panels, output) },
-                }
+                // SAFETY: the caller vouches for y.
+                unsafe { forward_bf16(&w, x, rows, y, panels, output) }
             }
             _ => unreachable!("the input is prepared for the panels it meets"),
         }
     }
+}
+
+/// Rows of bfloat16 pairs times panels of them, in the instructions the CPU
+/// has.
+///
+/// # Safety
+/// `y` must hold `rows` rows at `w.ldc` whose columns in `panels` no other
+/// thread touches meanwhile; x must hold `rows` rows as `w.x` lays them out.
+unsafe fn forward_bf16(
+    w: &Weights<u32>,
+    x: &[u32],
+    rows: usize,
+    y: *mut f32,
+    panels: Range<usize>,
+    output: Output,
+) {
+    match level() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512 bf16; the caller vouches for y.
+        _ if has_bf16_dot() => unsafe { avx512::forward_bf16(w, x, rows, y, panels, output) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2 and FMA (or more); the caller vouches for y.
+        Level::Avx512 | Level::Avx2 => unsafe {
+            portable::forward_bf16_avx2(w, x, rows, y, panels, output)
+        },
+        // SAFETY: the caller vouches for y.
+        _ => unsafe { portable::forward_bf16_generic(w, x, rows, y, panels, output) },
+    }
+}
+
+/// Where a product's rows of x lie, in elements: row `r0 + r` of the block
+/// of [`R`] rows starting at `r0` (a multiple of R), step i, at
+/// `r0 * stride + r * row_step + i * step`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowLayout {
+    pub(crate) stride: usize,
+    pub(crate) row_step: usize,
+    pub(crate) step: usize,
+}
+
+impl RowLayout {
+    /// Row after row, `stride` apart.
+    pub(crate) fn by_rows(stride: usize) -> Self {
+        RowLayout {
+            stride,
+            row_step: stride,
+            step: 1,
+        }
+    }
+
+    /// Blocks of [`R`] rows, `steps` long, step by step: a step's R
+    /// words side by side.
+    pub(crate) fn blocked(steps: usize) -> Self {
+        RowLayout {
+            stride: steps,
+            row_step: 1,
+            step: R,
+        }
+    }
+
+    /// The index of row `r`'s step `i`.
+    fn index(&self, r: usize, i: usize) -> usize {
+        let r0 = r / R * R;
+        r0 * self.stride + (r - r0) * self.row_step + i * self.step
+    }
+}
+
+/// Panels of bfloat16 pairs, the right side of a [`bf16_panel_product`]:
+/// panel p's pair i, column c at `panels[p * stride + i * NR + c]`, where
+/// `stride >= pairs * NR`.
+#[derive(Clone, Copy)]
+pub(crate) struct PairPanels<'a> {
+    pub(crate) panels: &'a [u32],
+    pub(crate) stride: usize,
+    /// Pairs summed over, from each panel's start.
+    pub(crate) pairs: usize,
+    /// Real columns (the last panel's lanes past them are not written).
+    pub(crate) cols: usize,
+}
+
+/// `y (+)= x b` for `rows` rows of x and the panels `b`, y's rows `ldc`
+/// apart: the products of training in bfloat16 (`cpu::bf16_product`), on
+/// this thread.
+///
+/// # Safety
+/// `y` must hold `rows` rows of `b.cols` values `ldc` apart that no other
+/// thread touches meanwhile.
+pub(crate) unsafe fn bf16_panel_product(
+    (x, layout): (&[u32], RowLayout),
+    rows: usize,
+    b: PairPanels,
+    (y, ldc): (*mut f32, usize),
+    output: Output,
+) {
+    let n_panels = b.cols.div_ceil(NR);
+    assert!(b.stride >= b.pairs * NR);
+    assert!(n_panels == 0 || b.panels.len() >= (n_panels - 1) * b.stride + b.pairs * NR);
+    assert!(rows == 0 || b.pairs == 0 || x.len() > layout.index(rows - 1, b.pairs - 1));
+    let w = Weights {
+        panels: b.panels,
+        bias: None,
+        steps: b.pairs,
+        out_dim: b.cols,
+        panel_stride: b.stride,
+        x: layout,
+        ldc,
+    };
+    // SAFETY: the caller vouches for y; the operands' reach is asserted.
+    unsafe { forward_bf16(&w, x, rows, y, 0..n_panels, output) }
 }
 
 /// Packs `n_panels` panels of `steps * NR` values, `fill(p, panel)` writing
@@ -311,7 +408,7 @@ fn pack<T: Copy + Send + Sync>(
 simd_fn! {
     /// `x` rounded to bfloat16, two to a word (`x[2i]` in the low half),
     /// the last high half 0 when `x` is odd.
-    fn round_to_bf16_pairs(x: &[f32], out: &mut [u32]) => round_to_bf16_pairs_body
+    pub(crate) fn round_to_bf16_pairs(x: &[f32], out: &mut [u32]) => round_to_bf16_pairs_body
 }
 
 #[inline(always)]
@@ -333,14 +430,23 @@ enum Input<'a> {
     Bf16(&'a [u32]),
 }
 
-/// One packed layer's panels in the element type a kernel reads: `T` is
-/// f32, or u32 for a pair of bfloat16; a panel is `[steps, NR]`.
+/// One product's panels in the element type a kernel reads (`T` is f32,
+/// or u32 for a pair of bfloat16; a panel is `[steps, NR]`), and where its
+/// rows of x and y lie.
 struct Weights<'a, T> {
     panels: &'a [T],
     bias: Option<&'a [f32]>,
     /// Rows of a panel: inputs in float32, pairs of inputs in bfloat16.
     steps: usize,
+    /// Output columns.
     out_dim: usize,
+    /// Elements from one panel's start to the next's: `steps * NR` for a
+    /// packed layer, more where a product sums part of the panels' depth.
+    panel_stride: usize,
+    /// Where the rows of x lie (row after row in float32).
+    x: RowLayout,
+    /// Elements from one row of y to the next.
+    ldc: usize,
 }
 
 impl<'a, T> Weights<'a, T> {
@@ -350,11 +456,14 @@ impl<'a, T> Weights<'a, T> {
             bias: w.bias.as_deref(),
             steps,
             out_dim: w.out_dim,
+            panel_stride: steps * NR,
+            x: RowLayout::by_rows(steps),
+            ldc: w.out_dim,
         }
     }
 
     fn panel(&self, p: usize) -> &'a [T] {
-        &self.panels[p * self.steps * NR..(p + 1) * self.steps * NR]
+        &self.panels[p * self.panel_stride..p * self.panel_stride + self.steps * NR]
     }
 
     fn bias_panel(&self, p: usize) -> Option<&'a [f32]> {
@@ -412,7 +521,7 @@ mod portable {
         panels: Range<usize>,
         output: Output,
     ) {
-        let k = w.steps;
+        let k = w.x.stride;
         // SAFETY: the caller vouches for y.
         unsafe {
             for_each_block(w, rows, y, panels, output, |panel, r0, acc| {
@@ -442,14 +551,14 @@ mod portable {
         panels: Range<usize>,
         output: Output,
     ) {
-        let pairs = w.steps;
+        let x_at = |r: usize, i: usize| x[w.x.index(r, i)];
         let halves = |word: u32| (bf16_value(word as u16), bf16_value((word >> 16) as u16));
         // SAFETY: the caller vouches for y.
         unsafe {
             for_each_block(w, rows, y, panels, output, |panel, r0, acc| {
                 for (i, b) in panel.chunks_exact(NR).enumerate() {
                     for (r, acc) in acc.iter_mut().enumerate() {
-                        let (a0, a1) = halves(x[(r0 + r) * pairs + i]);
+                        let (a0, a1) = halves(x_at(r0 + r, i));
                         for (c, &b) in acc.iter_mut().zip(b) {
                             let (b0, b1) = halves(b);
                             *c = *c + a0 * b0 + a1 * b1;
@@ -474,7 +583,7 @@ mod portable {
         output: Output,
         block: impl Fn(&[T], usize, &mut [[f32; NR]]),
     ) {
-        let n = w.out_dim;
+        let (n, ldc) = (w.out_dim, w.ldc);
         for p in panels {
             let cols = NR.min(n - p * NR);
             let bias = w.bias_panel(p);
@@ -485,7 +594,7 @@ mod portable {
                 for (r, acc) in acc.iter().enumerate() {
                     // SAFETY: row r0 + r, columns of panel p: the caller's to write.
                     let out = unsafe {
-                        std::slice::from_raw_parts_mut(y.add((r0 + r) * n + p * NR), cols)
+                        std::slice::from_raw_parts_mut(y.add((r0 + r) * ldc + p * NR), cols)
                     };
                     for (c, o) in out.iter_mut().enumerate() {
                         let v = acc[c] + bias.map_or(0.0, |b| b[c]);
@@ -519,13 +628,13 @@ mod avx512 {
         panels: Range<usize>,
         output: Output,
     ) {
-        let k = w.steps;
+        let (k, stride) = (w.steps, w.x.stride);
         // SAFETY (each block): rows r0.. of x hold k values each, and rows
         // r0.. of y hold n values, p * NR + cols <= n of them here.
         unsafe {
-            for_each_block(w, rows, y, panels, output, |r0, left, b, c, n, store| {
-                let a = x.as_ptr().add(r0 * k);
-                by_rows!(left, block(a, k, b, c, n, store))
+            for_each_block(w, rows, y, panels, output, |r0, left, b, c, ldc, store| {
+                let a = x.as_ptr().add(r0 * stride);
+                by_rows!(left, block(a, stride, k, b, c, ldc, store))
             })
         };
     }
@@ -543,13 +652,14 @@ mod avx512 {
         panels: Range<usize>,
         output: Output,
     ) {
-        let pairs = w.steps;
+        let (pairs, layout) = (w.steps, w.x);
         // SAFETY (each block): rows r0.. of x hold `pairs` words each, and
         // rows r0.. of y hold n values, p * NR + cols <= n of them here.
         unsafe {
-            for_each_block(w, rows, y, panels, output, |r0, left, b, c, n, store| {
-                let a = x.as_ptr().add(r0 * pairs);
-                by_rows!(left, block_bf16(a, pairs, b, c, n, store))
+            for_each_block(w, rows, y, panels, output, |r0, left, b, c, ldc, store| {
+                let a = x.as_ptr().add(r0 * layout.stride);
+                let steps = (layout.row_step, layout.step);
+                by_rows!(left, block_bf16(a, steps, pairs, b, c, ldc, store))
             })
         };
     }
@@ -568,7 +678,7 @@ mod avx512 {
         output: Output,
         block: impl Fn(usize, usize, (*const T, *const T), *mut f32, usize, &Store),
     ) {
-        let n = w.out_dim;
+        let (n, ldc) = (w.out_dim, w.ldc);
         for p in panels.clone() {
             let panel = w.panel(p).as_ptr();
             // The next panel is fetched into L2 while this one is computed,
@@ -584,8 +694,8 @@ mod avx512 {
             let mut r0 = 0;
             while r0 < rows {
                 // SAFETY: row r0's outputs of panel p, the caller's to write.
-                let c = unsafe { y.add(r0 * n + p * NR) };
-                block(r0, rows - r0, (panel, ahead), c, n, &store);
+                let c = unsafe { y.add(r0 * ldc + p * NR) };
+                block(r0, rows - r0, (panel, ahead), c, ldc, &store);
                 r0 += R.min(rows - r0);
             }
         }
@@ -610,12 +720,13 @@ mod avx512 {
         [lanes(cols), lanes(cols.saturating_sub(16))]
     }
 
-    /// `ROWS` rows of x (row stride `k`) times one panel ([k, NR]) into
+    /// `ROWS` rows of x (`stride` apart) times one panel ([k, NR]) into
     /// `ROWS` rows of y (stride `ldc`), prefetching the panel after it.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn block<const ROWS: usize>(
         a: *const f32,
+        stride: usize,
         k: usize,
         (panel, ahead): (*const f32, *const f32),
         c: *mut f32,
@@ -630,7 +741,7 @@ mod avx512 {
             let b0 = _mm512_loadu_ps(panel.add(i * NR));
             let b1 = _mm512_loadu_ps(panel.add(i * NR + 16));
             for r in 0..ROWS {
-                let x = _mm512_set1_ps(*a.add(r * k + i));
+                let x = _mm512_set1_ps(*a.add(r * stride + i));
                 lo[r] = _mm512_fmadd_ps(x, b0, lo[r]);
                 hi[r] = _mm512_fmadd_ps(x, b1, hi[r]);
             }
@@ -638,12 +749,14 @@ mod avx512 {
         write(&lo, &hi, c, ldc, store);
     }
 
-    /// [`block`] on bfloat16: x rows of `pairs` words (two bfloat16 each),
-    /// a panel `[pairs, NR]` of words.
+    /// [`block`] on bfloat16: x rows of words (two bfloat16 each; row r's
+    /// pair i at `a[r * row_step + i * step]`), a panel of `[pairs, NR]`
+    /// words.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bf16")]
     unsafe fn block_bf16<const ROWS: usize>(
         a: *const u32,
+        (row_step, step): (usize, usize),
         pairs: usize,
         (panel, ahead): (*const u32, *const u32),
         c: *mut f32,
@@ -660,7 +773,7 @@ mod avx512 {
                 std::mem::transmute(_mm512_loadu_si512(panel.add(i * NR + 16).cast()));
             for r in 0..ROWS {
                 let x: __m512bh =
-                    std::mem::transmute(_mm512_set1_epi32(*a.add(r * pairs + i) as i32));
+                    std::mem::transmute(_mm512_set1_epi32(*a.add(r * row_step + i * step) as i32));
                 lo[r] = _mm512_dpbf16_ps(lo[r], x, b0);
                 hi[r] = _mm512_dpbf16_ps(hi[r], x, b1);
             }
@@ -705,7 +818,7 @@ mod avx512 {
 mod tests {
     use super::*;
 
-    const PRECISIONS: [DecodePrecision; 2] = [DecodePrecision::Float32, DecodePrecision::Bfloat16];
+    const PRECISIONS: [Precision; 2] = [Precision::Float32, Precision::Bfloat16];
 
     /// x W^T + b in f64, straight from the definition, with x and W rounded
     /// to bfloat16 first in that precision (the sums are float32's to check).
@@ -714,11 +827,11 @@ mod tests {
         w: &[f32],
         b: Option<&[f32]>,
         (rows, n, k): (usize, usize, usize),
-        precision: DecodePrecision,
+        precision: Precision,
     ) -> Vec<f64> {
         let value = |v: f32| match precision {
-            DecodePrecision::Float32 => v as f64,
-            DecodePrecision::Bfloat16 => bf16_value(bf16_bits(v)) as f64,
+            Precision::Float32 => v as f64,
+            Precision::Bfloat16 => bf16_value(bf16_bits(v)) as f64,
         };
         let mut y = vec![0f64; rows * n];
         for r in 0..rows {
@@ -813,6 +926,89 @@ mod tests {
         }
     }
 
+    /// As the training products call it: rows in blocks
+    /// ([`RowLayout::blocked`]), part of the panels' depth, and an output
+    /// wider than the panels; on this CPU's kernel and the portable one.
+    #[test]
+    fn blocked_rows_times_part_of_the_panels() {
+        let (rows, n, pairs, ldc) = (19, 40, 9, 45);
+        let depth = 2..7;
+        let (x, w) = (values(rows * 2 * pairs, 7), values(n * 2 * pairs, 8));
+        let packed = PackedLinear::new(&w, n, 2 * pairs, None, Precision::Bfloat16);
+        let Panels::Bf16(panels) = &packed.panels else {
+            unreachable!()
+        };
+        let layout = RowLayout::blocked(pairs);
+        let mut words = vec![0u32; rows.next_multiple_of(R) * pairs];
+        for (r, row) in x.chunks_exact(2 * pairs).enumerate() {
+            let mut by_rows = vec![0u32; pairs];
+            round_to_bf16_pairs(row, &mut by_rows);
+            for (i, &word) in by_rows.iter().enumerate() {
+                words[layout.index(r, i)] = word;
+            }
+        }
+        let value = |v: f32| bf16_value(bf16_bits(v)) as f64;
+        let expected: Vec<f64> = (0..rows * n)
+            .map(|e| {
+                let (r, o) = (e / n, e % n);
+                (2 * depth.start..2 * depth.end)
+                    .map(|i| value(x[r * 2 * pairs + i]) * value(w[o * 2 * pairs + i]))
+                    .sum()
+            })
+            .collect();
+        let b = PairPanels {
+            panels: &panels[depth.start * NR..],
+            stride: pairs * NR,
+            pairs: depth.len(),
+            cols: n,
+        };
+        let x = &words[depth.start * R..];
+        let run = |portable: bool| {
+            let mut y = vec![7f32; rows * ldc];
+            // SAFETY: y holds rows rows of ldc >= n values, all this thread's.
+            unsafe {
+                if portable {
+                    let w = Weights {
+                        panels: b.panels,
+                        bias: None,
+                        steps: b.pairs,
+                        out_dim: n,
+                        panel_stride: b.stride,
+                        x: layout,
+                        ldc,
+                    };
+                    let panels = 0..n.div_ceil(NR);
+                    portable::forward_bf16_generic(
+                        &w,
+                        x,
+                        rows,
+                        y.as_mut_ptr(),
+                        panels,
+                        Output::Overwrite,
+                    );
+                } else {
+                    bf16_panel_product(
+                        (x, layout),
+                        rows,
+                        b,
+                        (y.as_mut_ptr(), ldc),
+                        Output::Overwrite,
+                    );
+                }
+            }
+            y
+        };
+        for (what, y) in [("this CPU", run(false)), ("portable", run(true))] {
+            for (r, row) in y.chunks_exact(ldc).enumerate() {
+                check(&row[..n], &expected[r * n..(r + 1) * n], what);
+                assert!(
+                    row[n..].iter().all(|&v| v == 7.0),
+                    "{what}: past the output"
+                );
+            }
+        }
+    }
+
     #[test]
     fn columns_past_the_output_are_not_written() {
         // y rows are exactly `out` wide: a write past column 2 would land in the next row.
@@ -841,8 +1037,8 @@ mod tests {
                 let expected: Vec<f32> = w[o * k..(o + 1) * k]
                     .iter()
                     .map(|&v| match precision {
-                        DecodePrecision::Float32 => v,
-                        DecodePrecision::Bfloat16 => bf16_value(bf16_bits(v)),
+                        Precision::Float32 => v,
+                        Precision::Bfloat16 => bf16_value(bf16_bits(v)),
                     })
                     .collect();
                 assert_eq!(row, expected, "{precision} row {o}");

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use candle_core::{CpuStorage, Layout, Storage, Tensor, WithDType};
 
+use super::bf16_product::{matmul_precision, Bf16Operands};
 use super::simd::Float;
+use crate::request::Precision;
 
 /// A pointer the worker threads write through; each writes disjoint parts.
 #[derive(Clone, Copy)]
@@ -353,7 +355,7 @@ pub(crate) fn product_into<T: Float + WithDType>(
 
 /// # Safety
 /// `dst` must hold m x n writable elements (initialised when accumulating).
-unsafe fn product_unchecked<T: Float + WithDType>(
+unsafe fn product_unchecked<T: Float + WithDType + 'static>(
     m: usize,
     n: usize,
     k: usize,
@@ -372,27 +374,88 @@ unsafe fn product_unchecked<T: Float + WithDType>(
         return;
     }
     let start = Instant::now();
-    tiled_product(Tiling::new(m, n, k), (m, n, k), (dst, accumulate), lhs, rhs);
+    let plan = Tiling::new(m, n, k);
+    match as_f32(lhs, rhs) {
+        Some((lhs, rhs)) if matmul_precision() == Precision::Bfloat16 => {
+            let parallel = plan.tiles * plan.depth_parts > 1;
+            let operands = Bf16Operands::pack((m, n, k), lhs, rhs, parallel);
+            let pairs = operands.pairs();
+            // SAFETY (each piece): T is f32 here, and the piece writes only
+            // its own rows and columns of its target.
+            tiled_product(
+                plan,
+                (m, n),
+                (dst, accumulate),
+                |rows, cols, part, target, add| unsafe {
+                    operands.piece(rows, cols, plan.depth(pairs, part), target.cast(), add)
+                },
+            );
+        }
+        _ => tiled_product(
+            plan,
+            (m, n),
+            (dst, accumulate),
+            |rows, cols, part, target, add| {
+                let depth = plan.depth(k, part);
+                // SAFETY: the views lie inside their slices (checked above);
+                // this piece writes rows `rows` x columns `cols` of its target
+                // only, every element of them (gemm does not read dst unless
+                // accumulating).
+                unsafe {
+                    let l0 = lhs.0.as_ptr().add(rows.start * lhs.1 + depth.start * lhs.2);
+                    let r0 = rhs.0.as_ptr().add(depth.start * rhs.1 + cols.start * rhs.2);
+                    gemm_serial(
+                        (rows.len(), cols.len(), depth.len()),
+                        (target.add(rows.start * n + cols.start), n, 1),
+                        (l0, lhs.1, lhs.2),
+                        (r0, rhs.1, rhs.2),
+                        add,
+                    );
+                }
+            },
+        ),
+    }
     PRODUCT_NANOS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
     PRODUCT_MACS.fetch_add((m * n * k) as u64, Ordering::Relaxed);
 }
 
+/// The views as float32 ones, when T is f32.
+fn as_f32<'a, T: 'static>(
+    lhs: View<'a, T>,
+    rhs: View<'a, T>,
+) -> Option<(View<'a, f32>, View<'a, f32>)> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() {
+        return None;
+    }
+    // SAFETY: T is f32.
+    let cast = |(v, rs, cs): View<'a, T>| {
+        let v = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len()) };
+        (v, rs, cs)
+    };
+    Some((cast(lhs), cast(rhs)))
+}
+
+/// Runs the product's pieces as `plan` cuts it, each by
+/// `piece(rows, columns, depth part, target, accumulate)` where target is
+/// the row-major [m, n] it writes (dst for part 0, a partial sum for the
+/// others); then adds the partial sums to dst in order.
+///
 /// # Safety
-/// As [`product_unchecked`], the views checked.
+/// As [`product_unchecked`]; `piece` must write every element of its rows
+/// and columns of its target, and nothing else.
 unsafe fn tiled_product<T: Float + WithDType>(
     plan: Tiling,
-    (m, n, k): (usize, usize, usize),
+    (m, n): (usize, usize),
     (dst, accumulate): (*mut T, bool),
-    lhs: View<T>,
-    rhs: View<T>,
+    piece: impl Fn(Range<usize>, Range<usize>, usize, *mut T, bool) + Sync,
 ) {
     // Partial products past the first go to their own buffers, which the
     // pieces below write whole.
     let mut partial: Vec<T> = Vec::with_capacity((plan.depth_parts - 1) * m * n);
     let (out, rest) = (SharedMut(dst), SharedMut(partial.as_mut_ptr()));
     par_for(plan.tiles * plan.depth_parts, |range| {
-        for piece in range {
-            let (tile, part) = (piece % plan.tiles, piece / plan.tiles);
+        for index in range {
+            let (tile, part) = (index % plan.tiles, index / plan.tiles);
             let span =
                 tile * plan.block..((tile + 1) * plan.block).min(if plan.by_rows { m } else { n });
             let (rows, cols) = if plan.by_rows {
@@ -400,27 +463,11 @@ unsafe fn tiled_product<T: Float + WithDType>(
             } else {
                 (0..m, span.clone())
             };
-            let depth = plan.depth(k, part);
             let (target, add) = match part {
                 0 => (out.ptr(), accumulate),
                 p => (rest.ptr().wrapping_add((p - 1) * m * n), false),
             };
-            // SAFETY: the views lie inside their slices (checked above);
-            // this piece writes rows `rows` x columns `cols` of its target
-            // only, every element of them (gemm does not read dst unless
-            // accumulating).
-            unsafe {
-                let l0 = lhs.0.as_ptr().add(rows.start * lhs.1 + depth.start * lhs.2);
-                let r0 = rhs.0.as_ptr().add(depth.start * rhs.1 + cols.start * rhs.2);
-                let d0 = target.add(rows.start * n + cols.start);
-                gemm_serial(
-                    (rows.len(), cols.len(), depth.len()),
-                    (d0, n, 1),
-                    (l0, lhs.1, lhs.2),
-                    (r0, rhs.1, rhs.2),
-                    add,
-                );
-            }
+            piece(rows, cols, part, target, add);
         }
     });
     // SAFETY: every (part, row, column) of the partial products was written
@@ -447,6 +494,7 @@ unsafe fn tiled_product<T: Float + WithDType>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::bf16_product::set_matmul_precision;
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     /// `lhs [m, k] * rhs [k, n]` in f64, one element at a time.
@@ -487,6 +535,47 @@ mod tests {
                 assert!((twice[i] as f64 - 2.0 * want[i]).abs() < 2.0 * tol);
             }
         }
+    }
+
+    #[test]
+    fn products_in_bfloat16_sum_rounded_operands() {
+        let mut rng = StdRng::seed_from_u64(6);
+        let rounded = |v: &[f32]| -> Vec<f32> {
+            v.iter()
+                .map(|&x| crate::cpu::simd::bf16_value(crate::cpu::simd::bf16_bits(x)))
+                .collect()
+        };
+        let previous = set_matmul_precision(Precision::Bfloat16);
+        // As above, with each operand stored by rows and by columns.
+        for (m, n, k) in [(3, 5, 7), (300, 70, 91), (40, 500, 60), (70, 40, 4101)] {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let (ra, rb) = (rounded(&a), rounded(&b));
+            for (l, r) in [((k, 1), (1, k)), ((1, m), (n, 1))] {
+                let want = reference(m, n, k, (&ra[..], l.0, l.1), (&rb[..], r.0, r.1));
+                let got = product(m, n, k, (&a[..], l.0, l.1), (&b[..], r.0, r.1));
+                let mut twice = got.clone();
+                product_into(
+                    m,
+                    n,
+                    k,
+                    &mut twice,
+                    true,
+                    (&a[..], l.0, l.1),
+                    (&b[..], r.0, r.1),
+                );
+                for i in 0..m * n {
+                    let tol = 1e-5 * (k as f64).sqrt();
+                    assert!((got[i] as f64 - want[i]).abs() < tol, "{m}x{n}x{k} at {i}");
+                    assert!((twice[i] as f64 - 2.0 * want[i]).abs() < 2.0 * tol);
+                }
+            }
+        }
+        // f64 products ignore the setting.
+        let (a, b) = ([0.1f64, 0.2, 0.3], [1.0f64 / 3.0, 3.0, 7.0]);
+        let exact = 0.1 / 3.0 + 0.2 * 3.0 + 0.3 * 7.0;
+        assert!((product(1, 1, 3, (&a[..], 3, 1), (&b[..], 1, 1))[0] - exact).abs() < 1e-15);
+        set_matmul_precision(previous);
     }
 
     #[test]

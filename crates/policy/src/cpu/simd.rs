@@ -109,6 +109,31 @@ macro_rules! simd_fn {
             $body($($arg),*)
         }
     };
+    ($(#[$doc:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
+        $(#[$doc])*
+        $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    unsafe { $body($($arg),*) }
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    unsafe { $body($($arg),*) }
+                }
+                match $crate::cpu::simd::level() {
+                    // SAFETY: the CPU has the features `avx512` is compiled for.
+                    $crate::cpu::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: the CPU has the features `avx2` is compiled for.
+                    $crate::cpu::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::cpu::simd::Level::Baseline => {}
+                }
+            }
+            // SAFETY: the caller upholds the body's contract.
+            unsafe { $body($($arg),*) }
+        }
+    };
 }
 pub(crate) use simd_fn;
 

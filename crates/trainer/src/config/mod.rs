@@ -14,7 +14,7 @@ mod validate;
 
 use serde::{Deserialize, Serialize};
 
-use policy::{Architecture, DecodePrecision, DeviceSpec};
+use policy::{Architecture, DeviceSpec, Precision};
 
 use crate::advantages::{AdvantageEstimator, ScaleRewards};
 use crate::loss::{ImportanceSampling, KlEstimator, LossConfig, LossType};
@@ -88,7 +88,17 @@ section! {
         /// about 1.7x the tokens per second on CPUs with AVX-512 bf16, with
         /// log-probabilities about 1e-2 off the trained model's. Other
         /// devices generate in the model's own dtype.
-        decode_precision: DecodePrecision = DecodePrecision::Float32,
+        decode_precision: Precision = Precision::Float32,
+        /// What the CPU training kernels' matrix products (every linear
+        /// layer, the MLP and the LM head, forward and backward; SFT, GRPO
+        /// and reference scoring) multiply in: `float32`, or `bfloat16`,
+        /// both operands rounded to bfloat16 with float32 sums, as PyTorch's
+        /// `set_float32_matmul_precision("medium")` or bf16 autocast
+        /// compute. Weights, gradients, optimizer state and every other
+        /// operation stay float32. On CPUs with AVX-512 bf16 the products
+        /// run at about twice the rate; elsewhere they are emulated, slower
+        /// than float32. Other devices ignore it.
+        matmul_precision: Precision = Precision::Float32,
         /// A step whose loss or gradient is NaN or infinite makes no update
         /// and is logged with `"skipped": true`; this many such steps in a
         /// row stop the run with a checkpoint of the last good weights. 0
@@ -328,7 +338,7 @@ section! {
         /// sums, as bf16 reference workers compute: about 1.7x as fast on
         /// CPUs with AVX-512 bf16, the KL term's log-probs about 1e-2 off.
         /// Other devices score in the model's own dtype.
-        reference_precision: DecodePrecision = DecodePrecision::Float32,
+        reference_precision: Precision = Precision::Float32,
         /// The per-token KL estimator (Schulman 2020, "Approximating KL
         /// divergence"): `k1` (new - ref), `k2` ((new - ref)^2 / 2) or `k3`
         /// (exp(ref - new) - (ref - new) - 1, TRL's).

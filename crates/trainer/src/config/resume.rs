@@ -15,14 +15,15 @@ use crate::run::CONFIG_FILE;
 /// config. `run.threads` never changes a result, so a run resumed on
 /// another number of threads continues bit for bit as it would have; but
 /// changing `steps` stretches a decaying learning-rate schedule, and
-/// changing `run.device`, `run.decode_precision` or
-/// `grpo.reference_precision` changes float rounding,
+/// changing `run.device`, `run.decode_precision`, `run.matmul_precision`
+/// or `grpo.reference_precision` changes float rounding,
 /// so the resumed run then no longer matches an uninterrupted one bit for
 /// bit.
 pub const RESUMABLE_KEYS: &[&str] = &[
     "run.threads",
     "run.device",
     "run.decode_precision",
+    "run.matmul_precision",
     "run.max_nonfinite_steps",
     "sft.steps",
     "sft.micro_batches",

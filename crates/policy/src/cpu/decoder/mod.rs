@@ -25,7 +25,7 @@ use crate::config::ModelConfig;
 use crate::cpu::packed::PackedLinear;
 use crate::cpu::parallel::{cpu_slice, with_cpu};
 use crate::error::{Error, Result};
-use crate::request::DecodePrecision;
+use crate::request::Precision;
 use crate::weight_names::Weight;
 use ops::RopeTable;
 
@@ -85,7 +85,7 @@ pub(crate) struct CpuDecoder {
     rope: RopeTable,
     /// The weights this copy was packed from.
     fingerprint: Fingerprint,
-    precision: DecodePrecision,
+    precision: Precision,
 }
 
 impl CpuDecoder {
@@ -102,7 +102,7 @@ impl CpuDecoder {
         cfg: &ModelConfig,
         named: &[(String, Tensor)],
         fingerprint: Fingerprint,
-        precision: DecodePrecision,
+        precision: Precision,
     ) -> Result<Self> {
         let index: HashMap<&str, usize> = named
             .iter()
@@ -200,11 +200,7 @@ impl CpuDecoder {
 
     /// Whether this copy was packed from weights with this fingerprint, in
     /// this precision.
-    pub(crate) fn packed_from(
-        &self,
-        fingerprint: &Fingerprint,
-        precision: DecodePrecision,
-    ) -> bool {
+    pub(crate) fn packed_from(&self, fingerprint: &Fingerprint, precision: Precision) -> bool {
         &self.fingerprint == fingerprint && self.precision == precision
     }
 
@@ -243,11 +239,11 @@ pub(crate) mod tests {
 
     /// `model` packed for decoding.
     pub(crate) fn packed(model: &Transformer) -> CpuDecoder {
-        packed_in(model, DecodePrecision::Float32)
+        packed_in(model, Precision::Float32)
     }
 
     /// `model` packed for decoding in `precision`.
-    pub(crate) fn packed_in(model: &Transformer, precision: DecodePrecision) -> CpuDecoder {
+    pub(crate) fn packed_in(model: &Transformer, precision: Precision) -> CpuDecoder {
         let named = model.named_weights();
         let fingerprint = Fingerprint::of(&named).unwrap();
         CpuDecoder::new(model.config(), &named, fingerprint, precision).unwrap()
@@ -340,7 +336,7 @@ pub(crate) mod tests {
             let mut cfg = ModelConfig::new(arch, 50, 64, 96, 2, 4, 2);
             cfg.tie_word_embeddings = arch == Architecture::Llama;
             let policy = Policy::random(&cfg, 5, &Device::Cpu).unwrap();
-            let decoder = packed_in(&policy.model, DecodePrecision::Bfloat16);
+            let decoder = packed_in(&policy.model, Precision::Bfloat16);
             let prompt: Vec<u32> = (1..=11).collect();
             let steps = [vec![12], vec![13]];
             let (_, logits) = run(&decoder, &[&prompt], &steps, Split::Rows);

@@ -165,7 +165,7 @@ mod tests {
 
     use super::*;
     use crate::cpu::decoder::tests::packed_in;
-    use crate::request::DecodePrecision;
+    use crate::request::Precision;
     use crate::{grouped_completion_scores, Architecture, ModelConfig, Policy, PromptGroup};
 
     /// Prompts of 1 and several tokens; completions of 0, 1 and many, one
@@ -219,7 +219,7 @@ mod tests {
             let mut cfg = ModelConfig::new(arch, 50, 64, 96, 2, 4, 2);
             cfg.tie_word_embeddings = tied;
             let policy = Policy::random(&cfg, 11, &Device::Cpu).unwrap();
-            let decoder = packed_in(&policy.model, DecodePrecision::Float32);
+            let decoder = packed_in(&policy.model, Precision::Float32);
             let scale = 1.0 / 0.7;
             let ours = score(&decoder, &groups(&prompts, &completions), scale, 2);
             let expected_groups: Vec<PromptGroup> = prompts
@@ -257,7 +257,7 @@ mod tests {
         let cfg = ModelConfig::new(Architecture::Llama, 50, 64, 96, 2, 4, 2);
         let policy = Policy::random(&cfg, 4, &Device::Cpu).unwrap();
         let mut by_precision = Vec::new();
-        for precision in [DecodePrecision::Float32, DecodePrecision::Bfloat16] {
+        for precision in [Precision::Float32, Precision::Bfloat16] {
             let decoder = packed_in(&policy.model, precision);
             let one = score(&decoder, &groups, 1.0, 1);
             for threads in [2, 3, 8] {
