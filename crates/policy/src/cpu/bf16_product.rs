@@ -9,7 +9,7 @@ use std::cell::Cell;
 use std::ops::Range;
 
 use super::packed::{bf16_panel_product, round_to_bf16_pairs, Output, PairPanels, RowLayout, NR};
-use super::parallel::{par_for, SharedMut, View};
+use super::parallel::{par_for, SharedMut, Uninit, View};
 use super::simd::{bf16_bits, simd_fn, MAX_BLOCK_ROWS as R};
 use crate::request::Precision;
 
@@ -33,15 +33,16 @@ pub(crate) fn matmul_precision() -> Precision {
 }
 
 /// Both operands of `lhs [m, k] * rhs [k, n]` rounded to bfloat16 pairs:
-/// the left as rows of `ceil(k / 2)` words (row after row when it is stored
-/// by rows, else in blocks of [`R`] rows, the way it reads them), the right
-/// as panels of [`NR`] columns (`[ceil(k / 2), NR]` words each, columns
-/// past n zero).
+/// the left as rows of `ceil(k / 2)` words (in blocks of [`R`] rows, the
+/// way the kernel reads them, when it is stored by columns; else row after
+/// row), the right as panels of [`NR`] columns (`[ceil(k / 2), NR]` words
+/// each, columns past n zero).
 pub(crate) struct Bf16Operands {
     lhs: Vec<u32>,
     lhs_layout: RowLayout,
     rhs: Vec<u32>,
     pairs: usize,
+    m: usize,
     n: usize,
 }
 
@@ -60,8 +61,8 @@ impl Bf16Operands {
             true => par_for(tasks, |range| range.for_each(f)),
             false => (0..tasks).for_each(f),
         };
-        // Each task below writes its own words of a buffer, and all the
-        // tasks together write every word.
+        // Each task below writes its own words of a buffer (through
+        // `SharedMut::uninit`), and all the tasks together write every word.
         let filled = |len: usize, write: &(dyn Fn(SharedMut<u32>) + Sync)| {
             let mut words: Vec<u32> = Vec::with_capacity(len);
             write(SharedMut(words.as_mut_ptr()));
@@ -91,7 +92,7 @@ impl Bf16Operands {
                 tasks(m.div_ceil(R), &|block| {
                     let rows = block * R..((block + 1) * R).min(m);
                     // SAFETY: these rows' words, inside the capacity, this task's alone.
-                    let words = unsafe { out.slice(rows.start * pairs..rows.end * pairs) };
+                    let words = unsafe { out.uninit(rows.start * pairs..rows.end * pairs) };
                     pack_rows(lhs, rows, k, words);
                 })
             });
@@ -116,7 +117,7 @@ impl Bf16Operands {
             filled(n_panels * panel_len, &|out| {
                 tasks(n_panels, &|p| {
                     // SAFETY: panel p's words, inside the capacity, this task's alone.
-                    let panel = unsafe { out.slice(p * panel_len..(p + 1) * panel_len) };
+                    let panel = unsafe { out.uninit(p * panel_len..(p + 1) * panel_len) };
                     pack_panel(rhs, p * NR..((p + 1) * NR).min(n), k, panel);
                 })
             })
@@ -127,6 +128,7 @@ impl Bf16Operands {
             lhs_layout,
             rhs: packed_rhs,
             pairs,
+            m,
             n,
         }
     }
@@ -153,7 +155,7 @@ impl Bf16Operands {
         accumulate: bool,
     ) {
         assert!(cols.start.is_multiple_of(NR) && cols.end <= self.n && depth.end <= self.pairs);
-        assert!(rows.start.is_multiple_of(R));
+        assert!(rows.start.is_multiple_of(R) && rows.end <= self.m);
         let stride = self.pairs * NR;
         let b = PairPanels {
             panels: &self.rhs[(cols.start / NR) * stride + depth.start * NR..],
@@ -188,12 +190,27 @@ fn pair(lo: f32, hi: f32) -> u32 {
     bf16_bits(lo) as u32 | (bf16_bits(hi) as u32) << 16
 }
 
-/// Rows `rows` of `lhs [.., k]` as rows of `ceil(k / 2)` words into `out`.
-fn pack_rows((v, rs, cs): View<f32>, rows: Range<usize>, k: usize, out: &mut [u32]) {
+/// Writes `src` into `dst` (as long).
+#[inline(always)]
+fn write_words(dst: Uninit<u32>, src: &[u32]) {
+    for (d, &w) in dst.iter_mut().zip(src) {
+        d.write(w);
+    }
+}
+
+/// Rows `rows` of `lhs [.., k]` as rows of `ceil(k / 2)` words into `out`,
+/// every word written (`k > 0`).
+fn pack_rows((v, rs, cs): View<f32>, rows: Range<usize>, k: usize, out: Uninit<u32>) {
     let pairs = k.div_ceil(2);
     if cs == 1 {
-        for (i, words) in rows.zip(out.chunks_exact_mut(pairs)) {
-            round_to_bf16_pairs(&v[i * rs..i * rs + k], words);
+        // Rounded a stretch at a time through the cache, then written out.
+        let mut words = [0u32; SPAN];
+        for (i, row) in rows.zip(out.chunks_exact_mut(pairs)) {
+            let values = &v[i * rs..i * rs + k];
+            for (stretch, dst) in values.chunks(2 * SPAN).zip(row.chunks_mut(SPAN)) {
+                round_to_bf16_pairs(stretch, &mut words[..dst.len()]);
+                write_words(dst, &words);
+            }
         }
     } else {
         for (i, words) in rows.zip(out.chunks_exact_mut(pairs)) {
@@ -203,7 +220,7 @@ fn pack_rows((v, rs, cs): View<f32>, rows: Range<usize>, k: usize, out: &mut [u3
                 } else {
                     0.0
                 };
-                *w = pair(v[i * rs + 2 * j * cs], hi);
+                w.write(pair(v[i * rs + 2 * j * cs], hi));
             }
         }
     }
@@ -246,7 +263,7 @@ unsafe fn pack_blocks_by_columns_body(
         for (block, words) in blocks.clone().zip(words.chunks_exact(R)) {
             let at = block * R * pairs + j * R;
             // SAFETY: the caller's words (pair j of block `block`).
-            unsafe { out.slice(at..at + R) }.copy_from_slice(words);
+            write_words(unsafe { out.uninit(at..at + R) }, words);
         }
     }
 }
@@ -323,25 +340,26 @@ unsafe fn pack_panels_by_rows_body(
         for (p, words) in panels.clone().zip(words.chunks_exact(NR)) {
             let at = p * panel_len + j * NR;
             // SAFETY: the caller's words (pair j of panel p).
-            unsafe { out.slice(at..at + NR) }.copy_from_slice(words);
+            write_words(unsafe { out.uninit(at..at + NR) }, words);
         }
     }
 }
 
 /// Columns `cols` (at most [`NR`]) of `rhs [k, ..]` stored by columns (row
 /// stride 1) or with neither stride 1, as one panel of `[ceil(k / 2), NR]`
-/// words into `out`, lanes past the columns zero.
-fn pack_panel(rhs: View<f32>, cols: Range<usize>, k: usize, out: &mut [u32]) {
+/// words into `out`, lanes past the columns zero; every word written.
+fn pack_panel(rhs: View<f32>, cols: Range<usize>, k: usize, out: Uninit<u32>) {
     let (v, rs, cs) = rhs;
     if rs == 1 {
         pack_panel_by_columns(rhs, cols, k, out);
     } else {
-        out.fill(0);
-        for (c, col) in cols.enumerate() {
-            let value = |kk: usize| v[kk * rs + col * cs];
-            for j in 0..k.div_ceil(2) {
-                let hi = if 2 * j + 1 < k { value(2 * j + 1) } else { 0.0 };
-                out[j * NR + c] = pair(value(2 * j), hi);
+        let value = |kk: usize, c: usize| match cols.start + c < cols.end && kk < k {
+            true => v[kk * rs + (cols.start + c) * cs],
+            false => 0.0,
+        };
+        for (j, row) in out.chunks_exact_mut(NR).enumerate() {
+            for (c, w) in row.iter_mut().enumerate() {
+                w.write(pair(value(2 * j, c), value(2 * j + 1, c)));
             }
         }
     }
@@ -354,7 +372,7 @@ simd_fn! {
     /// [`pack_panel`] of a right operand stored by columns (row stride 1,
     /// each column's pairs side by side): tiles of [`TILE_PAIRS`] pairs,
     /// rounded column by column, then written out row by row.
-    fn pack_panel_by_columns(rhs: View<f32>, cols: Range<usize>, k: usize, out: &mut [u32]) => pack_panel_by_columns_body
+    fn pack_panel_by_columns(rhs: View<f32>, cols: Range<usize>, k: usize, out: Uninit<u32>) => pack_panel_by_columns_body
 }
 
 #[inline(always)]
@@ -362,7 +380,7 @@ fn pack_panel_by_columns_body(
     (v, _, cs): View<f32>,
     cols: Range<usize>,
     k: usize,
-    out: &mut [u32],
+    out: Uninit<u32>,
 ) {
     // Columns past `cols` stay zero.
     let mut tile = [[0u32; TILE_PAIRS]; NR];
@@ -383,7 +401,7 @@ fn pack_panel_by_columns_body(
         }
         for (j, row) in rows.chunks_exact_mut(NR).enumerate() {
             for (w, column) in row.iter_mut().zip(&tile) {
-                *w = column[j];
+                w.write(column[j]);
             }
         }
     }
@@ -407,7 +425,7 @@ mod tests {
     #[test]
     fn pieces_match_the_rounded_definition_in_every_layout() {
         // Odd depths (a half-empty last pair), partial panels, row blocks
-        // past ROW_BLOCK; each operand stored by rows and by columns.
+        // past R; each operand stored by rows, by columns and by neither.
         for (m, n, k) in [(1, 1, 1), (5, 33, 7), (19, 64, 16), (40, 70, 33)] {
             let (a, b) = (values(m * k, 1), values(k * n, 2));
             let a_by_cols: Vec<f32> = (0..m * k).map(|e| a[(e % m) * k + e / m]).collect();
@@ -420,8 +438,20 @@ mod tests {
                         .sum()
                 })
                 .collect();
-            let lhs_views = [(&a[..], k, 1), (&a_by_cols[..], 1, m)];
-            let rhs_views = [(&b[..], n, 1), (&b_by_cols[..], 1, k)];
+            // Neither stride 1: every other element.
+            let spread =
+                |v: &[f32]| -> Vec<f32> { v.iter().flat_map(|&x| [x, f32::NAN]).collect() };
+            let (a_spread, b_spread) = (spread(&a), spread(&b));
+            let lhs_views = [
+                (&a[..], k, 1),
+                (&a_by_cols[..], 1, m),
+                (&a_spread[..], 2 * k, 2),
+            ];
+            let rhs_views = [
+                (&b[..], n, 1),
+                (&b_by_cols[..], 1, k),
+                (&b_spread[..], 2 * n, 2),
+            ];
             for (lhs, rhs) in lhs_views.iter().flat_map(|l| rhs_views.map(|r| (*l, r))) {
                 let what = format!(
                     "{m}x{k} * {k}x{n}, strides {:?} {:?}",

@@ -653,8 +653,9 @@ mod avx512 {
         output: Output,
     ) {
         let (pairs, layout) = (w.steps, w.x);
-        // SAFETY (each block): rows r0.. of x hold `pairs` words each, and
-        // rows r0.. of y hold n values, p * NR + cols <= n of them here.
+        // SAFETY (each block): x holds `pairs` words of rows r0.. where
+        // `layout` puts them (the caller's bound), and rows r0.. of y hold
+        // n values at ldc, p * NR + cols <= n of them here.
         unsafe {
             for_each_block(w, rows, y, panels, output, |r0, left, b, c, ldc, store| {
                 let a = x.as_ptr().add(r0 * layout.stride);

@@ -376,7 +376,8 @@ unsafe fn product_unchecked<T: Float + WithDType + 'static>(
     let start = Instant::now();
     let plan = Tiling::new(m, n, k);
     match as_f32(lhs, rhs) {
-        Some((lhs, rhs)) if matmul_precision() == Precision::Bfloat16 => {
+        // An empty sum (k = 0) is gemm's: zeros, or dst as it is.
+        Some((lhs, rhs)) if matmul_precision() == Precision::Bfloat16 && k > 0 => {
             let parallel = plan.tiles * plan.depth_parts > 1;
             let operands = Bf16Operands::pack((m, n, k), lhs, rhs, parallel);
             let pairs = operands.pairs();
@@ -571,6 +572,12 @@ mod tests {
                 }
             }
         }
+        // An empty sum: zeros, or dst as it was.
+        let none: &[f32] = &[];
+        assert_eq!(product(3, 4, 0, (none, 0, 1), (none, 4, 1)), vec![0.0; 12]);
+        let mut kept = vec![1.5f32; 12];
+        product_into(3, 4, 0, &mut kept, true, (none, 0, 1), (none, 4, 1));
+        assert_eq!(kept, vec![1.5; 12]);
         // f64 products ignore the setting.
         let (a, b) = ([0.1f64, 0.2, 0.3], [1.0f64 / 3.0, 3.0, 7.0]);
         let exact = 0.1 / 3.0 + 0.2 * 3.0 + 0.3 * 7.0;

@@ -90,14 +90,15 @@ section! {
         /// devices generate in the model's own dtype.
         decode_precision: Precision = Precision::Float32,
         /// What the CPU training kernels' matrix products (every linear
-        /// layer, the MLP and the LM head, forward and backward; SFT, GRPO
-        /// and reference scoring) multiply in: `float32`, or `bfloat16`,
-        /// both operands rounded to bfloat16 with float32 sums, as PyTorch's
-        /// `set_float32_matmul_precision("medium")` or bf16 autocast
-        /// compute. Weights, gradients, optimizer state and every other
-        /// operation stay float32. On CPUs with AVX-512 bf16 the products
-        /// run at about twice the rate; elsewhere they are emulated, slower
-        /// than float32. Other devices ignore it.
+        /// layer, the MLP and the LM head, forward and backward, in SFT and
+        /// GRPO) multiply in: `float32`, or `bfloat16`, both operands
+        /// rounded to bfloat16 with float32 sums, as PyTorch's
+        /// `set_float32_matmul_precision("medium")` computes. Weights,
+        /// gradients, optimizer state and every other operation stay
+        /// float32; the KL reference scores at `grpo.reference_precision`.
+        /// On CPUs with AVX-512 bf16 the products run at about twice the
+        /// rate; elsewhere they are emulated, slower than float32. Other
+        /// devices and float64 models ignore it.
         matmul_precision: Precision = Precision::Float32,
         /// A step whose loss or gradient is NaN or infinite makes no update
         /// and is logged with `"skipped": true`; this many such steps in a
