@@ -83,7 +83,7 @@ impl Bf16Operands {
                     let blocks = span * SPAN / R..((span + 1) * SPAN / R).min(blocks);
                     let chunk = chunk * CHUNK_PAIRS..((chunk + 1) * CHUNK_PAIRS).min(pairs);
                     // SAFETY: pairs `chunk` of blocks `blocks`, this task's alone.
-                    unsafe { pack_blocks_by_columns(lhs, (m, k), blocks, chunk, out) };
+                    unsafe { pack_row_pairs((lhs.0, lhs.2), (k, m), (R, blocks), chunk, out) };
                 })
             });
             (words, RowLayout::blocked(pairs))
@@ -110,7 +110,7 @@ impl Bf16Operands {
                     let panels = span * SPAN / NR..((span + 1) * SPAN / NR).min(n_panels);
                     let chunk = chunk * CHUNK_PAIRS..((chunk + 1) * CHUNK_PAIRS).min(pairs);
                     // SAFETY: pairs `chunk` of panels `panels`, this task's alone.
-                    unsafe { pack_panels_by_rows(rhs, (k, n), panels, chunk, out) };
+                    unsafe { pack_row_pairs((rhs.0, rhs.1), (k, n), (NR, panels), chunk, out) };
                 })
             })
         } else {
@@ -227,28 +227,32 @@ fn pack_rows((v, rs, cs): View<f32>, rows: Range<usize>, k: usize, out: Uninit<u
 }
 
 simd_fn! {
-    /// Pairs `chunk` of the blocks `blocks` of [`RowLayout::blocked`] for
-    /// `lhs [m, k]` stored by columns (row stride 1), into `out` (all blocks,
-    /// `ceil(k / 2)` pairs each): pair j's R words of a block side by side,
-    /// rows past m zero. Reads source rows 2j and 2j + 1 along the blocks.
+    /// Pairs `chunk` of the groups `groups` of `width` elements of a
+    /// source `[k, len]` stored by rows (`source.1` apart), into `out`
+    /// (`ceil(k / 2)` pairs of each group): group g's pair j is `width`
+    /// words side by side, at `(g * pairs + j) * width`, elements past `len`
+    /// zero. Reads source rows 2j and 2j + 1 a stretch at a time. The left
+    /// operand stored by columns packs this way in blocks of [`R`] rows
+    /// ([`RowLayout::blocked`]), the right one stored by rows in panels of
+    /// [`NR`] columns.
     ///
     /// # Safety
-    /// `out` must hold every block; no other thread may touch these words.
-    unsafe fn pack_blocks_by_columns(lhs: View<f32>, shape: (usize, usize), blocks: Range<usize>, chunk: Range<usize>, out: SharedMut<u32>) => pack_blocks_by_columns_body
+    /// `out` must hold every group; no other thread may touch these words.
+    unsafe fn pack_row_pairs(source: (&[f32], usize), shape: (usize, usize), groups: (usize, Range<usize>), chunk: Range<usize>, out: SharedMut<u32>) => pack_row_pairs_body
 }
 
 #[inline(always)]
-unsafe fn pack_blocks_by_columns_body(
-    (v, _, cs): View<f32>,
-    (m, k): (usize, usize),
-    blocks: Range<usize>,
+unsafe fn pack_row_pairs_body(
+    (v, stride): (&[f32], usize),
+    (k, len): (usize, usize),
+    (width, groups): (usize, Range<usize>),
     chunk: Range<usize>,
     out: SharedMut<u32>,
 ) {
     let pairs = k.div_ceil(2);
-    let rows = blocks.start * R..(blocks.end * R).min(m);
-    let source = |kk: usize| &v[kk * cs + rows.start..kk * cs + rows.end];
-    // Rows past m stay zero.
+    let span = groups.start * width..(groups.end * width).min(len);
+    let source = |kk: usize| &v[kk * stride + span.start..kk * stride + span.end];
+    // Elements past `len` stay zero.
     let mut words = [0u32; SPAN];
     for j in chunk {
         if 2 * j + 2 * AHEAD + 1 < k {
@@ -260,10 +264,10 @@ unsafe fn pack_blocks_by_columns_body(
             (2 * j + 1 < k).then(|| source(2 * j + 1)),
             &mut words,
         );
-        for (block, words) in blocks.clone().zip(words.chunks_exact(R)) {
-            let at = block * R * pairs + j * R;
-            // SAFETY: the caller's words (pair j of block `block`).
-            write_words(unsafe { out.uninit(at..at + R) }, words);
+        for (g, words) in groups.clone().zip(words.chunks_exact(width)) {
+            let at = (g * pairs + j) * width;
+            // SAFETY: the caller's words (pair j of group g).
+            write_words(unsafe { out.uninit(at..at + width) }, words);
         }
     }
 }
@@ -299,48 +303,6 @@ fn interleave(lo: &[f32], hi: Option<&[f32]>, words: &mut [u32]) {
             for (w, &a) in words.iter_mut().zip(lo) {
                 *w = pair(a, 0.0);
             }
-        }
-    }
-}
-
-simd_fn! {
-    /// Pairs `chunk` of panels `panels` for `rhs [k, n]` stored by rows
-    /// (column stride 1), into `out` (all panels, `[ceil(k / 2), NR]` words
-    /// each): lanes past n zero. Reads source rows 2j and 2j + 1 along the
-    /// panels.
-    ///
-    /// # Safety
-    /// `out` must hold every panel; no other thread may touch these words.
-    unsafe fn pack_panels_by_rows(rhs: View<f32>, shape: (usize, usize), panels: Range<usize>, chunk: Range<usize>, out: SharedMut<u32>) => pack_panels_by_rows_body
-}
-
-#[inline(always)]
-unsafe fn pack_panels_by_rows_body(
-    (v, rs, _): View<f32>,
-    (k, n): (usize, usize),
-    panels: Range<usize>,
-    chunk: Range<usize>,
-    out: SharedMut<u32>,
-) {
-    let panel_len = k.div_ceil(2) * NR;
-    let cols = panels.start * NR..(panels.end * NR).min(n);
-    let source = |kk: usize| &v[kk * rs + cols.start..kk * rs + cols.end];
-    // Lanes past n stay zero.
-    let mut words = [0u32; SPAN];
-    for j in chunk {
-        if 2 * j + 2 * AHEAD + 1 < k {
-            prefetch(source(2 * j + 2 * AHEAD));
-            prefetch(source(2 * j + 2 * AHEAD + 1));
-        }
-        interleave(
-            source(2 * j),
-            (2 * j + 1 < k).then(|| source(2 * j + 1)),
-            &mut words,
-        );
-        for (p, words) in panels.clone().zip(words.chunks_exact(NR)) {
-            let at = p * panel_len + j * NR;
-            // SAFETY: the caller's words (pair j of panel p).
-            write_words(unsafe { out.uninit(at..at + NR) }, words);
         }
     }
 }
