@@ -88,52 +88,42 @@ macro_rules! simd_fn {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
         $(#[$doc])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,fma")]
-                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
-                }
-                match $crate::cpu::simd::level() {
-                    // SAFETY: the CPU has the features `avx512` is compiled for.
-                    $crate::cpu::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: the CPU has the features `avx2` is compiled for.
-                    $crate::cpu::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::cpu::simd::Level::Baseline => {}
-                }
-            }
-            $body($($arg),*)
+            $crate::cpu::simd::simd_fn!(@dispatch [] ($($arg: $ty),*) $(-> $ret)? => $body)
         }
     };
+    // A body with a safety contract: it runs under the caller's promise.
     ($(#[$doc:meta])* $vis:vis unsafe fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:ident) => {
         $(#[$doc])*
         $vis unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512vl,fma")]
-                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
-                    unsafe { $body($($arg),*) }
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    unsafe { $body($($arg),*) }
-                }
-                match $crate::cpu::simd::level() {
-                    // SAFETY: the CPU has the features `avx512` is compiled for.
-                    $crate::cpu::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: the CPU has the features `avx2` is compiled for.
-                    $crate::cpu::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::cpu::simd::Level::Baseline => {}
-                }
-            }
-            // SAFETY: the caller upholds the body's contract.
-            unsafe { $body($($arg),*) }
+            $crate::cpu::simd::simd_fn!(@dispatch [unsafe] ($($arg: $ty),*) $(-> $ret)? => $body)
         }
     };
+    // `$($unsafe)?` is empty for a safe body, so a safe function cannot
+    // call an unsafe body without saying so.
+    (@dispatch [$($unsafe:tt)?] ($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:ident) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512vl,fma")]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                // SAFETY (an unsafe body): the caller's promise, passed on.
+                $($unsafe)? { $body($($arg),*) }
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                // SAFETY (an unsafe body): the caller's promise, passed on.
+                $($unsafe)? { $body($($arg),*) }
+            }
+            match $crate::cpu::simd::level() {
+                // SAFETY: the CPU has the features `avx512` is compiled for.
+                $crate::cpu::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                // SAFETY: the CPU has the features `avx2` is compiled for.
+                $crate::cpu::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                $crate::cpu::simd::Level::Baseline => {}
+            }
+        }
+        // SAFETY (an unsafe body): the caller's promise, passed on.
+        $($unsafe)? { $body($($arg),*) }
+    }};
 }
 pub(crate) use simd_fn;
 
